@@ -1,0 +1,52 @@
+// The C ABI as a C program sees it (linked against libgradpack.so).
+#include <cstring>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "gradpack/gradpack.h"
+
+namespace {
+
+TEST(CApi, EncodeDecodeRoundTrip) {
+  gp_codec_t* codec = nullptr;
+  ASSERT_EQ(gp_codec_create("q8", &codec), GP_OK);
+  EXPECT_STREQ(gp_codec_spec(codec), "q8:block=256:round=nearest:seed=0");
+  std::vector<float> x(1000), residual(1000, 0.0f), out(1000);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) - 8.0f;
+  std::vector<uint8_t> frame(gp_codec_max_encoded_bytes(codec, x.size(), GP_FLOAT32));
+  size_t bytes = 0;
+  ASSERT_EQ(gp_codec_encode(codec, x.data(), x.size(), GP_FLOAT32, residual.data(), frame.data(),
+                            frame.size(), &bytes),
+            GP_OK);
+  ASSERT_EQ(gp_codec_decode(frame.data(), bytes, out.data(), out.size(), GP_FLOAT32, 0), GP_OK);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(out[i], x[i], 8.0 / 127);
+  gp_frame_info_t info;
+  ASSERT_EQ(gp_frame_info(frame.data(), bytes, &info), GP_OK);
+  EXPECT_EQ(info.count, 1000u);
+  EXPECT_EQ(info.frame_bytes, bytes);
+  EXPECT_STREQ(info.spec, "q8:block=256:round=nearest");
+  gp_codec_destroy(codec);
+}
+
+TEST(CApi, ErrorsCarryAMessage) {
+  gp_codec_t* codec = reinterpret_cast<gp_codec_t*>(0x1);
+  EXPECT_EQ(gp_codec_create("q99", &codec), GP_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(codec, nullptr);
+  EXPECT_NE(std::strstr(gp_last_error(), "q99"), nullptr);
+  EXPECT_EQ(gp_codec_create(nullptr, &codec), GP_ERR_INVALID_ARGUMENT);
+  EXPECT_STREQ(gp_status_string(GP_ERR_CORRUPT_DATA), "GP_ERR_CORRUPT_DATA");
+  EXPECT_STREQ(gp_status_string(static_cast<gp_status_t>(99)), "GP_ERR_UNKNOWN");
+  uint8_t junk[64] = {0};
+  float out[4];
+  EXPECT_EQ(gp_codec_decode(junk, sizeof junk, out, 4, GP_FLOAT32, 0), GP_ERR_CORRUPT_DATA);
+  EXPECT_NE(std::strstr(gp_last_error(), "magic"), nullptr);
+  EXPECT_EQ(gp_codec_decode(junk, sizeof junk, out, 4, GP_FLOAT32, 2), GP_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gp_codec_encode(nullptr, out, 4, GP_FLOAT32, nullptr, junk, 64, nullptr),
+            GP_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gp_dtype_size(GP_BFLOAT16), 2u);
+  EXPECT_EQ(gp_dtype_size(static_cast<gp_dtype_t>(42)), 0u);
+  gp_codec_destroy(nullptr);
+}
+
+}  // namespace

@@ -1,0 +1,1 @@
+// SIMD kernels vs the scalar reference: being written.
