@@ -50,3 +50,28 @@ TEST(CApi, ErrorsCarryAMessage) {
 }
 
 }  // namespace
+
+#include "gradpack/codec.hpp"
+
+namespace {
+
+TEST(CppView, WrapsTheCApi) {
+  gp::Codec codec("q4:block=64");
+  EXPECT_EQ(codec.spec(), "q4:block=64:round=nearest:seed=0");
+  std::vector<float> x(640, 1.5f), out(640, 1.0f);
+  std::vector<uint8_t> frame(codec.max_encoded_bytes(x.size(), GP_FLOAT32));
+  frame.resize(codec.encode(x.data(), x.size(), GP_FLOAT32, nullptr, frame.data(), frame.size()));
+  gp::decode(frame.data(), frame.size(), out.data(), out.size(), GP_FLOAT32, true);
+  for (float v : out) EXPECT_FLOAT_EQ(v, 2.5f);
+  EXPECT_EQ(gp::frame_info(frame.data(), frame.size()).count, 640u);
+  try {
+    gp::Codec bad("q1");
+    FAIL() << "a bad spec did not throw";
+  } catch (const gp::Error& e) {
+    EXPECT_EQ(e.status(), GP_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("q1"), std::string::npos);
+  }
+  EXPECT_THROW(gp::decode(frame.data(), 10, out.data(), out.size(), GP_FLOAT32, false), gp::Error);
+}
+
+}  // namespace
