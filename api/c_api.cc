@@ -50,7 +50,8 @@ const char* gp_status_string(gp_status_t status) {
     case GP_ERR_SYSTEM:
     case GP_ERR_REMOTE:
     case GP_ERR_TIMEOUT:
-    case GP_ERR_INTERNAL: return gradpack::code_name(static_cast<gradpack::Code>(status));
+    case GP_ERR_INTERNAL:
+      return gradpack::code_name(static_cast<gradpack::Code>(status));
   }
   return "GP_ERR_UNKNOWN";
 }

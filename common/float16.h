@@ -26,8 +26,8 @@ GP_HD float bits_float(uint32_t u) {
   return f;
 }
 
-constexpr uint16_t kHalfMaxBits = 0x7BFF;      // 65504
-constexpr uint16_t kBfloatMaxBits = 0x7F7F;    // 3.3895e38
+constexpr uint16_t kHalfMaxBits = 0x7BFF;    // 65504
+constexpr uint16_t kBfloatMaxBits = 0x7F7F;  // 3.3895e38
 constexpr uint32_t kFloatInfBits = 0x7F800000;
 
 // fp32 -> fp16, IEEE round to nearest even: values from 65520 up become Inf, NaN stays NaN.
@@ -35,7 +35,8 @@ GP_HD uint16_t f32_to_f16(float f) {
   uint32_t x = float_bits(f);
   uint32_t sign = (x >> 16) & 0x8000u;
   uint32_t ax = x & 0x7FFFFFFFu;
-  if (ax >= kFloatInfBits) return static_cast<uint16_t>(sign | (ax > kFloatInfBits ? 0x7E00u : 0x7C00u));
+  if (ax >= kFloatInfBits)
+    return static_cast<uint16_t>(sign | (ax > kFloatInfBits ? 0x7E00u : 0x7C00u));
   if (ax >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00u);
   if (ax < 0x38800000u) {
     // Below 2^-14 the result is subnormal: in units of 2^-24, round the exact scaled value.

@@ -17,7 +17,8 @@ using LogSink = void (*)(LogLevel level, Subsys subsys, const char* message);
 namespace log {
 // True when a message at (level, subsys) would be printed. Reads the settings on first use.
 bool enabled(LogLevel level, Subsys subsys);
-void write(LogLevel level, Subsys subsys, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+void write(LogLevel level, Subsys subsys, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 // Replaces the sink (nullptr restores stderr); returns the previous one.
 LogSink set_sink(LogSink sink);
 // Overrides the level from the settings (tests).
@@ -27,10 +28,10 @@ const char* subsys_name(Subsys subsys);
 
 }  // namespace gradpack
 
-#define GP_LOG_AT(level, subsys, ...)                                                     \
-  do {                                                                                    \
-    if (::gradpack::log::enabled(level, ::gradpack::Subsys::subsys))                      \
-      ::gradpack::log::write(level, ::gradpack::Subsys::subsys, __VA_ARGS__);             \
+#define GP_LOG_AT(level, subsys, ...)                                         \
+  do {                                                                        \
+    if (::gradpack::log::enabled(level, ::gradpack::Subsys::subsys))          \
+      ::gradpack::log::write(level, ::gradpack::Subsys::subsys, __VA_ARGS__); \
   } while (0)
 #define GP_LOG_ERROR(subsys, ...) GP_LOG_AT(::gradpack::LogLevel::kError, subsys, __VA_ARGS__)
 #define GP_LOG_WARN(subsys, ...) GP_LOG_AT(::gradpack::LogLevel::kWarn, subsys, __VA_ARGS__)

@@ -43,8 +43,7 @@ Status validate(const SettingInfo& info, const std::string& value) {
     case SettingKind::List: {
       auto allowed = split_commas(info.choices);
       for (const auto& item : split_commas(value))
-        if (!contains(allowed, item))
-          return bad("\"" + item + "\" is not one of " + info.choices);
+        if (!contains(allowed, item)) return bad("\"" + item + "\" is not one of " + info.choices);
       if (value.empty()) return bad(std::string("expected a list of ") + info.choices);
       return OkStatus();
     }

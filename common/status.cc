@@ -9,14 +9,22 @@ namespace gradpack {
 
 const char* code_name(Code code) {
   switch (code) {
-    case Code::kOk: return "GP_OK";
-    case Code::kInvalidArgument: return "GP_ERR_INVALID_ARGUMENT";
-    case Code::kCorruptData: return "GP_ERR_CORRUPT_DATA";
-    case Code::kUnsupported: return "GP_ERR_UNSUPPORTED";
-    case Code::kSystem: return "GP_ERR_SYSTEM";
-    case Code::kRemote: return "GP_ERR_REMOTE";
-    case Code::kTimeout: return "GP_ERR_TIMEOUT";
-    case Code::kInternal: return "GP_ERR_INTERNAL";
+    case Code::kOk:
+      return "GP_OK";
+    case Code::kInvalidArgument:
+      return "GP_ERR_INVALID_ARGUMENT";
+    case Code::kCorruptData:
+      return "GP_ERR_CORRUPT_DATA";
+    case Code::kUnsupported:
+      return "GP_ERR_UNSUPPORTED";
+    case Code::kSystem:
+      return "GP_ERR_SYSTEM";
+    case Code::kRemote:
+      return "GP_ERR_REMOTE";
+    case Code::kTimeout:
+      return "GP_ERR_TIMEOUT";
+    case Code::kInternal:
+      return "GP_ERR_INTERNAL";
   }
   return "GP_ERR_UNKNOWN";
 }

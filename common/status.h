@@ -60,11 +60,11 @@ void log_trail(const Status& status, const char* file, int line);
 
 }  // namespace gradpack
 
-#define GP_RETURN_IF_ERROR(expr)                                  \
-  do {                                                            \
-    ::gradpack::Status gp_status_ = (expr);                       \
-    if (!gp_status_.ok()) {                                       \
+#define GP_RETURN_IF_ERROR(expr)                                     \
+  do {                                                               \
+    ::gradpack::Status gp_status_ = (expr);                          \
+    if (!gp_status_.ok()) {                                          \
       ::gradpack::detail::log_trail(gp_status_, __FILE__, __LINE__); \
-      return gp_status_;                                          \
-    }                                                             \
+      return gp_status_;                                             \
+    }                                                                \
   } while (0)

@@ -14,10 +14,16 @@ namespace gradpack {
 const float* load_f32(const cpu::CpuKernels& k, const void* in, gp_dtype_t dtype, size_t off,
                       size_t n, float* tmp) {
   switch (dtype) {
-    case GP_FLOAT32: return static_cast<const float*>(in) + off;
-    case GP_FLOAT16: k.f16_to_f32(static_cast<const uint16_t*>(in) + off, tmp, n); return tmp;
-    case GP_BFLOAT16: k.bf16_to_f32(static_cast<const uint16_t*>(in) + off, tmp, n); return tmp;
-    default: return nullptr;
+    case GP_FLOAT32:
+      return static_cast<const float*>(in) + off;
+    case GP_FLOAT16:
+      k.f16_to_f32(static_cast<const uint16_t*>(in) + off, tmp, n);
+      return tmp;
+    case GP_BFLOAT16:
+      k.bf16_to_f32(static_cast<const uint16_t*>(in) + off, tmp, n);
+      return tmp;
+    default:
+      return nullptr;
   }
 }
 
@@ -65,9 +71,15 @@ size_t Codec::max_encoded_bytes(size_t count, gp_dtype_t dtype) const {
   switch (spec_.kind) {
     case CodecKind::kNone:
     case CodecKind::kFp16:
-    case CodecKind::kBf16: payload = float_max_payload(spec_, count, dtype); break;
-    case CodecKind::kQuant: payload = quant_max_payload(spec_, count); break;
-    case CodecKind::kTopk: payload = topk_max_payload(spec_, count); break;
+    case CodecKind::kBf16:
+      payload = float_max_payload(spec_, count, dtype);
+      break;
+    case CodecKind::kQuant:
+      payload = quant_max_payload(spec_, count);
+      break;
+    case CodecKind::kTopk:
+      payload = topk_max_payload(spec_, count);
+      break;
   }
   return kFrameHeaderBytes + payload;
 }
@@ -97,16 +109,30 @@ Status Codec::encode(const void* in, size_t count, gp_dtype_t dtype, float* resi
   header.count = count;
   header.kept = count;
   const uint32_t key = quant::stream_key(spec_.quant.seed, stats_.encodes);
-  EncodeArgs args{spec_,     *kernels_, in,    count,   dtype,  residual,
+  EncodeArgs args{spec_,
+                  *kernels_,
+                  in,
+                  count,
+                  dtype,
+                  residual,
                   static_cast<uint8_t*>(out) + kFrameHeaderBytes,
-                  key,       scratch_,  &header, &stats_};
+                  key,
+                  scratch_,
+                  &header,
+                  &stats_};
   const uint64_t nonfinite_before = stats_.nonfinite_blocks;
   switch (spec_.kind) {
     case CodecKind::kNone:
     case CodecKind::kFp16:
-    case CodecKind::kBf16: GP_RETURN_IF_ERROR(float_encode(args)); break;
-    case CodecKind::kQuant: GP_RETURN_IF_ERROR(quant_encode(args)); break;
-    case CodecKind::kTopk: GP_RETURN_IF_ERROR(topk_encode(args)); break;
+    case CodecKind::kBf16:
+      GP_RETURN_IF_ERROR(float_encode(args));
+      break;
+    case CodecKind::kQuant:
+      GP_RETURN_IF_ERROR(quant_encode(args));
+      break;
+    case CodecKind::kTopk:
+      GP_RETURN_IF_ERROR(topk_encode(args));
+      break;
   }
   write_frame_header(header, static_cast<uint8_t*>(out));
   ++stats_.encodes;
@@ -135,14 +161,17 @@ Status decode_frame(const void* in, size_t in_bytes, void* out, size_t count, gp
                            std::to_string(static_cast<int>(dtype)));
   if (count > 0 && out == nullptr) return InvalidArgument("out is NULL with a non-zero count");
   if (kernels == nullptr) GP_RETURN_IF_ERROR(cpu::select_kernels(&kernels));
-  DecodeArgs args{h, l, static_cast<const uint8_t*>(in) + kFrameHeaderBytes, out, dtype,
-                  accumulate, *kernels};
+  DecodeArgs args{
+      h, l, static_cast<const uint8_t*>(in) + kFrameHeaderBytes, out, dtype, accumulate, *kernels};
   switch (h.codec) {
     case CodecKind::kNone:
     case CodecKind::kFp16:
-    case CodecKind::kBf16: return float_decode(args);
-    case CodecKind::kQuant: return quant_decode(args);
-    case CodecKind::kTopk: return topk_decode(args);
+    case CodecKind::kBf16:
+      return float_decode(args);
+    case CodecKind::kQuant:
+      return quant_decode(args);
+    case CodecKind::kTopk:
+      return topk_decode(args);
   }
   return Internal("unreachable codec kind");
 }

@@ -24,11 +24,11 @@ struct EncodeArgs {
   const void* in;
   size_t count;
   gp_dtype_t dtype;
-  float* residual;       // null: no error feedback
-  uint8_t* payload;      // room for the largest payload of this spec
-  uint32_t key;          // stochastic stream key of this call
+  float* residual;   // null: no error feedback
+  uint8_t* payload;  // room for the largest payload of this spec
+  uint32_t key;      // stochastic stream key of this call
   std::vector<float>& scratch;
-  FrameHeader* header;   // the family fills its fields and payload_bytes
+  FrameHeader* header;  // the family fills its fields and payload_bytes
   CodecStats* stats;
 };
 
@@ -42,7 +42,9 @@ struct DecodeArgs {
   const cpu::CpuKernels& k;
 };
 
-inline bool is_float(gp_dtype_t d) { return d == GP_FLOAT32 || d == GP_FLOAT16 || d == GP_BFLOAT16; }
+inline bool is_float(gp_dtype_t d) {
+  return d == GP_FLOAT32 || d == GP_FLOAT16 || d == GP_BFLOAT16;
+}
 
 // fp32 view of in[off, off + n): in itself for fp32, else converted into tmp (n floats).
 const float* load_f32(const cpu::CpuKernels& k, const void* in, gp_dtype_t dtype, size_t off,

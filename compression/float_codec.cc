@@ -5,6 +5,7 @@
 // itself and leaves r as it was.
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "common/float16.h"
 #include "compression/codec_impl.h"
@@ -19,11 +20,19 @@ gp_dtype_t wire_dtype(CodecKind kind, gp_dtype_t source) {
   return source;
 }
 
+// Integers wrap on overflow (two's complement, as NCCL's integer sums do); never undefined.
 template <typename T>
 void add_into(const void* in, void* out, size_t n) {
   const T* src = static_cast<const T*>(in);
   T* dst = static_cast<T*>(out);
-  for (size_t i = 0; i < n; ++i) dst[i] = static_cast<T>(dst[i] + src[i]);
+  for (size_t i = 0; i < n; ++i) {
+    if constexpr (std::is_integral_v<T>) {
+      using U = std::make_unsigned_t<T>;
+      dst[i] = static_cast<T>(static_cast<U>(static_cast<U>(dst[i]) + static_cast<U>(src[i])));
+    } else {
+      dst[i] = dst[i] + src[i];
+    }
+  }
 }
 
 }  // namespace
@@ -85,12 +94,23 @@ Status float_decode(const DecodeArgs& a) {
       return OkStatus();
     }
     switch (wire) {
-      case GP_FLOAT64: add_into<double>(a.payload, a.out, n_total); break;
-      case GP_INT32: add_into<int32_t>(a.payload, a.out, n_total); break;
-      case GP_INT64: add_into<int64_t>(a.payload, a.out, n_total); break;
-      case GP_INT8: add_into<int8_t>(a.payload, a.out, n_total); break;
-      case GP_UINT8: add_into<uint8_t>(a.payload, a.out, n_total); break;
-      default: return Internal("float frame in the raw path");
+      case GP_FLOAT64:
+        add_into<double>(a.payload, a.out, n_total);
+        break;
+      case GP_INT32:
+        add_into<int32_t>(a.payload, a.out, n_total);
+        break;
+      case GP_INT64:
+        add_into<int64_t>(a.payload, a.out, n_total);
+        break;
+      case GP_INT8:
+        add_into<int8_t>(a.payload, a.out, n_total);
+        break;
+      case GP_UINT8:
+        add_into<uint8_t>(a.payload, a.out, n_total);
+        break;
+      default:
+        return Internal("float frame in the raw path");
     }
     return OkStatus();
   }

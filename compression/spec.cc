@@ -81,21 +81,30 @@ std::string quant_canonical(const QuantSpec& q) {
 
 const char* codec_kind_name(CodecKind kind) {
   switch (kind) {
-    case CodecKind::kNone: return "none";
-    case CodecKind::kFp16: return "fp16";
-    case CodecKind::kBf16: return "bf16";
-    case CodecKind::kQuant: return "quant";
-    case CodecKind::kTopk: return "topk";
+    case CodecKind::kNone:
+      return "none";
+    case CodecKind::kFp16:
+      return "fp16";
+    case CodecKind::kBf16:
+      return "bf16";
+    case CodecKind::kQuant:
+      return "quant";
+    case CodecKind::kTopk:
+      return "topk";
   }
   return "unknown";
 }
 
 std::string CodecSpec::canonical() const {
   switch (kind) {
-    case CodecKind::kNone: return "none";
-    case CodecKind::kFp16: return "fp16";
-    case CodecKind::kBf16: return "bf16";
-    case CodecKind::kQuant: return quant_canonical(quant);
+    case CodecKind::kNone:
+      return "none";
+    case CodecKind::kFp16:
+      return "fp16";
+    case CodecKind::kBf16:
+      return "bf16";
+    case CodecKind::kQuant:
+      return quant_canonical(quant);
     case CodecKind::kTopk: {
       char buf[32];
       std::snprintf(buf, sizeof buf, "%.9g", fraction);
@@ -110,7 +119,7 @@ std::string CodecSpec::canonical() const {
 Status parse_codec_spec(std::string_view text, CodecSpec* out) {
   CodecSpec spec;
   if (text == "none" || text == "fp16" || text == "bf16") {
-    spec.kind = text == "none" ? CodecKind::kNone
+    spec.kind = text == "none"   ? CodecKind::kNone
                 : text == "fp16" ? CodecKind::kFp16
                                  : CodecKind::kBf16;
   } else if (text.substr(0, 1) == "q") {

@@ -130,8 +130,10 @@ Status read_frame_header(const void* in, size_t in_bytes, FrameHeader* out, Fram
                    std::to_string(kFrameHeaderBytes) + "-byte header");
   if (std::memcmp(p, kFrameMagic, 4) != 0) return corrupt("bad magic (not a gradpack frame)");
   if (p[4] != kFrameVersion)
-    return corrupt("wire format version " + std::to_string(p[4]) + " is not supported (this build "
-                   "reads version " + std::to_string(kFrameVersion) + ")");
+    return corrupt("wire format version " + std::to_string(p[4]) +
+                   " is not supported (this build "
+                   "reads version " +
+                   std::to_string(kFrameVersion) + ")");
   if (get_u32(p + 52) != crc32c(p, 52)) return corrupt("header checksum mismatch");
   if (p[10] != 0 || p[11] != 0 || get_u32(p + 48) != 0) return corrupt("reserved bytes are set");
   FrameHeader h;
@@ -149,14 +151,13 @@ Status read_frame_header(const void* in, size_t in_bytes, FrameHeader* out, Fram
   FrameLayout l;
   GP_RETURN_IF_ERROR(frame_layout(h, &l));
   if (l.payload_bytes != h.payload_bytes)
-    return corrupt("payload length " + std::to_string(h.payload_bytes) +
-                   " does not match the " + std::to_string(l.payload_bytes) +
-                   " bytes its fields imply");
+    return corrupt("payload length " + std::to_string(h.payload_bytes) + " does not match the " +
+                   std::to_string(l.payload_bytes) + " bytes its fields imply");
   if (in_bytes - kFrameHeaderBytes != h.payload_bytes)
-    return corrupt(std::string(in_bytes - kFrameHeaderBytes < h.payload_bytes ? "truncated"
-                                                                              : "oversized") +
-                   ": " + std::to_string(in_bytes) + " bytes given, header says " +
-                   std::to_string(kFrameHeaderBytes + h.payload_bytes));
+    return corrupt(
+        std::string(in_bytes - kFrameHeaderBytes < h.payload_bytes ? "truncated" : "oversized") +
+        ": " + std::to_string(in_bytes) + " bytes given, header says " +
+        std::to_string(kFrameHeaderBytes + h.payload_bytes));
   *out = h;
   *layout = l;
   return OkStatus();

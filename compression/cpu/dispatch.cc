@@ -1,3 +1,5 @@
+#include <cpuid.h>
+
 #include <mutex>
 #include <string>
 
@@ -7,16 +9,43 @@
 
 namespace gradpack::cpu {
 
-bool cpu_has_avx2() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+namespace {
+
+// What the CPU and the OS support, from CPUID and XGETBV (the OS must save the wide registers).
+struct CpuFeatures {
+  bool avx2 = false;
+  bool avx512 = false;
+};
+
+CpuFeatures detect() {
+  CpuFeatures f;
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
+             f16c = c & (1u << 29);
+  if (!osxsave || !avx) return f;
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 0x6u) != 0x6u) return f;  // XMM and YMM state
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
+  const bool avx2 = b & (1u << 5), bmi2 = b & (1u << 8);
+  f.avx2 = avx2 && fma && f16c && bmi2;
+  const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30),
+             avx512vl = b & (1u << 31), avx512vbmi = c & (1u << 1);
+  const bool zmm_state = (xcr0_lo & 0xE0u) == 0xE0u;  // opmask, upper ZMM, high ZMM
+  f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl && avx512vbmi;
+  return f;
 }
 
-bool cpu_has_avx512() {
-  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vbmi");
+const CpuFeatures& features() {
+  static const CpuFeatures f = detect();
+  return f;
 }
+
+}  // namespace
+
+bool cpu_has_avx2() { return features().avx2; }
+bool cpu_has_avx512() { return features().avx512; }
 
 Status kernels_by_name(const char* isa, const CpuKernels** out) {
   std::string name = isa;

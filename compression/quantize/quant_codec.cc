@@ -1,11 +1,12 @@
 // The block quantizer family ("q<b>"): frame assembly around the CPU kernels.
+#include "compression/quantize/quant_codec.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "common/float16.h"
 #include "compression/codec_impl.h"
-#include "compression/quantize/quant_codec.h"
 
 namespace gradpack {
 namespace {
@@ -59,7 +60,8 @@ Status quant_check_values(const uint8_t* section, uint64_t n, int bits, uint32_t
   const uint64_t pad_bits = (8 - (n * bits) % 8) % 8;
   if (pad_bits != 0) {
     const uint8_t last = section[blocks * 4 + (n * bits + 7) / 8 - 1];
-    if ((last >> (8 - pad_bits)) != 0) return CorruptData("frame rejected: code padding is not zero");
+    if ((last >> (8 - pad_bits)) != 0)
+      return CorruptData("frame rejected: code padding is not zero");
   }
   return OkStatus();
 }

@@ -1,5 +1,5 @@
-// The block quantizer, defined once: the scalar reference that the SIMD kernels and the CUDA kernels
-// must match bit for bit (docs/codecs.md, "Quantization").
+// The block quantizer, defined once: the scalar reference that the SIMD kernels and the CUDA
+// kernels must match bit for bit (docs/codecs.md, "Quantization").
 //
 // A block of `block` values v is sent as one fp32 scale and one b-bit code per value:
 //   absmax = max |v|                      (compared as integer bit patterns: exact, order-free)

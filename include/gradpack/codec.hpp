@@ -66,8 +66,8 @@ class Codec {
   gp_codec_t* codec_ = nullptr;
 };
 
-inline void decode(const void* frame, size_t frame_bytes, void* out, size_t count,
-                   gp_dtype_t dtype, bool accumulate) {
+inline void decode(const void* frame, size_t frame_bytes, void* out, size_t count, gp_dtype_t dtype,
+                   bool accumulate) {
   check(gp_codec_decode(frame, frame_bytes, out, count, dtype, accumulate ? 1 : 0));
 }
 

@@ -86,7 +86,8 @@ GP_API gp_status_t gp_codec_create(const char* spec, gp_codec_t** out);
 /* Frees a codec. NULL is ignored. */
 GP_API void gp_codec_destroy(gp_codec_t* codec);
 
-/* The spec of a codec in canonical form, every parameter spelled out (static for the codec's life). */
+/* The spec of a codec in canonical form, every parameter spelled out (static for the codec's life).
+ */
 GP_API const char* gp_codec_spec(const gp_codec_t* codec);
 
 /* An upper bound on the frame size gp_codec_encode() writes for `count` elements of `dtype`;
@@ -120,11 +121,11 @@ GP_API gp_status_t gp_codec_decode(const void* in, size_t in_bytes, void* out, s
 
 /* What a frame holds, read from its header after full validation of the header and its lengths. */
 typedef struct gp_frame_info_t {
-  char spec[64];         /* canonical codec spec that produced it */
-  gp_dtype_t dtype;      /* dtype of the encoder's input */
-  uint64_t count;        /* elements */
-  uint64_t kept;         /* top-k: elements sent; otherwise count */
-  uint64_t frame_bytes;  /* header + payload */
+  char spec[64];        /* canonical codec spec that produced it */
+  gp_dtype_t dtype;     /* dtype of the encoder's input */
+  uint64_t count;       /* elements */
+  uint64_t kept;        /* top-k: elements sent; otherwise count */
+  uint64_t frame_bytes; /* header + payload */
 } gp_frame_info_t;
 
 /* Fills *info from a frame. Errors as for gp_codec_decode(). */

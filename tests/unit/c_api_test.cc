@@ -1,8 +1,8 @@
 // The C ABI as a C program sees it (linked against libgradpack.so).
+#include <gtest/gtest.h>
+
 #include <cstring>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "gradpack/gradpack.h"
 

@@ -2,13 +2,13 @@
 // non-finite inputs, argument errors. Runs every spec over fp32, fp16 and bf16 inputs.
 #include "compression/codec.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/float16.h"
 #include "compression/quantize/quant_ref.h"
@@ -57,8 +57,10 @@ struct Input {
   gp_dtype_t dtype;
   std::vector<uint16_t> half;
   std::vector<float> values;  // fp32 value of every element
-  const void* data() const { return dtype == GP_FLOAT32 ? static_cast<const void*>(values.data())
-                                                        : static_cast<const void*>(half.data()); }
+  const void* data() const {
+    return dtype == GP_FLOAT32 ? static_cast<const void*>(values.data())
+                               : static_cast<const void*>(half.data());
+  }
 };
 
 Input make_input(const std::vector<float>& x, gp_dtype_t dtype) {
@@ -80,7 +82,9 @@ struct Case {
 
 std::string case_name(const testing::TestParamInfo<Case>& info) {
   std::string s = info.param.spec + "_" +
-                  (info.param.dtype == GP_FLOAT32 ? "f32" : info.param.dtype == GP_FLOAT16 ? "f16" : "bf16");
+                  (info.param.dtype == GP_FLOAT32   ? "f32"
+                   : info.param.dtype == GP_FLOAT16 ? "f16"
+                                                    : "bf16");
   for (char& c : s)
     if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
   return s;
@@ -89,8 +93,14 @@ std::string case_name(const testing::TestParamInfo<Case>& info) {
 class CodecCase : public testing::TestWithParam<Case> {};
 
 std::vector<Case> all_cases() {
-  std::vector<std::string> specs = {"none", "fp16", "bf16", "q8:round=stochastic:seed=3",
-                                    "q4:block=64", "q3:block=8", "topk:0.05", "topk:0.01+q8",
+  std::vector<std::string> specs = {"none",
+                                    "fp16",
+                                    "bf16",
+                                    "q8:round=stochastic:seed=3",
+                                    "q4:block=64",
+                                    "q3:block=8",
+                                    "topk:0.05",
+                                    "topk:0.01+q8",
                                     "topk:0.2+q5:block=16:round=stochastic"};
   for (int b = 2; b <= 16; ++b) specs.push_back("q" + std::to_string(b));
   std::vector<Case> cases;
@@ -287,8 +297,8 @@ TEST(Codec, ArgumentErrorsWriteNothing) {
   std::vector<float> x = gradient_like(1000, 1), residual(1000, 0.5f);
   std::vector<uint8_t> out(codec->max_encoded_bytes(1000, GP_FLOAT32) - 1, 0xAB);
   size_t bytes = 12345;
-  Status st = codec->encode(x.data(), 1000, GP_FLOAT32, residual.data(), out.data(), out.size(),
-                            &bytes);
+  Status st =
+      codec->encode(x.data(), 1000, GP_FLOAT32, residual.data(), out.data(), out.size(), &bytes);
   EXPECT_EQ(st.code(), Code::kInvalidArgument);
   EXPECT_NE(st.message().find("too small"), std::string::npos);
   for (uint8_t b : out) ASSERT_EQ(b, 0xAB);
@@ -297,10 +307,12 @@ TEST(Codec, ArgumentErrorsWriteNothing) {
   // Unsupported dtypes for a lossy codec; none takes them.
   std::vector<int32_t> ints(10, 3);
   out.resize(4096);
-  EXPECT_EQ(codec->encode(ints.data(), 10, GP_INT32, nullptr, out.data(), out.size(), &bytes).code(),
-            Code::kUnsupported);
+  EXPECT_EQ(
+      codec->encode(ints.data(), 10, GP_INT32, nullptr, out.data(), out.size(), &bytes).code(),
+      Code::kUnsupported);
   auto none = make("none");
-  ASSERT_TRUE(none->encode(ints.data(), 10, GP_INT32, nullptr, out.data(), out.size(), &bytes).ok());
+  ASSERT_TRUE(
+      none->encode(ints.data(), 10, GP_INT32, nullptr, out.data(), out.size(), &bytes).ok());
   std::vector<int32_t> back(10, 1);
   ASSERT_TRUE(decode_frame(out.data(), bytes, back.data(), 10, GP_INT32, true).ok());
   for (int32_t v : back) EXPECT_EQ(v, 4);

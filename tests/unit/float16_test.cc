@@ -1,9 +1,9 @@
 #include "common/float16.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <limits>
-
-#include <gtest/gtest.h>
 
 namespace gradpack {
 namespace {
@@ -38,8 +38,8 @@ TEST(Float16, RoundsToNearestEven) {
   EXPECT_EQ(f32_to_f16_saturate(1e9f), 0x7BFF);
   EXPECT_EQ(f32_to_f16_saturate(-1e9f), 0xFBFF);
   EXPECT_EQ(f32_to_f16_saturate(std::numeric_limits<float>::infinity()), 0x7C00);
-  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);        // smallest subnormal
-  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);        // tie to even: zero
+  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
+  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);  // tie to even: zero
   EXPECT_EQ(f32_to_f16(std::ldexp(1.5f, -25)), 0x0001);
   EXPECT_EQ(f32_to_bf16(std::numeric_limits<float>::max()), 0x7F80);
   EXPECT_EQ(f32_to_bf16_saturate(std::numeric_limits<float>::max()), 0x7F7F);

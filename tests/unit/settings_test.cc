@@ -1,9 +1,9 @@
 #include "common/settings.h"
 
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 namespace gradpack {
 namespace {
@@ -29,8 +29,9 @@ TEST(Settings, BadValueIsAnErrorNamingTheVariable) {
 
 TEST(Settings, ValidValuesAreKept) {
   Settings s;
-  ASSERT_TRUE(Settings::from_map({{"GRADPACK_LOG", "debug"}, {"GRADPACK_LOG_SUBSYS", "net,codec"}},
-                                 &s).ok());
+  ASSERT_TRUE(
+      Settings::from_map({{"GRADPACK_LOG", "debug"}, {"GRADPACK_LOG_SUBSYS", "net,codec"}}, &s)
+          .ok());
   EXPECT_EQ(s.get(SettingId::kLog), "debug");
   EXPECT_TRUE(s.is_set(SettingId::kLog));
 }

@@ -1,11 +1,12 @@
-// The decoder trusts nothing: every malformed frame is GP_ERR_CORRUPT_DATA and leaves out untouched.
+// The decoder trusts nothing: every malformed frame is GP_ERR_CORRUPT_DATA and leaves out
+// untouched.
 #include "compression/wire.h"
+
+#include <gtest/gtest.h>
 
 #include <cstring>
 #include <random>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/crc32c.h"
 #include "compression/codec.h"
@@ -22,7 +23,8 @@ std::vector<uint8_t> make_frame(const std::string& spec, size_t n) {
   for (float& v : x) v = normal(rng);
   std::vector<uint8_t> frame(codec->max_encoded_bytes(n, GP_FLOAT32));
   size_t bytes = 0;
-  EXPECT_TRUE(codec->encode(x.data(), n, GP_FLOAT32, nullptr, frame.data(), frame.size(), &bytes).ok());
+  EXPECT_TRUE(
+      codec->encode(x.data(), n, GP_FLOAT32, nullptr, frame.data(), frame.size(), &bytes).ok());
   frame.resize(bytes);
   return frame;
 }
