@@ -145,11 +145,7 @@ Status Codec::encode(const void* in, size_t count, gp_dtype_t dtype, float* resi
   return OkStatus();
 }
 
-Status decode_frame(const void* in, size_t in_bytes, void* out, size_t count, gp_dtype_t dtype,
-                    bool accumulate, const cpu::CpuKernels* kernels) {
-  FrameHeader h;
-  FrameLayout l;
-  GP_RETURN_IF_ERROR(read_frame_header(in, in_bytes, &h, &l));
+Status check_decode_target(const FrameHeader& h, size_t count, gp_dtype_t dtype, const void* out) {
   if (h.count != count)
     return InvalidArgument("frame holds " + std::to_string(h.count) +
                            " elements but the caller expects " + std::to_string(count));
@@ -160,6 +156,15 @@ Status decode_frame(const void* in, size_t in_bytes, void* out, size_t count, gp
                            " cannot be decoded as dtype " +
                            std::to_string(static_cast<int>(dtype)));
   if (count > 0 && out == nullptr) return InvalidArgument("out is NULL with a non-zero count");
+  return OkStatus();
+}
+
+Status decode_frame(const void* in, size_t in_bytes, void* out, size_t count, gp_dtype_t dtype,
+                    bool accumulate, const cpu::CpuKernels* kernels) {
+  FrameHeader h;
+  FrameLayout l;
+  GP_RETURN_IF_ERROR(read_frame_header(in, in_bytes, &h, &l));
+  GP_RETURN_IF_ERROR(check_decode_target(h, count, dtype, out));
   if (kernels == nullptr) GP_RETURN_IF_ERROR(cpu::select_kernels(&kernels));
   DecodeArgs args{
       h, l, static_cast<const uint8_t*>(in) + kFrameHeaderBytes, out, dtype, accumulate, *kernels};

@@ -46,6 +46,10 @@ inline bool is_float(gp_dtype_t d) {
   return d == GP_FLOAT32 || d == GP_FLOAT16 || d == GP_BFLOAT16;
 }
 
+// The checks of a decode call against a validated header: the count matches, the dtype is known
+// and can hold the frame's values, out is there.
+Status check_decode_target(const FrameHeader& h, size_t count, gp_dtype_t dtype, const void* out);
+
 // fp32 view of in[off, off + n): in itself for fp32, else converted into tmp (n floats).
 const float* load_f32(const cpu::CpuKernels& k, const void* in, gp_dtype_t dtype, size_t off,
                       size_t n, float* tmp);

@@ -199,16 +199,7 @@ Status decode(const void* frame, size_t frame_bytes, void* out, size_t count, gp
   FrameHeader h;
   FrameLayout l;
   GP_RETURN_IF_ERROR(read_frame_header(header, frame_bytes, &h, &l));
-  if (h.count != count)
-    return InvalidArgument("frame holds " + std::to_string(h.count) +
-                           " elements but the caller expects " + std::to_string(count));
-  if (dtype_size(dtype) == 0)
-    return InvalidArgument("dtype " + std::to_string(static_cast<int>(dtype)) + " is unknown");
-  if (dtype != h.dtype && !(is_float(dtype) && is_float(h.dtype)))
-    return InvalidArgument("a frame of dtype " + std::to_string(static_cast<int>(h.dtype)) +
-                           " cannot be decoded as dtype " +
-                           std::to_string(static_cast<int>(dtype)));
-  if (count > 0 && out == nullptr) return InvalidArgument("out is NULL with a non-zero count");
+  GP_RETURN_IF_ERROR(check_decode_target(h, count, dtype, out));
   const auto* payload = static_cast<const uint8_t*>(frame) + kFrameHeaderBytes;
   switch (h.codec) {
     case CodecKind::kQuant:
