@@ -100,8 +100,9 @@ GP_API size_t gp_codec_max_encoded_bytes(const gp_codec_t* codec, size_t count, 
  * caller keeps between steps (start with zeros). The codec encodes v = in + residual and stores
  * v - decode(frame) back into residual, where decode is bit-for-bit what gp_codec_decode() gives a
  * receiver, so over any number of steps sum(decoded) + residual == sum(inputs) up to float
- * rounding. Elements that are NaN or Inf (in v) are sent as NaN so receivers see them, and keep
- * their previous residual (docs/codecs.md "Non-finite values").
+ * rounding. A NaN or Inf in v reaches the receivers (as itself, or as NaN for its whole quantized
+ * block) and never enters the residual: those elements keep their previous residual
+ * (docs/codecs.md "Non-finite values").
  *
  * Errors: GP_ERR_INVALID_ARGUMENT (NULL pointers with count > 0, out_capacity too small: nothing is
  * written and residual is unchanged), GP_ERR_UNSUPPORTED (dtype the codec cannot take). */
