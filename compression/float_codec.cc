@@ -56,14 +56,18 @@ Status float_encode(const EncodeArgs& a) {
     const size_t n = std::min(kStageElements, a.count - off);
     const float* x = load_f32(a.k, a.in, a.dtype, off, n, xs);
     float* r = a.residual ? a.residual + off : nullptr;
+    if (wire == GP_FLOAT32) {  // fp32 in, fp32 out: v goes straight into the payload
+      float* p = reinterpret_cast<float*>(a.payload) + off;
+      a.k.add3_f32(x, r, p, n);
+      a.stats->nonfinite_blocks += a.k.feedback(p, p, r, n);
+      continue;
+    }
     if (r) {
-      for (size_t i = 0; i < n; ++i) vs[i] = x[i] + r[i];
+      a.k.add3_f32(x, r, vs, n);
       x = vs;
     }
     const float* sent = x;
-    if (wire == GP_FLOAT32) {
-      std::memcpy(a.payload + off * 4, x, n * 4);
-    } else {
+    {
       uint16_t* p = reinterpret_cast<uint16_t*>(a.payload) + off;
       const bool half = wire == GP_FLOAT16;
       (half ? a.k.f32_to_f16 : a.k.f32_to_bf16)(x, p, n, true);
@@ -72,15 +76,7 @@ Status float_encode(const EncodeArgs& a) {
         sent = back;
       }
     }
-    if (r) {
-      for (size_t i = 0; i < n; ++i) {
-        if (std::isfinite(x[i])) {
-          r[i] = x[i] - sent[i];
-        } else {
-          ++a.stats->nonfinite_blocks;
-        }
-      }
-    }
+    if (r) a.stats->nonfinite_blocks += a.k.feedback(x, sent, r, n);
   }
   return OkStatus();
 }

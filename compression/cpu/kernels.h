@@ -41,6 +41,12 @@ struct CpuKernels {
 
   // out[i] += in[i].
   void (*add_f32)(const float* in, float* out, size_t n);
+  // out[i] = a[i] + b[i] (out aliases neither).
+  void (*add3_f32)(const float* a, const float* b, float* out, size_t n);
+
+  // Error feedback of the element-wise codecs: r[i] = v[i] - sent[i] where v[i] is finite; a NaN
+  // or Inf v[i] leaves r[i]. Returns how many v[i] were not finite. r aliases neither input.
+  size_t (*feedback)(const float* v, const float* sent, float* r, size_t n);
 };
 
 const CpuKernels& scalar_kernels();

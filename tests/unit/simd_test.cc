@@ -1,6 +1,7 @@
 // The SIMD kernel tables against the scalar reference, bit for bit: the quantizer at every bit
 // width over ragged lengths, odd block sizes, residual or not, both roundings and special values;
-// the 16-bit conversions over every 16-bit pattern and around every rounding boundary; add_f32;
+// the 16-bit conversions over every 16-bit pattern and around every rounding boundary; add_f32,
+// add3_f32 and feedback;
 // and whole codec frames. Buffers end at an inaccessible page, so a kernel that reads or writes
 // past its end crashes the test instead of passing by luck.
 #include <gtest/gtest.h>
@@ -449,6 +450,25 @@ TEST_P(SimdKernels, AddMatchesScalar) {
     ref().add_f32(in.data(), a.data(), n);
     simd_->add_f32(in.data(), b.data(), n);
     for (size_t i = 0; i < n; ++i) ASSERT_TRUE(same_float(a[i], b[i])) << n << " " << i;
+  }
+}
+
+// The element-wise codecs' kernels: v = x + r, then r = v - sent except where v is not finite.
+TEST_P(SimdKernels, FeedbackMatchesScalar) {
+  std::mt19937 rng(45);
+  for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{17}, size_t{1000}}) {
+    std::vector<float> x(n), r0(n), sent(n), va(n), vb(n);
+    fill(rng, x.data(), n, Fill::kSpecial, 8, 64);
+    fill(rng, r0.data(), n, Fill::kSpecial, 8, 64);
+    fill(rng, sent.data(), n, Fill::kSpecial, 8, 64);
+    ref().add3_f32(x.data(), r0.data(), va.data(), n);
+    simd_->add3_f32(x.data(), r0.data(), vb.data(), n);
+    for (size_t i = 0; i < n; ++i) ASSERT_TRUE(same_float(va[i], vb[i])) << n << " " << i;
+    std::vector<float> ra = r0, rb = r0;
+    const size_t bad_a = ref().feedback(va.data(), sent.data(), ra.data(), n);
+    const size_t bad_b = simd_->feedback(va.data(), sent.data(), rb.data(), n);
+    ASSERT_EQ(bad_a, bad_b) << n;
+    for (size_t i = 0; i < n; ++i) ASSERT_TRUE(same_float(ra[i], rb[i])) << n << " " << i;
   }
 }
 
