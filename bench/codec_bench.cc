@@ -160,7 +160,7 @@ Status encode(CodecState& cs, Workspace& ws) {
                           cs.frame.data(), cs.frame.size(), &cs.frame_bytes);
 }
 
-void BM_encode(benchmark::State& state, std::string spec, size_t bytes) {
+void BM_encode(benchmark::State& state, const std::string& spec, size_t bytes) {
   Workspace& ws = workspace(bytes);
   CodecState& cs = codec_state(spec, bytes);
   if (!cs.status.ok()) return skip(state, cs.status);
@@ -172,7 +172,7 @@ void BM_encode(benchmark::State& state, std::string spec, size_t bytes) {
   set_counters(state, ws, cs, since(t0));
 }
 
-void BM_decode_acc(benchmark::State& state, std::string spec, size_t bytes) {
+void BM_decode_acc(benchmark::State& state, const std::string& spec, size_t bytes) {
   Workspace& ws = workspace(bytes);
   CodecState& cs = codec_state(spec, bytes);
   if (!cs.status.ok()) return skip(state, cs.status);

@@ -9,22 +9,18 @@ namespace gradpack {
 
 constexpr size_t dtype_size(gp_dtype_t dtype) {
   switch (dtype) {
-    case GP_FLOAT32:
-      return 4;
-    case GP_FLOAT16:
-      return 2;
-    case GP_BFLOAT16:
-      return 2;
-    case GP_FLOAT64:
-      return 8;
-    case GP_INT32:
-      return 4;
-    case GP_INT64:
-      return 8;
     case GP_INT8:
-      return 1;
     case GP_UINT8:
       return 1;
+    case GP_FLOAT16:
+    case GP_BFLOAT16:
+      return 2;
+    case GP_FLOAT32:
+    case GP_INT32:
+      return 4;
+    case GP_FLOAT64:
+    case GP_INT64:
+      return 8;
   }
   return 0;
 }

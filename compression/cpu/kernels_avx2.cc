@@ -76,7 +76,8 @@ GP_INLINE void store_f(float* p, __m256 v, F, __m256i mask) {
 // Bytes pack_direct<B> may touch at dst.
 template <int B>
 size_t pack_extent() {
-  return B == 0 ? 16 : B;
+  if constexpr (B == 0) return 16;
+  return B;
 }
 
 template <int B>
@@ -348,7 +349,8 @@ size_t quant_encode(const float* x, float* r, size_t n, uint64_t first, const Qu
 // Bytes unpack_direct<B> reads at src.
 template <int B>
 size_t unpack_extent() {
-  return B == 0 ? 16 : B;
+  if constexpr (B == 0) return 16;
+  return B;
 }
 
 template <int B>
