@@ -67,10 +67,10 @@ inline uint32_t key_of(float v) {
 // the first call an encode touches no fresh pages (on some machines the page faults of a fresh
 // buffer cost as much as the streaming pass). The arrays of other types are reached through
 // may_alias pointers; offsets are counted in floats and kept 8-byte aligned.
-typedef uint32_t __attribute__((__may_alias__)) KeyWord;
 typedef uint64_t __attribute__((__may_alias__)) CountWord;
 typedef uint32_t __attribute__((__may_alias__)) Count32;
 using topk::IndexWord;
+using topk::KeyWord;
 
 class Arena {
  public:
@@ -142,13 +142,25 @@ Cut radix_cut(const Visit& visit, uint64_t k, Count* hist) {
   return {bin << 16 | lo, k - above};
 }
 
-// Up to this many values, find_cut selects with nth_element; above, with a histogram.
+// Up to this many values, find_cut selects with nth_element; above, with histograms.
 constexpr size_t kSmallCut = 4096;
+// find_cut's first histogram: bins of key >> 16 (1/128 of an octave) from just below the floor
+// of the keys, the last bin taking every higher key. All candidates have keys at or above the
+// scan's threshold, and the k-th largest lies a fraction of an octave above it: 2048 bins span
+// 16 octaves, and only they are zeroed and walked (not all 32641 high bins of a key).
+constexpr uint32_t kCutBins = 2048;
+// The second histogram, over the keys of the bin that holds the k-th largest: bits 8..15.
+constexpr uint32_t kFineBins = 256;
+// Up to this many keys in that bin, they are selected among directly.
+constexpr size_t kFineCut = 512;
+// Copies of each histogram (see count_bins).
+constexpr size_t kCopies = 4;
+constexpr size_t kCutCounts = kCopies * (kCutBins + kFineBins);
 
 // Scratch words find_cut needs for up to c values.
 size_t cut_words(size_t c) {
   if (c <= kSmallCut) return (c + 1) / 2;
-  return 2 * kHighBins + (c + 1) / 2;  // the high histogram (64-bit counts at most) and c keys
+  return kCutCounts + (c + kScanSlack + 1) / 2;  // the counts (64 bits at most), c keys, slack
 }
 
 // The k-th largest of c keys (1 <= k <= c, reordering them) and how many of the k largest equal it.
@@ -160,42 +172,96 @@ Cut select_keys(KeyWord* keys, size_t c, uint64_t k) {
   return {t, k - above};
 }
 
-// The cut keeping the k largest of c values (1 <= k <= c); work holds cut_words(c) words. Above
-// kSmallCut: a histogram of the keys' high 16 bits finds the bin that holds the k-th largest,
-// then the keys of that bin (a small share) are gathered and selected among.
+// The bin of a count histogram (kCopies copies, interleaved) that holds the k-th largest, walking
+// down from the top, and how many counted above it.
 template <typename Count>
-Cut find_cut_in_bins(const float* val, size_t c, uint64_t k, Count* high, KeyWord* gathered) {
-  // Alternate keys count into two copies: runs of equal keys are common, and two increments of
-  // one counter in a row wait on each other.
-  std::fill(high, high + 2 * kHighBins, 0);
-  for (size_t i = 0; i < c; ++i) ++high[2 * (key_of(val[i]) >> 16) + (i & 1)];
-  uint64_t above = 0;
-  uint32_t bin = kHighBins - 1;
+uint32_t bin_of_kth(const Count* hist, uint32_t bins, uint64_t k, uint64_t* above) {
+  uint32_t bin = bins - 1;
   for (;; --bin) {
-    const uint64_t here = static_cast<uint64_t>(high[2 * bin]) + high[2 * bin + 1];
-    if (above + here >= k) break;
-    above += here;
+    uint64_t here = 0;
+    for (size_t j = 0; j < kCopies; ++j) here += hist[kCopies * bin + j];
+    if (*above + here >= k) return bin;
+    *above += here;
   }
-  size_t m = 0;
-  for (size_t i = 0; i < c; ++i) {  // branch-free: every key is written, the kept ones advance
-    const uint32_t key = key_of(val[i]);
-    gathered[m] = key;
-    m += (key >> 16) == bin;
-  }
-  return select_keys(gathered, m, k - above);
 }
 
-Cut find_cut(const float* val, size_t c, uint64_t k, CountWord* work) {
+// Counts bin_of(i) for i < c into kCopies interleaved copies of a histogram (hist[kCopies * bin +
+// copy]). The bins of a block are worked out first (a loop the compiler vectorizes); the copies
+// take the increments in turn, as runs of equal bins are common and two increments of one
+// counter in a row wait on each other.
+template <typename Count, typename BinOf>
+void count_bins(size_t c, const BinOf& bin_of, Count* hist) {
+  constexpr size_t kBlock = 256;
+  uint32_t bins[kBlock];
+  for (size_t i0 = 0; i0 < c; i0 += kBlock) {
+    const size_t b = std::min(kBlock, c - i0);
+    for (size_t i = 0; i < b; ++i) bins[i] = static_cast<uint32_t>(kCopies * bin_of(i0 + i));
+    size_t i = 0;
+    for (; i + kCopies <= b; i += kCopies)
+      for (size_t j = 0; j < kCopies; ++j) ++hist[bins[i + j] + j];
+    for (; i < b; ++i) ++hist[bins[i]];
+  }
+}
+
+// The cut keeping the k largest of c values (1 <= k <= c) whose keys are mostly at or above
+// `floor` (any below it are still counted right, in the lowest bin; 0: no floor); work holds
+// cut_words(c) words. A histogram of the keys' high 16 bits finds the bin that holds the k-th
+// largest, then the keys of that bin are gathered and, when many, narrowed by a histogram of
+// their bits 8..15, and selected among.
+template <typename Count>
+Cut find_cut_in_bins(const float* val, size_t c, uint64_t k, uint32_t floor, Count* hist,
+                     KeyWord* gathered) {
+  // Bin 0 is for keys below the floor's high bits (none when the floor holds): a key at or above
+  // the floor lands in a bin of its own high bits, or in the top bin. Without a floor (every
+  // element a candidate), the bins end at the largest finite key instead.
+  uint32_t base = (floor >> 16) > 0 ? (floor >> 16) - 1 : 0;
+  if (floor == 0) {
+    uint32_t top = 0;
+    for (size_t i = 0; i < c; ++i) {
+      const uint32_t key = key_of(val[i]);
+      top = std::max(top, key < kTopKey ? key : 0u);
+    }
+    base = std::max(top >> 16, kCutBins - 2) - (kCutBins - 2);
+  }
+  Count* coarse = hist;
+  Count* fine = hist + kCopies * kCutBins;
+  std::fill(hist, hist + kCutCounts, 0);
+  count_bins(
+      c,
+      [&](size_t i) { return std::min(std::max(key_of(val[i]) >> 16, base) - base, kCutBins - 1); },
+      coarse);
+  uint64_t above = 0;
+  const uint32_t bin = bin_of_kth(coarse, kCutBins, k, &above);
+  // The keys of that bin.
+  const uint32_t lo = bin == 0 ? 0 : (base + bin) << 16;
+  const uint32_t hi = bin == kCutBins - 1 ? kTopKey : ((base + bin) << 16) | 0xFFFFu;
+  const size_t m = topk::select_gather()(val, c, lo, hi, gathered);
+  // A bin of one value of key >> 16 (not the lowest or the top one, which may hold more) is
+  // ordered by bits 8..15 next.
+  if (m <= kFineCut || bin == 0 || bin == kCutBins - 1) return select_keys(gathered, m, k - above);
+  for (size_t i = 0; i < m; ++i) ++fine[kCopies * ((gathered[i] >> 8) & 0xFFu) + (i % kCopies)];
+  const uint32_t sub = bin_of_kth(fine, kFineBins, k, &above);
+  size_t f = 0;
+  for (size_t i = 0; i < m; ++i) {  // in place: f <= i
+    const uint32_t key = gathered[i];
+    gathered[f] = key;
+    f += ((key >> 8) & 0xFFu) == sub;
+  }
+  return select_keys(gathered, f, k - above);
+}
+
+Cut find_cut(const float* val, size_t c, uint64_t k, uint32_t floor, CountWord* work) {
   if (c <= kSmallCut) {
     KeyWord* keys = reinterpret_cast<KeyWord*>(work);
     for (size_t i = 0; i < c; ++i) keys[i] = key_of(val[i]);
     return select_keys(keys, c, k);
   }
-  KeyWord* gathered = reinterpret_cast<KeyWord*>(work + kHighBins);
-  if (c < (uint64_t{1} << 32))
-    return find_cut_in_bins(val, c, k, reinterpret_cast<Count32*>(work), gathered);
-  KeyWord* far = reinterpret_cast<KeyWord*>(work + 2 * kHighBins);
-  return find_cut_in_bins(val, c, k, work, far);
+  if (c < (uint64_t{1} << 32)) {
+    KeyWord* gathered = reinterpret_cast<KeyWord*>(work + kCutCounts / 2);
+    return find_cut_in_bins(val, c, k, floor, reinterpret_cast<Count32*>(work), gathered);
+  }
+  KeyWord* far = reinterpret_cast<KeyWord*>(work + kCutCounts);
+  return find_cut_in_bins(val, c, k, floor, work, far);
 }
 
 // Keeps the candidates inside the cut. The others are not sent, so their residual is v, as the
@@ -221,6 +287,10 @@ float value_at(const EncodeArgs& a, uint64_t i) {
   return a.residual != nullptr ? x + a.residual[i] : x;
 }
 
+// The sample's histogram: bins of key >> 21 (4 per octave; keys are below 2^31).
+constexpr uint32_t kSampleShift = 21;
+constexpr uint32_t kSampleBins = (kTopKey >> kSampleShift) + 1;
+
 struct ScanPlan {
   uint32_t thr = 0;  // the first candidate key
   size_t cap = 0;    // candidates held before the buffer is cut down to k
@@ -240,9 +310,11 @@ ScanPlan plan_scan(const EncodeArgs& a, uint64_t k) {
   Arena arena(a.scratch);
   const size_t keys_at = arena.add<KeyWord>(s);
   const size_t order_at = arena.add<KeyWord>(s);
+  const size_t hist_at = arena.add<Count32>(kCopies * kSampleBins);
   arena.commit();
   KeyWord* keys = arena.at<KeyWord>(keys_at);    // in run order
-  KeyWord* order = arena.at<KeyWord>(order_at);  // for nth_element
+  KeyWord* order = arena.at<KeyWord>(order_at);  // the keys of one bin, for nth_element
+  Count32* hist = arena.at<Count32>(hist_at);
   const uint64_t stride = topk::sample_stride(n);
   const size_t width = dtype_size(a.dtype);
   for (size_t j = 0; j < runs; ++j) {
@@ -257,12 +329,23 @@ ScanPlan plan_scan(const EncodeArgs& a, uint64_t k) {
       keys[j * topk::kSampleRun + e] = key_of(value_at(a, start + e));
   }
   const double mean = static_cast<double>(k) * static_cast<double>(s) / static_cast<double>(n);
-  // The key of sample rank `rank` (1 = largest), or 0 past the sample.
+  // The key of sample rank `rank` (1 = largest), or 0 past the sample: a histogram of the keys'
+  // top bits finds the bin that holds it, and it is selected among the keys of that bin (a full
+  // nth_element over the sample cost as much as reading it).
+  std::fill(hist, hist + kCopies * kSampleBins, 0);
+  count_bins(
+      s, [&](size_t i) { return keys[i] >> kSampleShift; }, hist);
   auto key_at_rank = [&](double rank) -> uint32_t {
     if (rank >= static_cast<double>(s)) return 0;
-    const size_t j = static_cast<size_t>(rank) - 1;
-    std::copy(keys, keys + s, order);
-    std::nth_element(order, order + j, order + s, std::greater<>());
+    uint64_t above = 0;
+    const uint32_t bin = bin_of_kth(hist, kSampleBins, static_cast<uint64_t>(rank), &above);
+    size_t m = 0;
+    for (size_t i = 0; i < s; ++i) {  // branch-free
+      order[m] = keys[i];
+      m += (keys[i] >> kSampleShift) == bin;
+    }
+    const size_t j = static_cast<size_t>(rank) - 1 - above;
+    std::nth_element(order, order + j, order + m, std::greater<>());
     return order[j];
   };
   constexpr double kZ = 5.0;
@@ -300,6 +383,7 @@ struct Workspace {
   Candidates cand;         // room for `room` entries
   size_t room = 0;
   CountWord* work = nullptr;  // find_cut's words, then the quantized section and its decode
+  uint32_t floor = 0;         // no candidate's key is below it
 };
 
 Workspace make_workspace(const EncodeArgs& a, uint64_t k, size_t chunk, size_t cap) {
@@ -334,6 +418,7 @@ Workspace scan_all(const EncodeArgs& a, uint64_t k) {
   const ScanPlan plan = plan_scan(a, k);
   const size_t chunk = a.dtype == GP_FLOAT32 ? kScanChunk : kStageElements;
   Workspace w = make_workspace(a, k, chunk, plan.cap);
+  w.floor = plan.thr;
   Candidates& cand = w.cand;
   uint32_t thr = plan.thr;
   const topk::ScanFn scan = topk::select_scan();
@@ -343,7 +428,7 @@ Workspace scan_all(const EncodeArgs& a, uint64_t k) {
     cand.size += scan(x, a.residual ? a.residual + off : nullptr, m, thr, off, cand.idx + cand.size,
                       cand.val + cand.size, cand.old != nullptr ? cand.old + cand.size : nullptr);
     if (cand.size > plan.cap) {
-      const Cut cut = find_cut(cand.val, cand.size, k, w.work);
+      const Cut cut = find_cut(cand.val, cand.size, k, plan.thr, w.work);
       apply_cut(cand, cut);
       // Never above the top key: NaN and Inf must stay candidates, whose residual the scan keeps.
       thr = std::min(cut.key + 1, topk::kTopKey);
@@ -421,7 +506,8 @@ void rescan(const EncodeArgs& a, uint64_t k, Workspace& w) {
 Workspace select_kept(const EncodeArgs& a, uint64_t k) {
   Workspace w = scan_all(a, k);
   if (w.cand.size > k) {
-    apply_cut(w.cand, find_cut(w.cand.val, w.cand.size, k, w.work));
+    Cut cut = find_cut(w.cand.val, w.cand.size, k, w.floor, w.work);
+    apply_cut(w.cand, cut);
   } else if (w.cand.size < k) {
     rescan(a, k, w);
   }

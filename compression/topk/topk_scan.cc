@@ -80,6 +80,17 @@ size_t cut_scalar(IndexWord* idx, float* val, float* old, size_t c, uint32_t cut
   return out;
 }
 
+size_t gather_scalar(const float* val, size_t c, uint32_t lo, uint32_t hi, KeyWord* keys) {
+  // Branch-free: every key is written, the position advances past those in range.
+  size_t m = 0;
+  for (size_t i = 0; i < c; ++i) {
+    const uint32_t key = key_of(val[i]);
+    keys[m] = key;
+    m += key >= lo && key <= hi;
+  }
+  return m;
+}
+
 namespace {
 
 enum class Isa { kScalar, kAvx2, kAvx512 };
@@ -118,5 +129,7 @@ ScanFn select_scan() {
 }
 
 CutFn select_cut() { return chosen_isa() == Isa::kAvx512 ? cut_avx512 : cut_scalar; }
+
+GatherFn select_gather() { return chosen_isa() == Isa::kAvx512 ? gather_avx512 : gather_scalar; }
 
 }  // namespace gradpack::topk

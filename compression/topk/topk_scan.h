@@ -10,8 +10,9 @@
 
 namespace gradpack::topk {
 
-// Candidate indices. They live in the codec's float scratch memory, hence may_alias.
+// Candidate indices and keys. They live in the codec's float scratch memory, hence may_alias.
 typedef uint64_t __attribute__((__may_alias__)) IndexWord;
+typedef uint32_t __attribute__((__may_alias__)) KeyWord;
 
 // The rank key of a value: |v| as an integer bit pattern, NaN and ±Inf sharing the top key.
 // key(v) = min(bits(v) & 0x7FFFFFFF, 0x7F800000).
@@ -47,8 +48,16 @@ size_t cut_scalar(IndexWord* idx, float* val, float* old, size_t c, uint32_t cut
 size_t cut_avx512(IndexWord* idx, float* val, float* old, size_t c, uint32_t cut_key,
                   uint64_t need);
 
+// Writes the keys of the c values whose key lies in [lo, hi] to keys, in order, and returns how
+// many. keys needs room for that many plus 16 (the SIMD version stores whole vectors).
+using GatherFn = size_t (*)(const float* val, size_t c, uint32_t lo, uint32_t hi, KeyWord* keys);
+
+size_t gather_scalar(const float* val, size_t c, uint32_t lo, uint32_t hi, KeyWord* keys);
+size_t gather_avx512(const float* val, size_t c, uint32_t lo, uint32_t hi, KeyWord* keys);
+
 // The widest versions this CPU runs, narrowed by GRADPACK_CPU_ISA when that names one.
 ScanFn select_scan();
 CutFn select_cut();
+GatherFn select_gather();
 
 }  // namespace gradpack::topk

@@ -153,6 +153,8 @@ size_t scan_avx2(const float* x, float* r, size_t n, uint32_t thr, uint64_t base
   c += r != nullptr
            ? scan_residual(x + head, r + head, body, thr, base + head, idx + c, val + c, old + c)
            : scan_input(x + head, body, thr, base + head, idx + c, val + c);
+  // Clean upper register halves for the caller's SSE code (see topk_scan_avx512.cc).
+  _mm256_zeroupper();
   return scan_elements(x, r, head + body, n, thr, base, idx, val, old, c);
 }
 

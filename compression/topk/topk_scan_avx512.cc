@@ -49,57 +49,58 @@ inline size_t emit(const Consts& k, __mmask16 m, __m512 v, __m512 prev, size_t i
 }
 
 // Groups of 64 vectors (4 KiB of x). A first loop streams a group with no data-dependent
-// branch: r = v, the residual from before set aside, and a bit for each vector that holds a
-// candidate. A second loop visits just those vectors, still in L1, and packs their candidates.
-// A branch per vector would mispredict often: at 1 % density about one vector in five holds a
-// candidate. r + 0 is 64-byte aligned (the caller peels to it): a vector that straddles two
-// cache lines makes the read-modify-write of r about a third slower.
+// branch: v = x + r, r = v stored in every lane that is not a candidate (a masked store), and
+// the mask of each vector set aside. The candidates' lanes of r keep the residual from before,
+// so nothing is copied aside (a buffer of those residuals on the stack cost up to a third more:
+// its stores and the streaming loads can alias in the low address bits). A second loop visits
+// just the vectors that hold a candidate, still in L1: v = x + r again (the same sum, bit for
+// bit), packed with the residual from before, and r = v stored in their lanes except where v is
+// NaN or Inf. A branch per vector would mispredict often: at 1 % density about one vector in
+// five holds a candidate. r + 0 is 64-byte aligned (the caller peels to it): a vector that
+// straddles two cache lines makes the read-modify-write of r about a third slower.
 size_t scan_residual(const float* x, float* r, size_t n, const Consts& consts, IndexWord* idx,
                      float* val, float* old) {
   const Consts k = consts;  // a local copy stays in registers (stores could alias the original)
-  alignas(64) float group_prev[64 * 16];
+  alignas(64) uint16_t masks[64];
   size_t c = 0;
   for (size_t i0 = 0; i0 < n; i0 += 64 * 16) {
     const size_t vectors = std::min<size_t>(64, (n - i0) / 16);
-    uint64_t marked = 0;
     // Two vectors per step (vectors is even but for the last group of a call).
     size_t j = 0;
     for (; j + 2 <= vectors; j += 2) {
       const size_t i = i0 + 16 * j;
-      const __m512 prev0 = _mm512_load_ps(r + i);
-      const __m512 prev1 = _mm512_load_ps(r + i + 16);
-      const __m512 v0 = _mm512_add_ps(_mm512_loadu_ps(x + i), prev0);
-      const __m512 v1 = _mm512_add_ps(_mm512_loadu_ps(x + i + 16), prev1);
-      _mm512_store_ps(r + i, v0);
-      _mm512_store_ps(r + i + 16, v1);
+      const __m512 v0 = _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_load_ps(r + i));
+      const __m512 v1 = _mm512_add_ps(_mm512_loadu_ps(x + i + 16), _mm512_load_ps(r + i + 16));
       const __mmask16 m0 = _mm512_cmpge_epu32_mask(abs_bits(k, v0), k.t);
       const __mmask16 m1 = _mm512_cmpge_epu32_mask(abs_bits(k, v1), k.t);
-      // Only candidates' lanes are kept (a plain store here is a copy the compiler turns into a
-      // slow memcpy of the group).
-      _mm512_mask_store_ps(group_prev + 16 * j, m0, prev0);
-      _mm512_mask_store_ps(group_prev + 16 * j + 16, m1, prev1);
-      marked |= static_cast<uint64_t>((m0 != 0) | (m1 != 0) << 1) << j;
+      _mm512_mask_store_ps(r + i, _knot_mask16(m0), v0);
+      _mm512_mask_store_ps(r + i + 16, _knot_mask16(m1), v1);
+      masks[j] = m0;
+      masks[j + 1] = m1;
     }
     for (; j < vectors; ++j) {
       const size_t i = i0 + 16 * j;
-      const __m512 prev = _mm512_load_ps(r + i);
-      const __m512 v = _mm512_add_ps(_mm512_loadu_ps(x + i), prev);
-      _mm512_store_ps(r + i, v);
+      const __m512 v = _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_load_ps(r + i));
       const __mmask16 m = _mm512_cmpge_epu32_mask(abs_bits(k, v), k.t);
-      _mm512_mask_store_ps(group_prev + 16 * j, m, prev);
-      marked |= static_cast<uint64_t>(m != 0) << j;
+      _mm512_mask_store_ps(r + i, _knot_mask16(m), v);
+      masks[j] = m;
     }
+    for (; j < 64; ++j) masks[j] = 0;
+    // A bit for each vector with a candidate.
+    const __m512i w0 = _mm512_load_si512(masks);
+    const __m512i w1 = _mm512_load_si512(masks + 32);
+    uint64_t marked = static_cast<uint64_t>(_mm512_test_epi16_mask(w0, w0)) |
+                      static_cast<uint64_t>(_mm512_test_epi16_mask(w1, w1)) << 32;
     while (marked != 0) {
       const size_t at = static_cast<size_t>(__builtin_ctzll(marked));
       marked &= marked - 1;
       const size_t i = i0 + 16 * at;
-      const __m512 v = _mm512_load_ps(r + i);
-      const __m512 prev = _mm512_load_ps(group_prev + 16 * at);
-      const __m512i bits = abs_bits(k, v);
-      const __mmask16 m = _mm512_cmpge_epu32_mask(bits, k.t);
+      const __mmask16 m = masks[at];
+      const __m512 prev = _mm512_maskz_load_ps(m, r + i);
+      const __m512 v = _mm512_maskz_add_ps(m, _mm512_maskz_loadu_ps(m, x + i), prev);
       // A candidate with NaN or Inf keeps its residual.
-      const __mmask16 nonfinite = _mm512_mask_cmpge_epu32_mask(m, bits, k.top);
-      if (nonfinite != 0) _mm512_mask_store_ps(r + i, nonfinite, prev);
+      const __mmask16 nonfinite = _mm512_mask_cmpge_epu32_mask(m, abs_bits(k, v), k.top);
+      _mm512_mask_store_ps(r + i, static_cast<__mmask16>(m & ~nonfinite), v);
       c = emit(k, m, v, prev, i, idx, val, old, c);
     }
   }
@@ -163,6 +164,10 @@ size_t scan_avx512(const float* x, float* r, size_t n, uint32_t thr, uint64_t ba
   const float* xb = x + head;
   c += r != nullptr ? scan_residual(xb, r + head, body, k, idx + c, val + c, old + c)
                     : scan_input(xb, body, k, idx + c, val + c);
+  // The compiler leaves the upper halves of the vector registers dirty when the function ends in
+  // a call: then every SSE instruction of the caller (built for plain x86-64) waits on the merge
+  // of its register's upper bits, which made the cut after the scan five times slower.
+  _mm256_zeroupper();
   return scan_elements(x, r, head + body, n, thr, base, idx, val, old, c);
 }
 
@@ -213,6 +218,29 @@ size_t cut_avx512(IndexWord* idx, float* val, float* old, size_t c, uint32_t cut
     out += keep;
   }
   return out;
+}
+
+size_t gather_avx512(const float* val, size_t c, uint32_t lo, uint32_t hi, KeyWord* keys) {
+  const Consts k(0, 0);
+  const __m512i vlo = _mm512_set1_epi32(static_cast<int>(lo));
+  const __m512i vhi = _mm512_set1_epi32(static_cast<int>(hi));
+  size_t m = 0;
+  size_t i = 0;
+  for (; i + 16 <= c; i += 16) {
+    const __m512i key = key_of(k, _mm512_loadu_ps(val + i));
+    const __mmask16 in = _mm512_mask_cmple_epu32_mask(_mm512_cmpge_epu32_mask(key, vlo), key, vhi);
+    _mm512_storeu_si512(keys + m, _mm512_maskz_compress_epi32(in, key));
+    m += static_cast<size_t>(__builtin_popcount(in));
+  }
+  for (; i < c; ++i) {
+    uint32_t key;
+    __builtin_memcpy(&key, val + i, sizeof key);
+    key &= kAbsMask;
+    key = key < kTopKey ? key : kTopKey;
+    keys[m] = key;
+    m += key >= lo && key <= hi;
+  }
+  return m;
 }
 
 }  // namespace gradpack::topk

@@ -539,6 +539,29 @@ TEST(TopK, CutVersionsAgree) {
   }
 }
 
+// The AVX-512 gather of the keys in a range gives the scalar one's keys, in order.
+TEST(TopK, GatherVersionsAgree) {
+  if (!cpu::cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512";
+  std::mt19937 rng(63);
+  for (size_t c : {size_t{0}, size_t{5}, size_t{16}, size_t{33}, size_t{1000}}) {
+    std::vector<float> val(c);
+    for (size_t i = 0; i < c; ++i) {
+      val[i] = static_cast<float>(rng() % 8) * (rng() % 2 ? 1.0f : -1.0f);
+      if (rng() % 20 == 0) val[i] = rng() % 2 ? kNaN : -kInf;
+    }
+    for (auto [lo, hi] : {std::pair{0u, 0x7F800000u}, std::pair{rank_key(2.0f), rank_key(5.0f)},
+                          std::pair{rank_key(3.0f), rank_key(3.0f)},
+                          std::pair{0x7F800000u, 0x7F800000u}, std::pair{rank_key(7.0f), 0u}}) {
+      SCOPED_TRACE("c=" + std::to_string(c) + " lo=" + std::to_string(lo));
+      std::vector<uint32_t> a(c + 16), b(c + 16);
+      const size_t na = topk::gather_scalar(val.data(), c, lo, hi, a.data());
+      const size_t nb = topk::gather_avx512(val.data(), c, lo, hi, b.data());
+      ASSERT_EQ(na, nb);
+      for (size_t j = 0; j < na; ++j) ASSERT_EQ(a[j], b[j]) << j;
+    }
+  }
+}
+
 // An input built against the fixed sample: huge values exactly where the sample looks, so the
 // threshold it suggests is reached by fewer than k elements and the encoder must rescan.
 TEST(TopK, RescanWhenTheSampleMisleads) {
