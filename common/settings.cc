@@ -80,7 +80,8 @@ Status Settings::from_map(const std::map<std::string, std::string>& env, Setting
     auto it = env.find(info.variable);
     bool set = it != env.end();
     std::string value = set ? it->second : info.default_value;
-    GP_RETURN_IF_ERROR(validate(info, value));
+    // No GP_RETURN_IF_ERROR here: its trail is logged, and logging reads these settings.
+    if (Status st = validate(info, value); !st.ok()) return st;
     s.values_.push_back(value);
     s.from_env_.push_back(set);
   }
