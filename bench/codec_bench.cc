@@ -18,6 +18,7 @@
 // The kernels are those the process selects: the widest the CPU has, or GRADPACK_CPU_ISA.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -110,17 +111,14 @@ void copy_once(Workspace& ws) {
   benchmark::ClobberMemory();
 }
 
-// memcpy's rate for this size: from its benchmark, or (filtered out) best of a few copies now.
-double memcpy_rate(Workspace& ws) {
-  auto& rates = memcpy_rates();
-  if (auto it = rates.find(ws.bytes); it != rates.end()) return it->second;
-  double best = 1e30;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = Clock::now();
-    copy_once(ws);
-    best = std::min(best, since(t0));
-  }
-  return rates[ws.bytes] = static_cast<double>(ws.bytes) / best;
+// memcpy's rate for this size, timed right after the codec's loop as the mean of as many copies
+// as the codec ran (2 to 64), so both see the same state of the machine: on a shared machine
+// memory bandwidth drifts between benchmarks more than any codec difference we care about.
+double memcpy_rate_now(Workspace& ws, int64_t iterations) {
+  const int64_t copies = std::clamp<int64_t>(iterations, 2, 64);
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < copies; ++i) copy_once(ws);
+  return static_cast<double>(ws.bytes) * static_cast<double>(copies) / since(t0);
 }
 
 void BM_memcpy(benchmark::State& state, size_t bytes) {
@@ -142,8 +140,8 @@ void set_counters(benchmark::State& state, Workspace& ws, const CodecState& cs, 
   const double iterations = static_cast<double>(state.iterations());
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
                           static_cast<int64_t>(ws.bytes));
-  state.counters["x_memcpy"] =
-      static_cast<double>(ws.bytes) * iterations / seconds / memcpy_rate(ws);
+  state.counters["x_memcpy"] = static_cast<double>(ws.bytes) * iterations / seconds /
+                               memcpy_rate_now(ws, state.iterations());
   state.counters["wire_ratio"] =
       static_cast<double>(ws.bytes) / static_cast<double>(cs.frame_bytes);
 }
@@ -164,7 +162,6 @@ void BM_encode(benchmark::State& state, const std::string& spec, size_t bytes) {
   Workspace& ws = workspace(bytes);
   CodecState& cs = codec_state(spec, bytes);
   if (!cs.status.ok()) return skip(state, cs.status);
-  memcpy_rate(ws);  // outside the timed loop
   const auto t0 = Clock::now();
   for (auto _ : state) {
     if (Status st = encode(cs, ws); !st.ok()) return skip(state, st);
@@ -179,7 +176,6 @@ void BM_decode_acc(benchmark::State& state, const std::string& spec, size_t byte
   if (cs.frame_bytes == 0) {  // the encode benchmark was filtered out
     if (Status st = encode(cs, ws); !st.ok()) return skip(state, st);
   }
-  memcpy_rate(ws);
   const auto t0 = Clock::now();
   for (auto _ : state) {
     Status st = gradpack::decode_frame(cs.frame.data(), cs.frame_bytes, ws.target.data(),
