@@ -24,6 +24,7 @@
 #include "compression/cpu/kernels.h"
 #include "compression/spec.h"
 #include "compression/wire.h"
+#include "tests/unit/codec_test_util.h"
 
 namespace gradpack::cuda {
 namespace {
@@ -72,16 +73,7 @@ class DeviceBuffer {
   size_t bytes_;
 };
 
-std::vector<float> gradient_like(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) {
-    const float region = 1.0f + 9.0f * static_cast<float>((i / 1000) % 3);
-    v[i] = normal(rng) * region * 1e-3f * (normal(rng) > 2.0f ? 20.0f : 1.0f);
-  }
-  return v;
-}
+using testing_util::gradient_like;
 
 // Values on a coarse grid: many exact ties, the case where top-k's index order decides.
 std::vector<float> tied(size_t n, uint32_t seed) {

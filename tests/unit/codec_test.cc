@@ -12,45 +12,15 @@
 
 #include "common/float16.h"
 #include "compression/quantize/quant_ref.h"
+#include "tests/unit/codec_test_util.h"
 
 namespace gradpack {
 namespace {
 
-std::vector<float> gradient_like(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) {
-    // Heavy-ish tails and a per-region scale, as real gradients have.
-    float region = 1.0f + 9.0f * static_cast<float>((i / 1000) % 3);
-    v[i] = normal(rng) * region * 1e-3f * (normal(rng) > 2.0f ? 20.0f : 1.0f);
-  }
-  return v;
-}
-
-std::unique_ptr<Codec> make(const std::string& spec) {
-  std::unique_ptr<Codec> codec;
-  Status st = Codec::create(spec, &codec);
-  EXPECT_TRUE(st.ok()) << st.to_string();
-  return codec;
-}
-
-std::vector<uint8_t> encode(Codec& codec, const void* in, size_t n, gp_dtype_t dtype,
-                            float* residual) {
-  std::vector<uint8_t> frame(codec.max_encoded_bytes(n, dtype));
-  size_t bytes = 0;
-  Status st = codec.encode(in, n, dtype, residual, frame.data(), frame.size(), &bytes);
-  EXPECT_TRUE(st.ok()) << st.to_string();
-  frame.resize(bytes);
-  return frame;
-}
-
-std::vector<float> decode_f32(const std::vector<uint8_t>& frame, size_t n) {
-  std::vector<float> out(n, 0.0f);
-  Status st = decode_frame(frame.data(), frame.size(), out.data(), n, GP_FLOAT32, false);
-  EXPECT_TRUE(st.ok()) << st.to_string();
-  return out;
-}
+using testing_util::decode_f32;
+using testing_util::encode;
+using testing_util::gradient_like;
+using testing_util::make;
 
 // The inputs as the encoder sees them: fp32, or rounded to the 16-bit dtype.
 struct Input {

@@ -20,9 +20,15 @@
 #include "compression/topk/topk_scan.h"
 #include "compression/topk/topk_select.h"
 #include "compression/wire.h"
+#include "tests/unit/codec_test_util.h"
 
 namespace gradpack {
 namespace {
+
+using testing_util::decode_f32;
+using testing_util::encode;
+using testing_util::gradient_like;
+using testing_util::make;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -41,42 +47,6 @@ std::vector<uint64_t> reference_kept(const std::vector<float>& v, uint64_t k) {
   order.resize(k);
   std::sort(order.begin(), order.end());
   return order;
-}
-
-std::vector<float> gradient_like(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) {
-    float region = 1.0f + 9.0f * static_cast<float>((i / 1000) % 3);
-    v[i] = normal(rng) * region * 1e-3f * (normal(rng) > 2.0f ? 20.0f : 1.0f);
-  }
-  return v;
-}
-
-std::unique_ptr<Codec> make(const std::string& spec, const cpu::CpuKernels* kernels = nullptr) {
-  std::unique_ptr<Codec> codec;
-  Status st = kernels ? Codec::create(spec, *kernels, &codec) : Codec::create(spec, &codec);
-  EXPECT_TRUE(st.ok()) << st.to_string();
-  return codec;
-}
-
-std::vector<uint8_t> encode(Codec& codec, const void* in, size_t n, gp_dtype_t dtype,
-                            float* residual) {
-  std::vector<uint8_t> frame(codec.max_encoded_bytes(n, dtype));
-  size_t bytes = 0;
-  Status st = codec.encode(in, n, dtype, residual, frame.data(), frame.size(), &bytes);
-  EXPECT_TRUE(st.ok()) << st.to_string();
-  EXPECT_LE(bytes, frame.size());
-  frame.resize(bytes);
-  return frame;
-}
-
-std::vector<float> decode_f32(const std::vector<uint8_t>& frame, size_t n) {
-  std::vector<float> out(n, 0.0f);
-  Status st = decode_frame(frame.data(), frame.size(), out.data(), n, GP_FLOAT32, false);
-  EXPECT_TRUE(st.ok()) << st.to_string();
-  return out;
 }
 
 // A frame taken apart independently of the decoder: header, indices, raw values section.
