@@ -125,26 +125,7 @@ void add_f32(const float* in, float* out, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] += in[i];
 }
 
-// r = v - sent where v is finite; a NaN or Inf v keeps r. Returns how many v were not finite.
-// A plain loop over non-aliasing arrays: the compiler vectorizes it for this file's ISA.
-size_t feedback(const float* __restrict v, const float* __restrict sent, float* __restrict r,
-                size_t n) {
-  size_t nonfinite = 0;
-  for (size_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    __builtin_memcpy(&bits, v + i, sizeof bits);
-    const bool finite = (bits & 0x7F800000u) != 0x7F800000u;
-    r[i] = finite ? v[i] - sent[i] : r[i];
-    nonfinite += !finite;
-  }
-  return nonfinite;
-}
-
-// out = a + b.
-void add3_f32(const float* __restrict a, const float* __restrict b, float* __restrict out,
-              size_t n) {
-  for (size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
-}
+#include "compression/cpu/elementwise_kernels.inc"
 
 }  // namespace
 
