@@ -66,6 +66,19 @@ std::shared_ptr<Store> make_memory_store();
 // counters are updated under an flock.
 Status make_file_store(const std::string& directory, std::shared_ptr<Store>* out);
 
+// A store served over TCP by rank 0 (like torch's TCPStore). With serve=true this process is the
+// root: a thread listens on host:port (port 0 picks a free port; tcp_store_port() tells which)
+// and the returned store is a loopback client of it; the root's thread stops when that store is
+// destroyed. With serve=false the store connects to the root at host:port, retrying until
+// connect_timeout (the root may start later): a root that never answers is kTimeout naming
+// host:port, a bad host name kInvalidArgument. Keys are at most 4 KiB, values at most 64 MiB.
+// A root that goes away makes every later call kRemote. One store may be shared by threads; their
+// requests are served one at a time, so a long get delays the other threads' calls.
+Status make_tcp_store(const std::string& host, uint16_t port, bool serve,
+                      std::chrono::milliseconds connect_timeout, std::shared_ptr<Store>* out);
+// The root's port as seen by a TCP store (the bound port for the serving one); 0 for others.
+uint16_t tcp_store_port(const Store& store);
+
 // Counter values are stored as decimal text.
 std::vector<uint8_t> counter_bytes(int64_t value);
 bool parse_counter(const std::vector<uint8_t>& bytes, int64_t* value);
