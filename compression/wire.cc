@@ -4,26 +4,10 @@
 #include <string>
 
 #include "common/crc32c.h"
+#include "common/little_endian.h"
 
 namespace gradpack {
 namespace {
-
-void put_u32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put_u64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint32_t get_u32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
-  return v;
-}
-uint64_t get_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return v;
-}
 
 Status corrupt(const std::string& why) { return CorruptData("frame rejected: " + why); }
 
@@ -115,12 +99,12 @@ void write_frame_header(const FrameHeader& h, uint8_t* out) {
   out[7] = h.flags;
   out[8] = h.bits;
   out[9] = static_cast<uint8_t>(h.index_encoding);
-  put_u32(out + 12, h.block);
-  put_u64(out + 16, h.count);
-  put_u64(out + 24, h.kept);
-  put_u64(out + 32, h.index_bytes);
-  put_u64(out + 40, h.payload_bytes);
-  put_u32(out + 52, crc32c(out, 52));
+  store_le<uint32_t>(out + 12, h.block);
+  store_le<uint64_t>(out + 16, h.count);
+  store_le<uint64_t>(out + 24, h.kept);
+  store_le<uint64_t>(out + 32, h.index_bytes);
+  store_le<uint64_t>(out + 40, h.payload_bytes);
+  store_le<uint32_t>(out + 52, crc32c(out, 52));
 }
 
 Status read_frame_header(const void* in, size_t in_bytes, FrameHeader* out, FrameLayout* layout) {
@@ -134,19 +118,20 @@ Status read_frame_header(const void* in, size_t in_bytes, FrameHeader* out, Fram
                    " is not supported (this build "
                    "reads version " +
                    std::to_string(kFrameVersion) + ")");
-  if (get_u32(p + 52) != crc32c(p, 52)) return corrupt("header checksum mismatch");
-  if (p[10] != 0 || p[11] != 0 || get_u32(p + 48) != 0) return corrupt("reserved bytes are set");
+  if (load_le<uint32_t>(p + 52) != crc32c(p, 52)) return corrupt("header checksum mismatch");
+  if (p[10] != 0 || p[11] != 0 || load_le<uint32_t>(p + 48) != 0)
+    return corrupt("reserved bytes are set");
   FrameHeader h;
   h.codec = static_cast<CodecKind>(p[5]);
   h.dtype = static_cast<gp_dtype_t>(p[6]);
   h.flags = p[7];
   h.bits = p[8];
   h.index_encoding = static_cast<IndexEncoding>(p[9]);
-  h.block = get_u32(p + 12);
-  h.count = get_u64(p + 16);
-  h.kept = get_u64(p + 24);
-  h.index_bytes = get_u64(p + 32);
-  h.payload_bytes = get_u64(p + 40);
+  h.block = load_le<uint32_t>(p + 12);
+  h.count = load_le<uint64_t>(p + 16);
+  h.kept = load_le<uint64_t>(p + 24);
+  h.index_bytes = load_le<uint64_t>(p + 32);
+  h.payload_bytes = load_le<uint64_t>(p + 40);
   if (p[6] > GP_UINT8) return corrupt("unknown dtype " + std::to_string(p[6]));
   FrameLayout l;
   GP_RETURN_IF_ERROR(frame_layout(h, &l));

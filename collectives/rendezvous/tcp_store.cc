@@ -31,6 +31,7 @@
 #include <thread>
 
 #include "collectives/rendezvous/store.h"
+#include "common/little_endian.h"
 #include "common/log.h"
 
 namespace gradpack {
@@ -51,26 +52,9 @@ constexpr milliseconds kReplyTimeout(30000);
 constexpr size_t kTcpStoreMaxKey = 4096;
 constexpr size_t kTcpStoreMaxValue = size_t{64} << 20;
 
-void put_u32(std::vector<uint8_t>* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-void put_u64(std::vector<uint8_t>* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-uint32_t get_u32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
-  return v;
-}
-uint64_t get_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return v;
-}
-
 std::vector<uint8_t> hello_bytes() {
   std::vector<uint8_t> out;
-  put_u32(&out, kMagic);
+  append_le<uint32_t>(&out, kMagic);
   out.push_back(static_cast<uint8_t>(kVersion & 0xff));
   out.push_back(static_cast<uint8_t>(kVersion >> 8));
   out.push_back(0);
@@ -79,7 +63,8 @@ std::vector<uint8_t> hello_bytes() {
 }
 
 bool hello_ok(const uint8_t* p) {
-  return get_u32(p) == kMagic && (p[4] | (p[5] << 8)) == kVersion && p[6] == 0 && p[7] == 0;
+  return load_le<uint32_t>(p) == kMagic && (p[4] | (p[5] << 8)) == kVersion && p[6] == 0 &&
+         p[7] == 0;
 }
 
 std::string endpoint(const std::string& host, uint16_t port) {
@@ -201,7 +186,7 @@ class Server {
 
   static void reply(Conn* c, uint8_t status, const std::vector<uint8_t>& value) {
     c->out.push_back(status);
-    put_u32(&c->out, static_cast<uint32_t>(value.size()));
+    append_le<uint32_t>(&c->out, static_cast<uint32_t>(value.size()));
     c->out.insert(c->out.end(), value.begin(), value.end());
   }
 
@@ -227,7 +212,7 @@ class Server {
     }
     if (avail < 5) return false;
     const uint8_t op = p[0];
-    const uint32_t key_len = get_u32(p + 1);
+    const uint32_t key_len = load_le<uint32_t>(p + 1);
     if (op != kOpSet && op != kOpGet && op != kOpAdd) {
       reject(fd, "unknown op " + std::to_string(op));
       return false;
@@ -237,7 +222,7 @@ class Server {
       return false;
     }
     if (avail < 5 + size_t{key_len} + 4) return false;
-    const uint32_t value_len = get_u32(p + 5 + key_len);
+    const uint32_t value_len = load_le<uint32_t>(p + 5 + key_len);
     const size_t limit = op == kOpSet ? kTcpStoreMaxValue : 8;
     if (value_len > limit || (op != kOpSet && value_len != 8)) {
       reject(fd, "value of " + std::to_string(value_len) + " bytes is over the limit");
@@ -253,7 +238,7 @@ class Server {
       wake_waiters(key);
     } else if (op == kOpGet) {
       auto it = values_.find(key);
-      const uint64_t timeout_ms = get_u64(value);
+      const uint64_t timeout_ms = load_le<uint64_t>(value);
       if (it != values_.end()) {
         reply(c, kReplyOk, it->second);
       } else if (timeout_ms == 0) {
@@ -263,7 +248,7 @@ class Server {
         c->wait_deadline = Clock::now() + milliseconds(std::min<uint64_t>(timeout_ms, 1ull << 40));
       }
     } else {
-      const int64_t delta = static_cast<int64_t>(get_u64(value));
+      const int64_t delta = static_cast<int64_t>(load_le<uint64_t>(value));
       int64_t current = 0;
       auto it = values_.find(key);
       if (it != values_.end() && !parse_counter(it->second, &current)) {
@@ -273,7 +258,7 @@ class Server {
             static_cast<int64_t>(static_cast<uint64_t>(current) + static_cast<uint64_t>(delta));
         values_[key] = counter_bytes(current);
         std::vector<uint8_t> out;
-        put_u64(&out, static_cast<uint64_t>(current));
+        append_le<uint64_t>(&out, static_cast<uint64_t>(current));
         reply(c, kReplyOk, out);
         wake_waiters(key);
       }
@@ -464,7 +449,7 @@ class TcpStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     timeout = std::max(timeout, milliseconds(0));
     std::vector<uint8_t> arg;
-    put_u64(&arg, static_cast<uint64_t>(timeout.count()));
+    append_le<uint64_t>(&arg, static_cast<uint64_t>(timeout.count()));
     uint8_t status;
     Status st = request(kOpGet, key, arg, Clock::now() + timeout + kReplyGrace, &status, value);
     if (st.ok() && status == kReplyOk) return st;
@@ -477,13 +462,13 @@ class TcpStore : public Store {
   Status add(const std::string& key, int64_t delta, int64_t* result) override {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<uint8_t> arg;
-    put_u64(&arg, static_cast<uint64_t>(delta));
+    append_le<uint64_t>(&arg, static_cast<uint64_t>(delta));
     uint8_t status;
     std::vector<uint8_t> reply;
     GP_RETURN_IF_ERROR(request(kOpAdd, key, arg, Clock::now() + kReplyTimeout, &status, &reply));
     if (status == kReplyInvalid) return InvalidArgument(std::string(reply.begin(), reply.end()));
     if (reply.size() != 8) return {Code::kRemote, "rendezvous root sent a malformed reply"};
-    *result = static_cast<int64_t>(get_u64(reply.data()));
+    *result = static_cast<int64_t>(load_le<uint64_t>(reply.data()));
     return OkStatus();
   }
 
@@ -606,14 +591,14 @@ class TcpStore : public Store {
     std::vector<uint8_t> msg;
     msg.reserve(9 + key.size() + value.size());
     msg.push_back(op);
-    put_u32(&msg, static_cast<uint32_t>(key.size()));
+    append_le<uint32_t>(&msg, static_cast<uint32_t>(key.size()));
     msg.insert(msg.end(), key.begin(), key.end());
-    put_u32(&msg, static_cast<uint32_t>(value.size()));
+    append_le<uint32_t>(&msg, static_cast<uint32_t>(value.size()));
     msg.insert(msg.end(), value.begin(), value.end());
     GP_RETURN_IF_ERROR(send_all(msg, deadline));
     uint8_t head[5];
     GP_RETURN_IF_ERROR(recv_all(head, sizeof head, deadline));
-    const uint32_t len = get_u32(head + 1);
+    const uint32_t len = load_le<uint32_t>(head + 1);
     if (head[0] > kReplyInvalid || len > kTcpStoreMaxValue) {
       close_socket();
       broken_ = true;
