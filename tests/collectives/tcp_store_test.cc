@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "collectives/rendezvous/store.h"
+#include "tests/unit/store_test_util.h"
 
 namespace gradpack {
 namespace {
@@ -279,37 +280,9 @@ TEST(TcpStore, ProcessesRendezvous) {
   auto root = serve();
   ASSERT_TRUE(root);
   const uint16_t port = tcp_store_port(*root);
-  std::vector<pid_t> children;
-  for (int rank = 1; rank <= 3; ++rank) {
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      std::shared_ptr<Store> s;
-      bool ok = make_tcp_store("127.0.0.1", port, false, milliseconds(3000), &s).ok();
-      for (int i = 0; ok && i < 40; ++i) {
-        int64_t r;
-        ok = s->add("arrived", 1, &r).ok();
-      }
-      ok = ok && s->set("rank/" + std::to_string(rank), bytes(std::to_string(rank * 10))).ok();
-      std::vector<uint8_t> go;
-      ok = ok && s->get("go", milliseconds(10000), &go).ok();
-      ::_exit(ok ? 0 : 1);
-    }
-    children.push_back(pid);
-  }
-  ASSERT_TRUE(root->wait({"rank/1", "rank/2", "rank/3"}, milliseconds(10000)).ok());
-  int64_t arrived = 0;
-  ASSERT_TRUE(root->add("arrived", 0, &arrived).ok());
-  EXPECT_EQ(arrived, 120);
-  std::vector<uint8_t> v;
-  ASSERT_TRUE(root->get("rank/2", milliseconds(10), &v).ok());
-  EXPECT_EQ(v, bytes("20"));
-  ASSERT_TRUE(root->set("go", bytes("1")).ok());
-  for (pid_t pid : children) {
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  }
+  testing_util::check_processes_rendezvous(*root, [&](std::shared_ptr<Store>* out) {
+    return make_tcp_store("127.0.0.1", port, false, milliseconds(3000), out);
+  });
 }
 
 }  // namespace

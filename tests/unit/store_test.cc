@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "tests/unit/store_test_util.h"
+
 namespace gradpack {
 namespace {
 
@@ -111,37 +113,8 @@ TEST(FileStore, ProcessesRendezvous) {
   std::filesystem::remove_all(dir);
   std::shared_ptr<Store> store;
   ASSERT_TRUE(make_file_store(dir.string(), &store).ok());
-  std::vector<pid_t> children;
-  for (int rank = 1; rank <= 3; ++rank) {
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      std::shared_ptr<Store> s;
-      bool ok = make_file_store(dir.string(), &s).ok();
-      for (int i = 0; ok && i < 40; ++i) {
-        int64_t r;
-        ok = s->add("arrived", 1, &r).ok();
-      }
-      ok = ok && s->set("rank/" + std::to_string(rank), bytes(std::to_string(rank * 10))).ok();
-      std::vector<uint8_t> go;
-      ok = ok && s->get("go", milliseconds(10000), &go).ok();
-      ::_exit(ok ? 0 : 1);
-    }
-    children.push_back(pid);
-  }
-  ASSERT_TRUE(store->wait({"rank/1", "rank/2", "rank/3"}, milliseconds(10000)).ok());
-  int64_t arrived = 0;
-  ASSERT_TRUE(store->add("arrived", 0, &arrived).ok());
-  EXPECT_EQ(arrived, 120);
-  std::vector<uint8_t> v;
-  ASSERT_TRUE(store->get("rank/2", milliseconds(10), &v).ok());
-  EXPECT_EQ(v, bytes("20"));
-  ASSERT_TRUE(store->set("go", bytes("1")).ok());
-  for (pid_t pid : children) {
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  }
+  testing_util::check_processes_rendezvous(
+      *store, [&](std::shared_ptr<Store>* out) { return make_file_store(dir.string(), out); });
   std::filesystem::remove_all(dir);
 }
 
