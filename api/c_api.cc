@@ -5,6 +5,7 @@
 #include <new>
 #include <string>
 
+#include "collectives/communicator.h"
 #include "common/dtype.h"
 #include "common/status.h"
 #include "compression/codec.h"
@@ -12,6 +13,10 @@
 
 struct gp_codec {
   std::unique_ptr<gradpack::Codec> impl;
+};
+
+struct gp_comm {
+  std::unique_ptr<gradpack::coll::Communicator> impl;
 };
 
 namespace {
@@ -105,6 +110,86 @@ gp_status_t gp_frame_info(const void* in, size_t in_bytes, gp_frame_info_t* info
   return guarded([&] {
     if (info == nullptr) return gradpack::InvalidArgument("info is NULL");
     return gradpack::read_frame_info(in, in_bytes, info);
+  });
+}
+
+void gp_allreduce_opts_init(gp_allreduce_opts_t* opts) {
+  if (opts == nullptr) return;
+  std::memset(opts, 0, sizeof(*opts));
+  opts->struct_size = sizeof(*opts);
+  opts->algorithm = GP_ALGO_AUTO;
+  opts->segment_bytes = 0;
+}
+
+gp_status_t gp_comm_init(int rank, int nranks, const char* rendezvous, gp_comm_t** out) {
+  return guarded([&] {
+    if (out == nullptr) return gradpack::InvalidArgument("gp_comm_init: out is NULL");
+    *out = nullptr;
+    if (rendezvous == nullptr) return gradpack::InvalidArgument("gp_comm_init: rendezvous is NULL");
+    auto comm = std::make_unique<gp_comm>();
+    GP_RETURN_IF_ERROR(gradpack::coll::Communicator::create(rank, nranks, rendezvous, &comm->impl));
+    *out = comm.release();
+    return gradpack::OkStatus();
+  });
+}
+
+gp_status_t gp_comm_init_from_env(gp_comm_t** out) {
+  return guarded([&] {
+    if (out == nullptr) return gradpack::InvalidArgument("gp_comm_init_from_env: out is NULL");
+    *out = nullptr;
+    auto comm = std::make_unique<gp_comm>();
+    GP_RETURN_IF_ERROR(gradpack::coll::Communicator::create_from_env(&comm->impl));
+    *out = comm.release();
+    return gradpack::OkStatus();
+  });
+}
+
+gp_status_t gp_comm_destroy(gp_comm_t* comm) {
+  return guarded([&] {
+    delete comm;
+    return gradpack::OkStatus();
+  });
+}
+
+int gp_comm_rank(const gp_comm_t* comm) { return comm ? comm->impl->rank() : -1; }
+int gp_comm_size(const gp_comm_t* comm) { return comm ? comm->impl->size() : -1; }
+
+gp_status_t gp_allreduce(gp_comm_t* comm, const void* send, void* recv, size_t count,
+                         gp_dtype_t dtype, gp_redop_t op, const gp_allreduce_opts_t* opts) {
+  return guarded([&] {
+    if (comm == nullptr) return gradpack::InvalidArgument("gp_allreduce: comm is NULL");
+    return comm->impl->allreduce(send, recv, count, dtype, op, opts);
+  });
+}
+
+gp_status_t gp_reduce_scatter(gp_comm_t* comm, const void* send, void* recv, size_t recvcount,
+                              gp_dtype_t dtype, gp_redop_t op) {
+  return guarded([&] {
+    if (comm == nullptr) return gradpack::InvalidArgument("gp_reduce_scatter: comm is NULL");
+    return comm->impl->reduce_scatter(send, recv, recvcount, dtype, op);
+  });
+}
+
+gp_status_t gp_allgather(gp_comm_t* comm, const void* send, void* recv, size_t sendcount,
+                         gp_dtype_t dtype) {
+  return guarded([&] {
+    if (comm == nullptr) return gradpack::InvalidArgument("gp_allgather: comm is NULL");
+    return comm->impl->allgather(send, recv, sendcount, dtype);
+  });
+}
+
+gp_status_t gp_broadcast(gp_comm_t* comm, const void* send, void* recv, size_t count,
+                         gp_dtype_t dtype, int root) {
+  return guarded([&] {
+    if (comm == nullptr) return gradpack::InvalidArgument("gp_broadcast: comm is NULL");
+    return comm->impl->broadcast(send, recv, count, dtype, root);
+  });
+}
+
+gp_status_t gp_barrier(gp_comm_t* comm) {
+  return guarded([&] {
+    if (comm == nullptr) return gradpack::InvalidArgument("gp_barrier: comm is NULL");
+    return comm->impl->barrier();
   });
 }
 

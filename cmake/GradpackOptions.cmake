@@ -49,6 +49,11 @@ macro(gradpack_resolve_features)
   gradpack_decide(CUDA _cuda_found "no CUDA compiler (nvcc) was found"
                   "install the CUDA toolkit and put nvcc on the PATH")
 
+  # Header only: libibverbs.so.1 is dlopened at run time, never linked. A NOTFOUND cached by an
+  # earlier configure (before libibverbs-dev was installed) is searched again.
+  if(NOT IBVERBS_INCLUDE_DIR)
+    unset(IBVERBS_INCLUDE_DIR CACHE)
+  endif()
   find_path(IBVERBS_INCLUDE_DIR infiniband/verbs.h)
   set(_ib_found FALSE)
   if(IBVERBS_INCLUDE_DIR)
@@ -66,22 +71,25 @@ macro(gradpack_resolve_features)
   gradpack_decide(HWLOC _hwloc_found "hwloc.h or libhwloc was not found"
                   "apt-get install libhwloc-dev")
 
-  find_path(GLOO_INCLUDE_DIR gloo/allreduce.h)
-  find_library(GLOO_LIBRARY gloo)
+  # Gloo: Debian's libgloo-dev ships a CMake package that defines the imported target `gloo`.
   set(_gloo_found FALSE)
-  if(GLOO_INCLUDE_DIR AND GLOO_LIBRARY)
-    set(_gloo_found TRUE)
+  if(NOT GRADPACK_WITH_GLOO STREQUAL "OFF")
+    find_package(Gloo CONFIG QUIET)
+    if(TARGET gloo)
+      set(_gloo_found TRUE)
+    endif()
   endif()
-  gradpack_decide(GLOO _gloo_found "gloo headers or libgloo were not found"
+  gradpack_decide(GLOO _gloo_found "the Gloo CMake package (target gloo) was not found"
                   "apt-get install libgloo-dev")
 
+  # MPI: the C and C++ bindings (bench/peers/mpi_perf is C). Gives MPI::MPI_C and MPI::MPI_CXX.
   set(_mpi_found FALSE)
   if(NOT GRADPACK_WITH_MPI STREQUAL "OFF")
-    find_package(MPI QUIET COMPONENTS CXX)
-    if(MPI_CXX_FOUND)
+    find_package(MPI QUIET COMPONENTS C CXX)
+    if(MPI_C_FOUND AND MPI_CXX_FOUND)
       set(_mpi_found TRUE)
     endif()
   endif()
-  gradpack_decide(MPI _mpi_found "no MPI C++ compiler wrapper was found"
+  gradpack_decide(MPI _mpi_found "no MPI C/C++ compiler wrapper (mpicc, mpicxx) was found"
                   "apt-get install libopenmpi-dev openmpi-bin")
 endmacro()

@@ -10,6 +10,10 @@ packages=(
   libbenchmark-dev                   # bench/codec_bench
   clang libclang-rt-14-dev           # libFuzzer for tests/fuzz
   clang-format                       # style
+  libgloo-dev                        # bench/peers/gloo_perf (Gloo baseline)
+  openmpi-bin libopenmpi-dev         # bench/peers/mpi_perf (Open MPI baseline)
+  libibverbs-dev                     # ibverbs transport
+  iproute2 iperf3 gnuplot-nox        # scripts/vcluster.sh, bench/compare.sh
 )
 
 missing=()

@@ -132,6 +132,88 @@ typedef struct gp_frame_info_t {
 /* Fills *info from a frame. Errors as for gp_codec_decode(). */
 GP_API gp_status_t gp_frame_info(const void* in, size_t in_bytes, gp_frame_info_t* info);
 
+/* ---------------------------------------------------------------------------------------------
+ * Communicators and collectives on host memory (docs/collectives.md, docs/algorithms.md)
+ *
+ * A communicator is nranks processes (or threads) that found each other through a rendezvous
+ * and hold transport connections (TCP, or ibverbs where an RDMA device exists). Collectives are
+ * blocking and collective: every rank calls the same ones in the same order with the same count,
+ * dtype and op; ranks that disagree get GP_ERR_INVALID_ARGUMENT naming the difference, not wrong
+ * data. GRADPACK_TIMEOUT_MS bounds every wait: a dead or silent peer is GP_ERR_REMOTE or
+ * GP_ERR_TIMEOUT on every surviving rank. After such an error the communicator is unusable:
+ * destroy it.
+ *
+ * Thread-safety: one communicator runs one collective at a time. A call made while another thread
+ * is inside a collective of the same communicator is refused with GP_ERR_INVALID_ARGUMENT (it does
+ * not wait); distinct communicators may be used from distinct threads at once.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct gp_comm gp_comm_t;
+
+/* Reduction operations. Values are part of the ABI and of the wire format. GP_AVG is the sum
+ * divided by nranks (integers truncate toward zero). */
+typedef enum gp_redop_t { GP_SUM = 0, GP_PROD = 1, GP_MIN = 2, GP_MAX = 3, GP_AVG = 4 } gp_redop_t;
+
+/* Algorithms (docs/algorithms.md). GP_ALGO_AUTO lets the selector choose (GRADPACK_ALGO, when
+ * set, overrides it). */
+typedef enum gp_algo_t {
+  GP_ALGO_AUTO = 0,
+  GP_ALGO_RING = 1,
+  GP_ALGO_HD = 2,   /* recursive halving-doubling */
+  GP_ALGO_TREE = 3, /* pipelined double binary tree */
+  GP_ALGO_HIER = 4  /* host-local reduce, inter-host algorithm among leaders, local broadcast */
+} gp_algo_t;
+
+/* Options of gp_allreduce(). Fill with gp_allreduce_opts_init() first, then change fields: new
+ * fields are added at the end, so code written against an older header keeps working. */
+typedef struct gp_allreduce_opts_t {
+  size_t struct_size;   /* sizeof(gp_allreduce_opts_t) of the caller's header, set by init */
+  gp_algo_t algorithm;  /* GP_ALGO_AUTO */
+  size_t segment_bytes; /* pipelining grain; 0: the library's default */
+} gp_allreduce_opts_t;
+
+GP_API void gp_allreduce_opts_init(gp_allreduce_opts_t* opts);
+
+/* Joins communicator `rank` of `nranks`. rendezvous: "tcp://HOST:PORT" (rank 0 serves the store
+ * on that address, the others connect to it) or "file:///PATH" (a directory every rank can
+ * see). The caller owns *out and frees it with gp_comm_destroy(). */
+GP_API gp_status_t gp_comm_init(int rank, int nranks, const char* rendezvous, gp_comm_t** out);
+
+/* gp_comm_init() from the environment: GRADPACK_RANK, GRADPACK_WORLD_SIZE and GRADPACK_ROOT
+ * (HOST:PORT, or a rendezvous URL); else torchrun's RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT;
+ * else Open MPI's OMPI_COMM_WORLD_RANK/SIZE or Slurm's SLURM_PROCID/SLURM_NTASKS with
+ * GRADPACK_ROOT or MASTER_ADDR/MASTER_PORT. */
+GP_API gp_status_t gp_comm_init_from_env(gp_comm_t** out);
+
+/* Closes the connections and frees comm (NULL is a no-op). */
+GP_API gp_status_t gp_comm_destroy(gp_comm_t* comm);
+
+/* -1 for a NULL comm. */
+GP_API int gp_comm_rank(const gp_comm_t* comm);
+GP_API int gp_comm_size(const gp_comm_t* comm);
+
+/* recv[i] = send[i] of rank 0 (op) ... (op) send[i] of rank nranks-1, on every rank. In place when
+ * send == recv. opts may be NULL (defaults). */
+GP_API gp_status_t gp_allreduce(gp_comm_t* comm, const void* send, void* recv, size_t count,
+                                gp_dtype_t dtype, gp_redop_t op, const gp_allreduce_opts_t* opts);
+
+/* send holds nranks*recvcount elements; rank r receives the reduction of block r. In place when
+ * recv == (char*)send + rank*recvcount*size. */
+GP_API gp_status_t gp_reduce_scatter(gp_comm_t* comm, const void* send, void* recv,
+                                     size_t recvcount, gp_dtype_t dtype, gp_redop_t op);
+
+/* recv holds nranks*sendcount elements: block r is rank r's send. In place when
+ * send == (char*)recv + rank*sendcount*size. */
+GP_API gp_status_t gp_allgather(gp_comm_t* comm, const void* send, void* recv, size_t sendcount,
+                                gp_dtype_t dtype);
+
+/* recv = root's send on every rank (send is read on the root only; in place when send == recv). */
+GP_API gp_status_t gp_broadcast(gp_comm_t* comm, const void* send, void* recv, size_t count,
+                                gp_dtype_t dtype, int root);
+
+/* Returns once every rank has entered it. */
+GP_API gp_status_t gp_barrier(gp_comm_t* comm);
+
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -1,0 +1,101 @@
+// Internal to collectives/: the plan writers behind make_plan, and the PlanBuilder they share.
+//
+// Algorithms name the spans each op reads and writes; PlanBuilder derives the deps from them
+// (read-after-write, write-after-read, write-after-write at element granularity), treating kSend
+// as the kRecv memory it may alias in an in-place call. So every plan keeps plan.h's hazard rules
+// by construction, and the algorithm code only has to say which data moves where, in which order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "collectives/plan.h"
+
+namespace gradpack::coll::algo {
+
+// Small messages: at or under this many bytes, latency (alpha) dominates and the log-step
+// algorithms win; above it, bandwidth (beta) does. Shared by hd, hier and the selector.
+inline constexpr size_t kSmallMessageBytes = 64 * 1024;
+
+class PlanBuilder {
+ public:
+  PlanBuilder(const PlanRequest& request, Plan* plan);
+
+  uint32_t send(int peer, Span src);
+  uint32_t recv(int peer, Span dst);
+  uint32_t recv_reduce(int peer, Span src, Span dst);
+  uint32_t copy(Span src, Span dst);
+  // An op with explicit deps only (zero-count messages: barrier).
+  uint32_t add_raw(Op op);
+
+  // Elements per message: segment_bytes / elem_size, at least 1.
+  size_t segment() const { return segment_; }
+  void need_scratch(size_t count);
+  Plan* plan() { return plan_; }
+
+ private:
+  struct Piece {
+    int64_t writer = -1;
+    std::vector<uint32_t> readers;
+  };
+  using Space = std::map<size_t, Piece>;  // piece starting at key, running to the next key
+
+  uint32_t add(Op op, bool reads_src, bool writes_dst);
+  void access(const Span& span, bool write, uint32_t id, std::vector<uint32_t>* deps);
+  void touch(Space* space, size_t begin, size_t end, bool write, uint32_t id,
+             std::vector<uint32_t>* deps);
+
+  Plan* plan_;
+  size_t segment_;
+  // kSend elements [alias_begin_, alias_end_) may be kRecv elements shifted by alias_shift_.
+  size_t alias_begin_ = 0;
+  size_t alias_end_ = 0;
+  int64_t alias_shift_ = 0;
+  Space recv_space_;
+  Space scratch_space_;
+};
+
+// Calls fn(piece) for each consecutive piece of `span` of at most `max_count` elements (none for
+// an empty span). Sender and receiver cut the same span the same way, so messages match.
+template <class Fn>
+void for_segments(const Span& span, size_t max_count, Fn&& fn) {
+  for (size_t done = 0; done < span.count; done += max_count) {
+    const size_t n = span.count - done < max_count ? span.count - done : max_count;
+    fn(Span{span.buf, span.offset + done, n});
+  }
+}
+
+// Block b of `whole` cut into n nearly equal blocks (the first count % n one element longer).
+Span block_of(const Span& whole, int n, int b);
+
+// Group-level building blocks. `group` lists global ranks; `me` is this rank's index in it.
+// In-buffer ring reduce-scatter of `whole`: afterwards group[i] holds the reduced block i.
+void ring_reduce_scatter_inplace(PlanBuilder& b, const std::vector<int>& group, int me,
+                                 const Span& whole);
+// Ring allgather of `whole`'s blocks: group[i] starts with block i, all end with every block.
+void ring_allgather(PlanBuilder& b, const std::vector<int>& group, int me, const Span& whole);
+// Allreduce of `whole` in place among the group.
+void ring_allreduce_inplace(PlanBuilder& b, const std::vector<int>& group, int me,
+                            const Span& whole);
+void hd_allreduce_inplace(PlanBuilder& b, const std::vector<int>& group, int me, const Span& whole,
+                          size_t elem_size);
+// Pipelined chain: group[last] -> ... -> group[0], reducing on the way; group[0] ends with the sum.
+void chain_reduce(PlanBuilder& b, const std::vector<int>& group, int me, const Span& whole);
+// Pipelined chain broadcast of `whole` from group[0] down to group[last].
+void chain_broadcast(PlanBuilder& b, const std::vector<int>& group, int me, const Span& whole);
+// Binomial-tree broadcast of `whole` from group[root].
+void binomial_broadcast(PlanBuilder& b, const std::vector<int>& group, int me, int root,
+                        const Span& whole);
+
+// Plan writers (request already validated; count, nranks, ... in range).
+Status ring_plan(const PlanRequest& request, Plan* out);
+Status hd_plan(const PlanRequest& request, Plan* out);
+Status tree_plan(const PlanRequest& request, Plan* out);
+Status hier_plan(const PlanRequest& request, Plan* out);
+// Broadcast: binomial tree when `chain` is false, pipelined chain otherwise.
+Status broadcast_plan(const PlanRequest& request, bool chain, Plan* out);
+Status barrier_plan(const PlanRequest& request, Plan* out);
+
+}  // namespace gradpack::coll::algo

@@ -1,0 +1,108 @@
+// The communicator behind gp_comm_* and the host collectives of the C API.
+//
+// Init: every rank listens on its transport device, publishes its handle, world size and host
+// identity in the rendezvous store, connects to every other rank (one send connection per peer)
+// and accepts one connection from each, then all ranks pass a barrier over those connections, so
+// the store is no longer needed once init returns anywhere.
+//
+// A collective builds (or reuses) the plan of the chosen algorithm and runs it on the host
+// executor. Any failure breaks the communicator: its connections are closed at once, so the
+// peers' pending operations fail too (a dead rank becomes an error on every rank, not a hang), and
+// every later call returns the first error.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "collectives/executor/host_executor.h"
+#include "collectives/plan.h"
+#include "collectives/rendezvous/store.h"
+#include "common/status.h"
+#include "gradpack/gradpack.h"
+#include "net_plugin/transport/transport.h"
+
+namespace gradpack::coll {
+
+struct CommOptions {
+  // The transport to use; null: GRADPACK_TRANSPORT (ibverbs where an active port exists, else TCP).
+  std::unique_ptr<transport::Transport> transport;
+  // 0: GRADPACK_TIMEOUT_MS.
+  std::chrono::milliseconds timeout{0};
+  // "": GRADPACK_HOSTID, else hostname + boot id + network namespace.
+  std::string host_id;
+};
+
+// Where gp_comm_init_from_env() finds rank, size and rendezvous in an environment (see
+// gradpack.h); `env` is the process environment or a test's map.
+struct EnvRendezvous {
+  int rank = -1;
+  int nranks = -1;
+  std::string url;     // tcp://HOST:PORT or file:///PATH
+  std::string source;  // which variables were used, for messages
+};
+Status rendezvous_from_env(const std::map<std::string, std::string>& env, EnvRendezvous* out);
+
+class Communicator {
+ public:
+  static Status create(int rank, int nranks, std::shared_ptr<Store> store, CommOptions options,
+                       std::unique_ptr<Communicator>* out);
+  // rendezvous: a URL (collectives/rendezvous/url.h).
+  static Status create(int rank, int nranks, const std::string& rendezvous,
+                       std::unique_ptr<Communicator>* out);
+  static Status create_from_env(std::unique_ptr<Communicator>* out);
+  ~Communicator();
+
+  int rank() const { return rank_; }
+  int size() const { return nranks_; }
+  const std::vector<int>& host_of_rank() const { return host_of_rank_; }
+  const char* transport_name() const { return transport_->name(); }
+
+  Status allreduce(const void* send, void* recv, size_t count, gp_dtype_t dtype, gp_redop_t op,
+                   const gp_allreduce_opts_t* opts);
+  Status reduce_scatter(const void* send, void* recv, size_t recvcount, gp_dtype_t dtype,
+                        gp_redop_t op);
+  Status allgather(const void* send, void* recv, size_t sendcount, gp_dtype_t dtype);
+  Status broadcast(const void* send, void* recv, size_t count, gp_dtype_t dtype, int root);
+  Status barrier();
+
+  // The algorithm the last collective ran (for the perf tool's header).
+  const std::string& last_algorithm() const { return last_algorithm_; }
+
+ private:
+  Communicator() = default;
+  Status connect_all(Store& store);
+  Status mesh_barrier();
+  // Validates, plans, runs; marks the communicator broken on failure.
+  Status run(Collective collective, const void* send, void* recv, size_t count, gp_dtype_t dtype,
+             gp_redop_t op, int root, Algorithm algorithm, size_t segment_bytes);
+  Status fail(Status status);
+  void close_links();
+
+  int rank_ = 0;
+  int nranks_ = 1;
+  std::chrono::milliseconds timeout_{120000};
+  std::string host_id_;
+  std::vector<int> host_of_rank_;
+  std::unique_ptr<transport::Transport> transport_;
+  std::unique_ptr<transport::Listener> listener_;
+  std::vector<std::unique_ptr<transport::SendConnection>> send_;
+  std::vector<std::unique_ptr<transport::RecvConnection>> recv_;
+  Links links_;
+  HostExecutor executor_;
+  uint64_t sequence_ = 0;
+  Algorithm forced_algorithm_ = Algorithm::kAuto;  // GRADPACK_ALGO
+  size_t default_segment_bytes_ = 1 << 20;
+  std::atomic<bool> busy_{false};
+  Status broken_;
+  std::string last_algorithm_;
+  // Plans by (collective, algorithm, count, elem size, root, segment bytes), bounded.
+  using PlanKey = std::tuple<int, int, size_t, size_t, int, size_t>;
+  std::map<PlanKey, Plan> plans_;
+};
+
+}  // namespace gradpack::coll

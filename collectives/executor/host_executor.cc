@@ -1,0 +1,409 @@
+#include "collectives/executor/host_executor.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "common/little_endian.h"
+#include "common/log.h"
+
+namespace gradpack::coll {
+
+namespace {
+
+constexpr uint32_t kHeaderMagic = 0x48435047;  // "GPCH"
+constexpr uint16_t kHeaderVersion = 1;
+// Received operands in flight per peer: enough to keep a pipelined algorithm's link busy while
+// the previous segment is reduced, bounded so staging memory stays a few segments.
+constexpr size_t kStagedPerPeer = 4;
+// Headers travel with a tag no data message uses, so a sequence mismatch shows up as a header
+// difference naming both sequences rather than as a transport tag error.
+constexpr uint64_t kHeaderTag = ~uint64_t{0};
+
+const char* dtype_name(gp_dtype_t dtype) {
+  switch (dtype) {
+    case GP_FLOAT32:
+      return "float32";
+    case GP_FLOAT16:
+      return "float16";
+    case GP_BFLOAT16:
+      return "bfloat16";
+    case GP_FLOAT64:
+      return "float64";
+    case GP_INT32:
+      return "int32";
+    case GP_INT64:
+      return "int64";
+    case GP_INT8:
+      return "int8";
+    case GP_UINT8:
+      return "uint8";
+  }
+  return "unknown";
+}
+
+const char* op_name(gp_redop_t op) {
+  switch (op) {
+    case GP_SUM:
+      return "sum";
+    case GP_PROD:
+      return "prod";
+    case GP_MIN:
+      return "min";
+    case GP_MAX:
+      return "max";
+    case GP_AVG:
+      return "avg";
+  }
+  return "unknown";
+}
+
+enum class State : uint8_t { kWaiting, kPosted, kLanded, kDone };
+
+struct OpState {
+  State state = State::kWaiting;
+  std::unique_ptr<transport::Request> request;
+  uint8_t* staging = nullptr;
+};
+
+}  // namespace
+
+void encode_header(const CollectiveHeader& h, uint8_t out[kHeaderBytes]) {
+  std::memset(out, 0, kHeaderBytes);
+  store_le<uint32_t>(out + 0, kHeaderMagic);
+  store_le<uint16_t>(out + 4, kHeaderVersion);
+  out[6] = static_cast<uint8_t>(h.collective);
+  out[7] = static_cast<uint8_t>(h.op);
+  out[8] = static_cast<uint8_t>(h.dtype);
+  out[9] = static_cast<uint8_t>(h.algorithm);
+  store_le<uint64_t>(out + 16, h.sequence);
+  store_le<uint64_t>(out + 24, h.count);
+  store_le<uint32_t>(out + 32, static_cast<uint32_t>(h.root));
+  store_le<uint32_t>(out + 36, static_cast<uint32_t>(h.nranks));
+}
+
+Status decode_header(const uint8_t* in, size_t size, CollectiveHeader* out) {
+  if (size != kHeaderBytes || load_le<uint32_t>(in) != kHeaderMagic) {
+    return CorruptData("the first message of a collective is not a gradpack collective header (" +
+                       std::to_string(size) + " bytes): is the peer a gradpack communicator?");
+  }
+  uint16_t version = load_le<uint16_t>(in + 4);
+  if (version != kHeaderVersion) {
+    return CorruptData("collective header version " + std::to_string(version) +
+                       ", this build speaks " + std::to_string(kHeaderVersion) +
+                       ": run the same gradpack on every rank");
+  }
+  out->collective = static_cast<Collective>(in[6]);
+  out->op = static_cast<gp_redop_t>(in[7]);
+  out->dtype = static_cast<gp_dtype_t>(in[8]);
+  out->algorithm = static_cast<Algorithm>(in[9]);
+  out->sequence = load_le<uint64_t>(in + 16);
+  out->count = load_le<uint64_t>(in + 24);
+  out->root = static_cast<int32_t>(load_le<uint32_t>(in + 32));
+  out->nranks = static_cast<int32_t>(load_le<uint32_t>(in + 36));
+  return OkStatus();
+}
+
+Status compare_headers(const CollectiveHeader& ours, const CollectiveHeader& theirs, int peer) {
+  auto differ = [&](const std::string& what, const std::string& mine, const std::string& other) {
+    return InvalidArgument("ranks disagree on the " + what + " of collective call #" +
+                           std::to_string(ours.sequence) + ": this rank has " + mine + ", rank " +
+                           std::to_string(peer) + " has " + other +
+                           " (every rank must make the same calls with the same arguments)");
+  };
+  if (theirs.nranks != ours.nranks) {
+    return differ("world size", std::to_string(ours.nranks), std::to_string(theirs.nranks));
+  }
+  if (theirs.sequence != ours.sequence) {
+    return differ("sequence (one rank made more collective calls than the other)",
+                  std::to_string(ours.sequence), std::to_string(theirs.sequence));
+  }
+  if (theirs.collective != ours.collective) {
+    return differ("collective", collective_name(ours.collective),
+                  collective_name(theirs.collective));
+  }
+  if (theirs.count != ours.count) {
+    return differ("count", std::to_string(ours.count), std::to_string(theirs.count));
+  }
+  if (theirs.dtype != ours.dtype) {
+    return differ("dtype", dtype_name(ours.dtype), dtype_name(theirs.dtype));
+  }
+  if (theirs.op != ours.op) return differ("reduction op", op_name(ours.op), op_name(theirs.op));
+  if (theirs.root != ours.root) {
+    return differ("root", std::to_string(ours.root), std::to_string(theirs.root));
+  }
+  if (theirs.algorithm != ours.algorithm) {
+    return differ("algorithm (GRADPACK_ALGO or the options differ)", algorithm_name(ours.algorithm),
+                  algorithm_name(theirs.algorithm));
+  }
+  return OkStatus();
+}
+
+uint8_t* HostExecutor::scratch(size_t bytes) {
+  if (scratch_.size() < bytes) scratch_.resize(bytes);
+  return scratch_.data();
+}
+
+Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& links) {
+  const int nranks = static_cast<int>(links.send.size());
+  const size_t elem = args.elem_size;
+  const size_t nops = plan.ops.size();
+  uint8_t* const scratch_base = scratch(plan.scratch_count * elem);
+  auto address = [&](const Span& span) -> uint8_t* {
+    uint8_t* base = nullptr;
+    switch (span.buf) {
+      case Buf::kSend:
+        base = const_cast<uint8_t*>(static_cast<const uint8_t*>(args.send));
+        break;
+      case Buf::kRecv:
+        base = static_cast<uint8_t*>(args.recv);
+        break;
+      case Buf::kScratch:
+        base = scratch_base;
+        break;
+    }
+    return base + span.offset * elem;
+  };
+
+  // Per-peer queues in plan order: the transport matches messages in posting order.
+  std::vector<std::vector<uint32_t>> send_q(nranks), recv_q(nranks);
+  size_t staging_needed = 0;
+  for (uint32_t i = 0; i < nops; ++i) {
+    const Op& op = plan.ops[i];
+    if (op.kind == OpKind::kSend || op.kind == OpKind::kRecv || op.kind == OpKind::kRecvReduce) {
+      if (op.peer < 0 || op.peer >= nranks || links.send[op.peer] == nullptr) {
+        return Internal("plan op " + std::to_string(i) + " names peer " + std::to_string(op.peer));
+      }
+    }
+    if (op.kind == OpKind::kSend) send_q[op.peer].push_back(i);
+    if (op.kind == OpKind::kRecv || op.kind == OpKind::kRecvReduce) recv_q[op.peer].push_back(i);
+    if (op.kind == OpKind::kRecvReduce)
+      staging_needed = std::max(staging_needed, op.dst.count * elem);
+  }
+  if (staging_needed > staging_bytes_) {
+    free_staging_.clear();
+    staging_bytes_ = staging_needed;
+  }
+
+  const uint64_t tag = args.header.sequence;
+  uint8_t* const header_out = header_out_.data();
+  encode_header(args.header, header_out);
+  header_in_.resize(nranks);
+  auto& header_in = header_in_;
+  std::vector<std::unique_ptr<transport::Request>> header_sends(nranks), header_recvs(nranks);
+  std::vector<bool> header_ok(nranks, false);
+
+  // Names the peer in an error, preferring a header mismatch (the real cause) when one arrived.
+  auto peer_error = [&](int peer, const Status& status) -> Status {
+    if (header_recvs[peer] != nullptr && !header_ok[peer]) {
+      bool done = false;
+      size_t bytes = 0;
+      if (header_recvs[peer]->test(&done, &bytes).ok() && done) {
+        CollectiveHeader theirs;
+        Status st = decode_header(header_in[peer].data(), bytes, &theirs);
+        if (st.ok()) st = compare_headers(args.header, theirs, peer);
+        if (!st.ok()) return st;
+      }
+    }
+    return Status(status.code(), "with rank " + std::to_string(peer) + ": " + status.message());
+  };
+
+  for (int p = 0; p < nranks; ++p) {
+    if (!send_q[p].empty()) {
+      Status st =
+          links.send[p]->isend(header_out, kHeaderBytes, kHeaderTag, nullptr, &header_sends[p]);
+      if (!st.ok()) return peer_error(p, st);
+    }
+    if (!recv_q[p].empty()) {
+      Status st = links.recv[p]->irecv(header_in[p].data(), kHeaderBytes, kHeaderTag, nullptr,
+                                       &header_recvs[p]);
+      if (!st.ok()) return peer_error(p, st);
+    }
+  }
+
+  std::vector<OpState> states(nops);
+  std::vector<size_t> send_next(nranks, 0), recv_next(nranks, 0), staged(nranks, 0);
+  size_t done_count = 0;
+  size_t first_open = 0;  // every op before it is done
+  auto deps_done = [&](const Op& op) {
+    for (uint32_t d : op.deps) {
+      if (states[d].state != State::kDone) return false;
+    }
+    return true;
+  };
+  auto take_staging = [&]() -> uint8_t* {
+    if (!free_staging_.empty()) {
+      uint8_t* p = free_staging_.back().release();
+      free_staging_.pop_back();
+      return p;
+    }
+    return new uint8_t[std::max<size_t>(staging_bytes_, 1)];
+  };
+  auto give_staging = [&](uint8_t* p) { free_staging_.emplace_back(p); };
+  // Staging held by unfinished receives goes back to the pool however run() ends.
+  struct StagingGuard {
+    std::vector<OpState>& states;
+    std::vector<std::unique_ptr<uint8_t[]>>& pool;
+    ~StagingGuard() {
+      for (OpState& s : states) {
+        if (s.staging != nullptr) {
+          s.request.reset();  // a cancelled receive must not write into memory we free
+          pool.emplace_back(s.staging);
+          s.staging = nullptr;
+        }
+      }
+    }
+  } guard{states, free_staging_};
+
+  auto finish = [&](uint32_t i) {
+    states[i].state = State::kDone;
+    states[i].request.reset();
+    ++done_count;
+  };
+
+  auto last_progress = std::chrono::steady_clock::now();
+  unsigned idle_rounds = 0;
+  while (done_count < nops) {
+    const uint64_t epoch = links.transport->progress_epoch(links.dev);
+    bool progressed = false;
+
+    // Headers first: a peer's data is used only after its header matched ours.
+    for (int p = 0; p < nranks; ++p) {
+      if (header_recvs[p] == nullptr || header_ok[p]) continue;
+      bool done = false;
+      size_t bytes = 0;
+      Status st = header_recvs[p]->test(&done, &bytes);
+      if (!st.ok()) return peer_error(p, st);
+      if (!done) continue;
+      CollectiveHeader theirs;
+      GP_RETURN_IF_ERROR(decode_header(header_in[p].data(), bytes, &theirs));
+      GP_RETURN_IF_ERROR(compare_headers(args.header, theirs, p));
+      header_ok[p] = true;
+      progressed = true;
+    }
+
+    // Post sends whose data is final and receives as early as order and staging allow.
+    for (int p = 0; p < nranks; ++p) {
+      while (send_next[p] < send_q[p].size()) {
+        uint32_t i = send_q[p][send_next[p]];
+        const Op& op = plan.ops[i];
+        if (!deps_done(op)) break;
+        Status st = links.send[p]->isend(address(op.src), op.src.count * elem, tag, nullptr,
+                                         &states[i].request);
+        if (!st.ok()) return peer_error(p, st);
+        states[i].state = State::kPosted;
+        ++send_next[p];
+        progressed = true;
+      }
+      while (recv_next[p] < recv_q[p].size()) {
+        uint32_t i = recv_q[p][recv_next[p]];
+        const Op& op = plan.ops[i];
+        void* target = nullptr;
+        if (op.kind == OpKind::kRecv) {
+          if (!deps_done(op)) break;
+          target = address(op.dst);
+        } else {
+          if (staged[p] >= kStagedPerPeer) break;
+          states[i].staging = take_staging();
+          ++staged[p];
+          target = states[i].staging;
+        }
+        Status st =
+            links.recv[p]->irecv(target, op.dst.count * elem, tag, nullptr, &states[i].request);
+        if (!st.ok()) return peer_error(p, st);
+        states[i].state = State::kPosted;
+        ++recv_next[p];
+        progressed = true;
+      }
+    }
+
+    // Test what is in flight; run local work and landed reductions whose operands are ready.
+    while (first_open < nops && states[first_open].state == State::kDone) ++first_open;
+    for (size_t i = first_open; i < nops; ++i) {
+      OpState& s = states[i];
+      const Op& op = plan.ops[i];
+      if (s.state == State::kPosted) {
+        bool done = false;
+        size_t bytes = 0;
+        Status st = s.request->test(&done, &bytes);
+        if (!st.ok()) return peer_error(op.peer, st);
+        if (!done) continue;
+        progressed = true;
+        if (op.kind != OpKind::kSend && bytes != op.dst.count * elem) {
+          return peer_error(op.peer, CorruptData("received " + std::to_string(bytes) +
+                                                 " bytes where the plan expects " +
+                                                 std::to_string(op.dst.count * elem)));
+        }
+        if (op.kind == OpKind::kRecvReduce) {
+          s.state = State::kLanded;
+          s.request.reset();
+        } else {
+          finish(static_cast<uint32_t>(i));
+          continue;
+        }
+      }
+      if (s.state == State::kLanded) {
+        if (!header_ok[op.peer] || !deps_done(op)) continue;
+        args.reduce(address(op.dst), address(op.src), s.staging, op.dst.count);
+        give_staging(s.staging);
+        s.staging = nullptr;
+        --staged[op.peer];
+        finish(static_cast<uint32_t>(i));
+        progressed = true;
+      } else if (s.state == State::kWaiting &&
+                 (op.kind == OpKind::kCopy || op.kind == OpKind::kReduce) && deps_done(op)) {
+        uint8_t* dst = address(op.dst);
+        const uint8_t* src = address(op.src);
+        if (op.kind == OpKind::kCopy) {
+          if (dst != src) std::memmove(dst, src, op.dst.count * elem);
+        } else {
+          args.reduce(dst, dst, src, op.dst.count);
+        }
+        finish(static_cast<uint32_t>(i));
+        progressed = true;
+      }
+    }
+
+    auto now = std::chrono::steady_clock::now();
+    if (progressed) {
+      last_progress = now;
+      idle_rounds = 0;
+      continue;
+    }
+    if (now - last_progress > args.timeout) {
+      std::string waiting;
+      for (int p = 0; p < nranks; ++p) {
+        if (recv_next[p] > 0 || send_next[p] > 0 || !recv_q[p].empty() || !send_q[p].empty()) {
+          bool open = false;
+          for (uint32_t i : recv_q[p]) open = open || states[i].state != State::kDone;
+          for (uint32_t i : send_q[p]) open = open || states[i].state != State::kDone;
+          if (open) waiting += (waiting.empty() ? "" : ", ") + std::to_string(p);
+        }
+      }
+      return Status(Code::kTimeout, "no progress for " + std::to_string(args.timeout.count()) +
+                                        " ms (GRADPACK_TIMEOUT_MS) while waiting for rank(s) " +
+                                        waiting + " in collective call #" +
+                                        std::to_string(args.header.sequence));
+    }
+    // Nothing ready: sleep until the transport completes something (bounded, to recheck the
+    // timeout); spin briefly first, since small messages complete within microseconds.
+    if (++idle_rounds > 16) {
+      links.transport->wait_progress(links.dev, epoch, now + std::chrono::milliseconds(10));
+      if (idle_rounds > 64) std::this_thread::yield();
+    }
+  }
+
+  // The headers' sends complete with the data behind them; wait for them so their buffer
+  // (this frame) outlives them.
+  auto deadline = std::chrono::steady_clock::now() + args.timeout;
+  for (int p = 0; p < nranks; ++p) {
+    if (header_sends[p] != nullptr) {
+      Status st = transport::wait(*header_sends[p], deadline);
+      if (!st.ok()) return peer_error(p, st);
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace gradpack::coll

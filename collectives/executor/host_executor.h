@@ -1,0 +1,83 @@
+// The host executor: runs one rank's Plan over transport connections on host memory.
+//
+// It overlaps the network with the reductions: receives are posted as early as the plan's order
+// allows (a kRecvReduce lands in staging memory before its operands are ready), sends go out as
+// soon as their data is final, and the calling thread reduces whatever has arrived while the
+// transport's progress thread moves the rest. It sleeps on the transport's progress epoch when
+// nothing is ready, so waiting ranks leave the CPU to the ones that work.
+//
+// The first message to each peer of a collective is a CollectiveHeader (sequence, collective,
+// op, dtype, count, root, algorithm). A peer whose header differs is an error naming both
+// values, found before any of its data is used.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "collectives/plan.h"
+#include "collectives/reduce/reduce.h"
+#include "common/status.h"
+#include "gradpack/gradpack.h"
+#include "net_plugin/transport/transport.h"
+
+namespace gradpack::coll {
+
+// What every rank of one collective call must agree on.
+struct CollectiveHeader {
+  uint64_t sequence = 0;
+  Collective collective = Collective::kAllReduce;
+  gp_redop_t op = GP_SUM;
+  gp_dtype_t dtype = GP_FLOAT32;
+  Algorithm algorithm = Algorithm::kRing;
+  uint64_t count = 0;
+  int32_t root = 0;
+  int32_t nranks = 0;
+};
+
+inline constexpr size_t kHeaderBytes = 40;
+void encode_header(const CollectiveHeader& header, uint8_t out[kHeaderBytes]);
+// kCorruptData for bytes that are not a header of this version.
+Status decode_header(const uint8_t* in, size_t size, CollectiveHeader* out);
+// kInvalidArgument naming the first field in which `theirs` (of rank `peer`) differs from `ours`.
+Status compare_headers(const CollectiveHeader& ours, const CollectiveHeader& theirs, int peer);
+
+// The connections of one rank: send[p] / recv[p] reach rank p (null for this rank itself).
+struct Links {
+  transport::Transport* transport = nullptr;
+  int dev = 0;
+  std::vector<transport::SendConnection*> send;
+  std::vector<transport::RecvConnection*> recv;
+};
+
+struct ExecArgs {
+  const void* send = nullptr;
+  void* recv = nullptr;
+  size_t elem_size = 4;
+  ReduceFn reduce = nullptr;  // for kRecvReduce and kReduce
+  CollectiveHeader header;    // sent to every peer the plan talks to; tags are header.sequence
+  std::chrono::milliseconds timeout{120000};  // longest time without any progress
+};
+
+class HostExecutor {
+ public:
+  // Runs `plan` to completion. On error the connections may hold unfinished messages: the
+  // caller must treat them as broken (the communicator closes them, so peers fail too).
+  Status run(const Plan& plan, const ExecArgs& args, const Links& links);
+
+ private:
+  uint8_t* scratch(size_t bytes);
+  std::vector<uint8_t> scratch_;
+  // The headers live here, not on run()'s stack: after a failed run the transport may still
+  // touch them until the communicator has closed its connections.
+  std::array<uint8_t, kHeaderBytes> header_out_{};
+  std::vector<std::array<uint8_t, kHeaderBytes>> header_in_;
+  // Staging buffers of received operands, reused across calls.
+  std::vector<std::unique_ptr<uint8_t[]>> free_staging_;
+  size_t staging_bytes_ = 0;
+};
+
+}  // namespace gradpack::coll

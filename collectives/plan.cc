@@ -1,0 +1,128 @@
+#include "collectives/plan.h"
+
+#include <string>
+
+#include "collectives/algorithms/algorithms.h"
+
+namespace gradpack::coll {
+
+const char* collective_name(Collective c) {
+  switch (c) {
+    case Collective::kAllReduce:
+      return "allreduce";
+    case Collective::kReduceScatter:
+      return "reducescatter";
+    case Collective::kAllGather:
+      return "allgather";
+    case Collective::kBroadcast:
+      return "broadcast";
+    case Collective::kBarrier:
+      return "barrier";
+  }
+  return "unknown";
+}
+
+const char* algorithm_name(Algorithm a) {
+  switch (a) {
+    case Algorithm::kAuto:
+      return "auto";
+    case Algorithm::kRing:
+      return "ring";
+    case Algorithm::kHalvingDoubling:
+      return "hd";
+    case Algorithm::kTree:
+      return "tree";
+    case Algorithm::kHierarchical:
+      return "hier";
+  }
+  return "unknown";
+}
+
+Status parse_algorithm(const std::string& text, Algorithm* out) {
+  for (Algorithm a : {Algorithm::kAuto, Algorithm::kRing, Algorithm::kHalvingDoubling,
+                      Algorithm::kTree, Algorithm::kHierarchical}) {
+    if (text == algorithm_name(a)) {
+      *out = a;
+      return OkStatus();
+    }
+  }
+  return InvalidArgument("unknown algorithm \"" + text +
+                         "\"; expected auto, ring, hd, tree or hier");
+}
+
+Status validate_plan_request(const PlanRequest& r) {
+  if (r.nranks < 1) return InvalidArgument("plan: nranks must be at least 1");
+  if (r.rank < 0 || r.rank >= r.nranks)
+    return InvalidArgument("plan: rank " + std::to_string(r.rank) + " is not in 0.." +
+                           std::to_string(r.nranks - 1));
+  if (r.elem_size == 0) return InvalidArgument("plan: elem_size must be positive");
+  if (r.segment_bytes < r.elem_size)
+    return InvalidArgument("plan: segment_bytes (" + std::to_string(r.segment_bytes) +
+                           ") is smaller than one element");
+  if (r.collective == Collective::kBroadcast && (r.root < 0 || r.root >= r.nranks))
+    return InvalidArgument("plan: broadcast root " + std::to_string(r.root) + " is not a rank");
+  if (!r.host_of_rank.empty()) {
+    if (r.host_of_rank.size() != static_cast<size_t>(r.nranks))
+      return InvalidArgument("plan: host_of_rank has " + std::to_string(r.host_of_rank.size()) +
+                             " entries for " + std::to_string(r.nranks) + " ranks");
+    for (int h : r.host_of_rank) {
+      if (h < 0 || h >= r.nranks) return InvalidArgument("plan: host index out of range");
+    }
+  }
+  return OkStatus();
+}
+
+Status make_plan(Algorithm algorithm, const PlanRequest& request, Plan* out) {
+  GP_RETURN_IF_ERROR(validate_plan_request(request));
+  *out = Plan{};
+  const bool small = request.count * request.elem_size <= algo::kSmallMessageBytes;
+  // Reduce-scatter and allgather have only a ring; broadcast a chain (large) and a binomial tree
+  // (small); barrier one dissemination plan. The algorithm name records what actually runs.
+  switch (request.collective) {
+    case Collective::kReduceScatter:
+    case Collective::kAllGather:
+      if (algorithm == Algorithm::kAuto) return InvalidArgument("make_plan: resolve kAuto first");
+      out->algorithm = "ring";
+      return algo::ring_plan(request, out);
+    case Collective::kBroadcast: {
+      bool chain = false;
+      switch (algorithm) {
+        case Algorithm::kAuto:
+          return InvalidArgument("make_plan: resolve kAuto first");
+        case Algorithm::kRing:
+          chain = true;
+          break;
+        case Algorithm::kHalvingDoubling:
+        case Algorithm::kTree:
+          chain = false;
+          break;
+        case Algorithm::kHierarchical:
+          chain = !small;
+          break;
+      }
+      out->algorithm = chain ? "chain" : "binomial";
+      return algo::broadcast_plan(request, chain, out);
+    }
+    case Collective::kBarrier:
+      out->algorithm = "dissemination";
+      return algo::barrier_plan(request, out);
+    case Collective::kAllReduce:
+      break;
+  }
+  out->algorithm = algorithm_name(algorithm);
+  switch (algorithm) {
+    case Algorithm::kRing:
+      return algo::ring_plan(request, out);
+    case Algorithm::kHalvingDoubling:
+      return algo::hd_plan(request, out);
+    case Algorithm::kTree:
+      return algo::tree_plan(request, out);
+    case Algorithm::kHierarchical:
+      return algo::hier_plan(request, out);
+    case Algorithm::kAuto:
+      break;
+  }
+  return InvalidArgument("make_plan: resolve kAuto with select_algorithm first");
+}
+
+}  // namespace gradpack::coll

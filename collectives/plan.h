@@ -1,0 +1,92 @@
+// A Plan: what one rank does in one collective, as a list of operations with dependencies. The
+// algorithms (collectives/algorithms/) write plans and do no I/O; the host executor runs them over
+// a transport, the NCCL executor (issue 5) over pnccl send/recv, the simulator costs them.
+//
+// Buffers are named, not pointed to: kSend and kRecv are the caller's buffers, kScratch is memory
+// the executor allocates (Plan::scratch_count elements). Offsets and counts are in elements of the
+// collective's dtype.
+//
+// Rules every plan keeps (tests/unit/plan_test.cc checks them by running all ranks' plans
+// against each other in memory, for every algorithm, rank count and size):
+//  - Messages between two ranks are matched in order: rank a's k-th kSend to b is rank b's k-th
+//    kRecv or kRecvReduce from a, with the same count.
+//  - An op starts only when all its deps (indices of earlier ops of the same plan) are done. A
+//    receive may be posted earlier (into staging memory); its write of dst waits for the deps.
+//  - kSend and kRecv may alias the way NCCL's in-place calls do (all-reduce: send == recv;
+//    reduce-scatter: recv == send + rank*count; all-gather: send == recv + rank*count). A plan
+//    never writes a kRecv element while a kSend element at the same address may still be read
+//    by an op not among the writer's (transitive) deps.
+//  - No two ops that may run at once write overlapping elements.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace gradpack::coll {
+
+enum class Buf : uint8_t { kSend, kRecv, kScratch };
+
+struct Span {
+  Buf buf = Buf::kRecv;
+  size_t offset = 0;  // elements
+  size_t count = 0;   // elements
+};
+
+enum class OpKind : uint8_t {
+  kSend,        // send src to peer
+  kRecv,        // receive dst.count elements from peer into dst
+  kRecvReduce,  // receive dst.count elements from peer; dst = src (op) received (src may be dst)
+  kCopy,        // dst = src, local (skipped when both name the same memory)
+  kReduce,      // dst = dst (op) src, local
+};
+
+struct Op {
+  OpKind kind = OpKind::kSend;
+  int peer = -1;  // kSend, kRecv, kRecvReduce
+  Span src;       // kSend, kRecvReduce, kCopy, kReduce
+  Span dst;       // kRecv, kRecvReduce, kCopy, kReduce
+  std::vector<uint32_t> deps;
+};
+
+struct Plan {
+  std::vector<Op> ops;
+  size_t scratch_count = 0;  // elements of kScratch the plan uses
+  std::string algorithm;     // "ring", "hd", ... for logs and the perf tool
+};
+
+enum class Collective : uint8_t { kAllReduce, kReduceScatter, kAllGather, kBroadcast, kBarrier };
+enum class Algorithm : uint8_t { kAuto, kRing, kHalvingDoubling, kTree, kHierarchical };
+
+const char* collective_name(Collective c);
+const char* algorithm_name(Algorithm a);  // "auto", "ring", "hd", "tree", "hier"
+// Parses "auto|ring|hd|tree|hier"; kInvalidArgument naming the choices otherwise.
+Status parse_algorithm(const std::string& text, Algorithm* out);
+
+struct PlanRequest {
+  Collective collective = Collective::kAllReduce;
+  int rank = 0;
+  int nranks = 1;
+  // kAllReduce, kBroadcast: elements of the buffer; kReduceScatter: elements each rank receives
+  // (send holds nranks*count); kAllGather: elements each rank sends (recv holds nranks*count).
+  size_t count = 0;
+  size_t elem_size = 4;
+  int root = 0;                    // kBroadcast
+  size_t segment_bytes = 1 << 20;  // pipelining grain: no message of the plan is larger
+  // host_of_rank[r]: index of rank r's host (0..nhosts-1); empty means every rank on its own host.
+  std::vector<int> host_of_rank;
+};
+
+// kInvalidArgument unless 0 <= rank < nranks, elem_size > 0, segment_bytes >= elem_size, a
+// broadcast root is a rank, and host_of_rank is empty or has nranks entries in 0..nranks-1.
+// make_plan calls it first.
+Status validate_plan_request(const PlanRequest& request);
+
+// Writes the plan of `request.rank` for `algorithm` (not kAuto). kUnsupported when the algorithm
+// does not implement the collective.
+Status make_plan(Algorithm algorithm, const PlanRequest& request, Plan* out);
+
+}  // namespace gradpack::coll

@@ -1,0 +1,127 @@
+// TCP connections: the one-way message stream of a SendConnection/RecvConnection pair, striped
+// over nsocks sockets.
+//
+// Wire format of one message (integers little-endian): socket 0 carries a 16-byte header
+// (u64 tag, u64 size); the payload is cut into message_layout(size, nsocks).parts contiguous parts
+// of `chunk` bytes (the last one shorter), part i travelling on socket i right after that
+// socket's share of the previous message. The layout depends only on the size and nsocks, so the
+// receiver knows where every byte goes once it has the header. Bytes go straight between the
+// sockets and the caller's buffer.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "net_plugin/transport/tcp/listener.h"
+#include "net_plugin/transport/tcp/request.h"
+#include "net_plugin/transport/tcp/socket.h"
+#include "net_plugin/transport/transport.h"
+
+namespace gradpack::transport::tcp {
+
+class Device;
+
+inline constexpr size_t kMessageHeaderBytes = 16;
+// A part is at least this long, so small messages use fewer sockets (one below 128 KiB).
+inline constexpr uint64_t kMinPartBytes = 64 * 1024;
+
+struct MessageLayout {
+  int parts = 1;
+  uint64_t chunk = 0;
+  uint64_t begin(int part, uint64_t size) const;
+  uint64_t end(int part, uint64_t size) const;
+};
+MessageLayout message_layout(uint64_t size, int nsocks);
+
+// One queued isend or irecv.
+struct Operation {
+  uint8_t* data = nullptr;
+  uint64_t capacity = 0;  // send: the message size; recv: the buffer size
+  uint64_t tag = 0;
+  std::shared_ptr<RequestState> request;
+  // Progress thread only.
+  uint8_t header[kMessageHeaderBytes] = {};
+  size_t header_done = 0;
+  bool layout_known = false;  // recv: the header has arrived and was checked
+  uint64_t size = 0;          // the message size
+  MessageLayout layout;
+  int parts_left = 0;
+};
+
+// The socket side of one connection, driven by its device's progress thread.
+class Channel {
+ public:
+  enum class Direction { kSend, kRecv };
+  struct SocketRef {
+    Channel* channel;
+    size_t index;
+  };
+
+  Channel(Direction direction, std::vector<Fd> fds, std::string peer);
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  Direction direction() const { return direction_; }
+  const std::string& peer() const { return peer_; }
+  size_t socket_count() const { return fds_.size(); }
+  int fd(size_t index) const { return fds_[index].get(); }
+  SocketRef* ref(size_t index) { return &refs_[index]; }
+
+  // Any thread: the stored failure, if any.
+  Status error() const;
+
+  // Progress thread only.
+  void on_kick(std::deque<Operation>* queued);
+  void on_event(size_t index, uint32_t events);
+  void fail(const Status& error);
+  void close_sockets();
+
+  // Guarded by Device::queue_mutex().
+  std::deque<Operation> incoming;
+  bool kicked = false;
+
+ private:
+  struct Cursor {
+    size_t message = 0;   // index into active_
+    uint64_t offset = 0;  // bytes of this socket's share (header included on socket 0) done
+  };
+
+  // Moves as many bytes as the socket takes/gives now. Returns false once the channel failed.
+  bool progress_send(size_t index);
+  bool progress_recv(size_t index, bool* learned_layout);
+  bool check_header(Operation* op);
+  void progress_all();
+  void retire();
+  void finish_part(size_t index);
+
+  const Direction direction_;
+  std::vector<Fd> fds_;
+  std::vector<SocketRef> refs_;
+  const std::string peer_;
+  std::atomic<bool> failed_{false};
+  Status error_;  // written before failed_ turns true
+  // Progress thread only.
+  std::deque<Operation> active_;
+  std::vector<Cursor> cursors_;
+};
+
+// Opens `nsocks` sockets to the listener described by `target`, each sending its hello, and
+// returns them connected, non-blocking, with TCP_NODELAY. Never waits for the remote accept().
+// Errors: kTimeout (no answer within `timeout`), kRemote (refused), kSystem.
+Status dial(const HandleData& target, uint64_t hello, int nsocks, std::chrono::milliseconds timeout,
+            std::vector<Fd>* out);
+
+Status make_send_connection(std::shared_ptr<Device> device, std::vector<Fd> fds,
+                            std::unique_ptr<SendConnection>* out);
+Status make_recv_connection(std::shared_ptr<Device> device, std::vector<Fd> fds, uint64_t hello,
+                            std::unique_ptr<RecvConnection>* out);
+
+}  // namespace gradpack::transport::tcp

@@ -1,0 +1,248 @@
+// The communicator on threads over loopback TCP: every collective, dtype, op and algorithm
+// against a direct computation, in place and out of place; disagreements and misuse as errors.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "coll_test_util.h"
+
+namespace gradpack::coll {
+namespace {
+
+using testing::expected_value;
+using testing::input_value;
+using testing::load_value;
+using testing::run_ranks;
+using testing::store_value;
+using testing::tolerance;
+
+const gp_dtype_t kDtypes[] = {GP_FLOAT32, GP_FLOAT16, GP_BFLOAT16, GP_FLOAT64,
+                              GP_INT32,   GP_INT64,   GP_INT8,     GP_UINT8};
+const gp_redop_t kOps[] = {GP_SUM, GP_PROD, GP_MIN, GP_MAX, GP_AVG};
+const gp_algo_t kAlgos[] = {GP_ALGO_AUTO, GP_ALGO_RING, GP_ALGO_HD, GP_ALGO_TREE, GP_ALGO_HIER};
+
+// Counts of wrong elements of `out` against the allreduce of every rank's input.
+size_t count_wrong(const std::vector<uint8_t>& out, size_t count, gp_dtype_t dtype, gp_redop_t op,
+                   int nranks, size_t first_index = 0) {
+  size_t wrong = 0;
+  for (size_t i = 0; i < count; ++i) {
+    double want = expected_value(op, dtype, nranks, first_index + i);
+    double got = load_value(dtype, out.data(), i);
+    if (std::fabs(got - want) > tolerance(dtype, want)) ++wrong;
+  }
+  return wrong;
+}
+
+void fill(std::vector<uint8_t>* buf, size_t count, gp_dtype_t dtype, gp_redop_t op, int rank,
+          size_t first_index = 0) {
+  buf->assign(std::max<size_t>(count, 1) * dtype_size(dtype), 0);
+  for (size_t i = 0; i < count; ++i)
+    store_value(dtype, buf->data(), i, input_value(op, rank, first_index + i));
+}
+
+class AllReduceRanks : public ::testing::TestWithParam<int> {};
+
+TEST_P(AllReduceRanks, EveryDtypeOpAlgorithmInAndOutOfPlace) {
+  const int nranks = GetParam();
+  testing::RankOptions ro;
+  for (int r = 0; r < nranks; ++r) ro.host_ids.push_back("host" + std::to_string(r / 2));
+  run_ranks(
+      nranks,
+      [&](Communicator& comm) {
+        const int rank = comm.rank();
+        for (gp_algo_t algo : kAlgos) {
+          for (size_t count : {size_t{0}, size_t{1}, size_t{3}, size_t{1000}, size_t{20011}}) {
+            for (gp_dtype_t dtype : kDtypes) {
+              for (gp_redop_t op : kOps) {
+                for (bool in_place : {false, true}) {
+                  gp_allreduce_opts_t opts;
+                  std::memset(&opts, 0, sizeof(opts));
+                  opts.struct_size = sizeof(opts);
+                  opts.algorithm = algo;
+                  opts.segment_bytes = 4096;  // several segments per block even at 20011
+                  std::vector<uint8_t> send, recv;
+                  fill(&send, count, dtype, op, rank);
+                  recv.assign(send.size(), 0xEE);
+                  if (in_place) recv = send;
+                  Status st = comm.allreduce(in_place ? recv.data() : send.data(), recv.data(),
+                                             count, dtype, op, &opts);
+                  ASSERT_TRUE(st.ok()) << st.to_string();
+                  ASSERT_EQ(count_wrong(recv, count, dtype, op, nranks), 0u)
+                      << "rank " << rank << " algo " << algo << " count " << count << " dtype "
+                      << dtype << " op " << op << (in_place ? " in place" : "");
+                }
+              }
+            }
+          }
+        }
+      },
+      ro);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, AllReduceRanks, ::testing::Values(1, 2, 3, 4, 5));
+
+TEST(Communicator, LargeAllReduceStripedOverSockets) {
+  testing::RankOptions ro;
+  ro.nsocks = 3;
+  const size_t count = (size_t{6} << 20) + 13;  // 24 MiB of float32
+  run_ranks(
+      3,
+      [&](Communicator& comm) {
+        for (gp_algo_t algo : {GP_ALGO_RING, GP_ALGO_HD, GP_ALGO_TREE}) {
+          std::vector<uint8_t> buf;
+          fill(&buf, count, GP_FLOAT32, GP_SUM, comm.rank());
+          gp_allreduce_opts_t opts;
+          std::memset(&opts, 0, sizeof(opts));
+          opts.struct_size = sizeof(opts);
+          opts.algorithm = algo;
+          Status st = comm.allreduce(buf.data(), buf.data(), count, GP_FLOAT32, GP_SUM, &opts);
+          ASSERT_TRUE(st.ok()) << st.to_string();
+          ASSERT_EQ(count_wrong(buf, count, GP_FLOAT32, GP_SUM, 3), 0u) << "algo " << algo;
+        }
+      },
+      ro);
+}
+
+TEST(Communicator, ReduceScatterAllGatherBroadcastBarrier) {
+  for (int nranks : {1, 2, 3, 5}) {
+    run_ranks(nranks, [&](Communicator& comm) {
+      const int rank = comm.rank();
+      for (gp_dtype_t dtype : kDtypes) {
+        for (size_t count : {size_t{0}, size_t{1}, size_t{777}}) {
+          for (bool in_place : {false, true}) {
+            // Reduce-scatter: block r of the reduction lands on rank r.
+            std::vector<uint8_t> send, recv;
+            fill(&send, count * nranks, dtype, GP_SUM, rank);
+            recv.assign(std::max<size_t>(count, 1) * dtype_size(dtype), 0xEE);
+            const uint8_t* src = send.data();
+            uint8_t* dst = in_place ? send.data() + rank * count * dtype_size(dtype) : recv.data();
+            Status st = comm.reduce_scatter(src, dst, count, dtype, GP_SUM);
+            ASSERT_TRUE(st.ok()) << st.to_string();
+            std::vector<uint8_t> got(dst, dst + count * dtype_size(dtype));
+            ASSERT_EQ(count_wrong(got, count, dtype, GP_SUM, nranks, rank * count), 0u)
+                << "reduce_scatter nranks " << nranks << " dtype " << dtype;
+
+            // All-gather: block r of every rank's output is rank r's input.
+            std::vector<uint8_t> mine,
+                all(std::max<size_t>(count * nranks, 1) * dtype_size(dtype), 0xEE);
+            for (size_t i = 0; i < count; ++i) {
+              store_value(dtype, all.data(), rank * count + i, static_cast<double>((rank + i) % 7));
+            }
+            mine.assign(all.begin() + rank * count * dtype_size(dtype),
+                        all.begin() + (rank + 1) * count * dtype_size(dtype));
+            const void* gsend =
+                in_place ? all.data() + rank * count * dtype_size(dtype) : mine.data();
+            st = comm.allgather(gsend, all.data(), count, dtype);
+            ASSERT_TRUE(st.ok()) << st.to_string();
+            for (int r = 0; r < nranks; ++r) {
+              for (size_t i = 0; i < count; ++i) {
+                ASSERT_EQ(load_value(dtype, all.data(), r * count + i),
+                          static_cast<double>((r + i) % 7));
+              }
+            }
+
+            // Broadcast from every root.
+            for (int root = 0; root < nranks; ++root) {
+              std::vector<uint8_t> b(std::max<size_t>(count, 1) * dtype_size(dtype), 0xEE);
+              std::vector<uint8_t> s = b;
+              if (rank == root) {
+                for (size_t i = 0; i < count; ++i)
+                  store_value(dtype, s.data(), i, static_cast<double>((root + 2 * i) % 9));
+                if (in_place) b = s;
+              }
+              st = comm.broadcast(in_place ? b.data() : s.data(), b.data(), count, dtype, root);
+              ASSERT_TRUE(st.ok()) << st.to_string();
+              for (size_t i = 0; i < count; ++i) {
+                ASSERT_EQ(load_value(dtype, b.data(), i), static_cast<double>((root + 2 * i) % 9));
+              }
+            }
+          }
+        }
+      }
+      ASSERT_TRUE(comm.barrier().ok());
+    });
+  }
+}
+
+TEST(Communicator, RanksThatDisagreeGetAnErrorNamingTheDifference) {
+  run_ranks(2, [&](Communicator& comm) {
+    std::vector<float> buf(100, 1.0f);
+    size_t count = comm.rank() == 0 ? 100 : 99;
+    Status st = comm.allreduce(buf.data(), buf.data(), count, GP_FLOAT32, GP_SUM, nullptr);
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.to_string();
+    EXPECT_NE(st.message().find("count"), std::string::npos) << st.message();
+    // The communicator is broken from now on, with the first error in the message.
+    Status again = comm.barrier();
+    EXPECT_FALSE(again.ok());
+    EXPECT_NE(again.message().find("failed earlier"), std::string::npos) << again.message();
+  });
+  run_ranks(3, [&](Communicator& comm) {
+    std::vector<double> buf(10, 1.0);
+    gp_redop_t op = comm.rank() == 2 ? GP_MAX : GP_SUM;
+    Status st = comm.allreduce(buf.data(), buf.data(), 10, GP_FLOAT64, op, nullptr);
+    ASSERT_FALSE(st.ok());
+    // Rank 2 and its partners name the op; a rank that only saw a partner give up says so.
+    EXPECT_TRUE(st.code() == Code::kInvalidArgument || st.code() == Code::kRemote)
+        << st.to_string();
+  });
+}
+
+TEST(Communicator, SecondThreadIsRefusedNotQueued) {
+  std::atomic<bool> refused_checked{false};
+  run_ranks(2, [&](Communicator& comm) {
+    std::vector<float> buf(1 << 16, 1.0f);
+    if (comm.rank() == 0) {
+      // Rank 0 enters an all-reduce that cannot finish until rank 1 joins; a second thread of
+      // rank 0 tries the same communicator meanwhile.
+      std::thread intruder([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        std::vector<float> other(4, 1.0f);
+        Status st = comm.allreduce(other.data(), other.data(), 4, GP_FLOAT32, GP_SUM, nullptr);
+        EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.to_string();
+        EXPECT_NE(st.message().find("another thread"), std::string::npos) << st.message();
+        refused_checked = true;
+      });
+      Status st = comm.allreduce(buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
+      EXPECT_TRUE(st.ok()) << st.to_string();
+      intruder.join();
+    } else {
+      while (!refused_checked) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      Status st = comm.allreduce(buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
+      EXPECT_TRUE(st.ok()) << st.to_string();
+    }
+  });
+}
+
+TEST(Communicator, BadArgumentsAreRefusedBeforeAnythingIsSent) {
+  run_ranks(2, [&](Communicator& comm) {
+    std::vector<float> buf(8, 1.0f);
+    EXPECT_EQ(comm.allreduce(nullptr, buf.data(), 8, GP_FLOAT32, GP_SUM, nullptr).code(),
+              Code::kInvalidArgument);
+    EXPECT_EQ(
+        comm.allreduce(buf.data(), buf.data(), 8, static_cast<gp_dtype_t>(42), GP_SUM, nullptr)
+            .code(),
+        Code::kInvalidArgument);
+    EXPECT_EQ(
+        comm.allreduce(buf.data(), buf.data(), 8, GP_FLOAT32, static_cast<gp_redop_t>(9), nullptr)
+            .code(),
+        Code::kInvalidArgument);
+    gp_allreduce_opts_t opts;
+    std::memset(&opts, 0, sizeof(opts));  // struct_size 0: not initialised
+    EXPECT_EQ(comm.allreduce(buf.data(), buf.data(), 8, GP_FLOAT32, GP_SUM, &opts).code(),
+              Code::kInvalidArgument);
+    EXPECT_EQ(comm.broadcast(buf.data(), buf.data(), 8, GP_FLOAT32, 2).code(),
+              Code::kInvalidArgument);
+    // None of those reached the wire: the communicator still works.
+    Status st = comm.allreduce(buf.data(), buf.data(), 8, GP_FLOAT32, GP_SUM, nullptr);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    EXPECT_EQ(buf[0], 2.0f);
+  });
+}
+
+}  // namespace
+}  // namespace gradpack::coll

@@ -1,0 +1,121 @@
+// gradpack-perf end to end: 3 ranks under gradpack-run, results checked by the tool itself, and
+// the table and JSON it prints.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "command.h"
+
+namespace gradpack::tools::testing {
+namespace {
+
+const std::string kRun = GRADPACK_RUN_PATH;
+const std::string kPerf = GRADPACK_PERF_PATH;
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+std::vector<std::string> Fields(const std::string& line) {
+  std::vector<std::string> fields;
+  std::istringstream in(line);
+  for (std::string f; in >> f;) fields.push_back(f);
+  return fields;
+}
+
+// Runs gradpack-perf on 3 ranks and checks the shape of the table: `rows` data lines of 13
+// columns, each with #wrong 0 in both layouts.
+void ExpectTable(const std::string& perf_args, size_t rows) {
+  const auto r = RunCommand(kRun + " --timeout 280 -n 3 -- " + kPerf + " " + perf_args);
+  ASSERT_EQ(r.status, 0) << r.output;
+  size_t data = 0;
+  for (const std::string& line : Lines(r.output)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto f = Fields(line);
+    ASSERT_EQ(f.size(), 13u) << line;
+    EXPECT_EQ(f[8], "0") << line;
+    EXPECT_EQ(f[12], "0") << line;
+    ++data;
+  }
+  EXPECT_EQ(data, rows) << r.output;
+  EXPECT_NE(r.output.find("# Out of bounds values : 0 OK"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("# Avg bus bandwidth    : "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("nranks 3"), std::string::npos) << r.output;
+}
+
+TEST(GradpackPerf, AllReduceEveryOpAndType) {
+  // 8 types x 5 ops x sizes 8, 32, ..., 512K (-f 4 up to 1M: 9 sizes).
+  ExpectTable("-b 8 -e 1M -f 4 -o all -d all -c 1 -n 2 -w 1", 8 * 5 * 9);
+}
+
+TEST(GradpackPerf, EveryAllReduceAlgorithm) {
+  for (const char* algo : {"ring", "hd", "tree", "hier"}) {
+    SCOPED_TRACE(algo);
+    ExpectTable(std::string("-b 4K -e 256K -f 8 -o sum -d float -n 2 -a ") + algo, 3);
+  }
+}
+
+TEST(GradpackPerf, ReduceScatterAllGatherBroadcast) {
+  ExpectTable("-C reduce_scatter -b 96 -e 96K -f 32 -o all -d all -n 2", 8 * 5 * 3);
+  ExpectTable("-C all_gather -b 96 -e 96K -f 32 -d all -n 2", 8 * 3);
+  ExpectTable("-C broadcast -r 2 -b 8 -e 64K -f 16 -d all -n 2", 8 * 4);
+}
+
+TEST(GradpackPerf, JsonRows) {
+  const auto r =
+      RunCommand(kRun + " --timeout 120 -n 3 -- " + kPerf + " --json -b 1K -e 4K -f 2 -n 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto lines = Lines(r.output);
+  ASSERT_EQ(lines.size(), 3u) << r.output;
+  for (const std::string& line : lines) {
+    EXPECT_EQ(line.front(), '{') << line;
+    EXPECT_EQ(line.back(), '}') << line;
+    EXPECT_NE(line.find("\"collective\":\"all_reduce\",\"nranks\":3"), std::string::npos) << line;
+    EXPECT_NE(line.find("\"wrong\":0},\"in_place\""), std::string::npos) << line;
+  }
+  EXPECT_NE(lines[0].find("\"size\":1024,\"count\":256"), std::string::npos) << lines[0];
+}
+
+TEST(GradpackPerf, VclusterHierarchical) {
+  if (access("/run/gradpack-vcluster/hosts", R_OK) != 0 || geteuid() != 0) {
+    GTEST_SKIP() << "needs root and a virtual cluster (scripts/vcluster.sh up N)";
+  }
+  // Two ranks per namespaced host (with at least two hosts), so hier has local and remote peers.
+  const auto r = RunCommand(kRun + " --vcluster --timeout 280 -n 4 -- " + kPerf +
+                            " -b 8 -e 1M -f 16 -o all -d float -n 2 -a hier");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("# Out of bounds values : 0 OK"), std::string::npos) << r.output;
+}
+
+TEST(GradpackPerf, UsageErrorsAndHelp) {
+  // Usage errors are found before the communicator is joined: no launcher needed.
+  EXPECT_EQ(RunCommand(kPerf + " -d fp8").status, 2);
+  EXPECT_EQ(RunCommand(kPerf + " -C sendrecv").status, 2);
+  const auto help = RunCommand(kPerf + " --help");
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.output.find("--collective"), std::string::npos);
+  // A root outside the communicator.
+  EXPECT_EQ(RunCommand(kRun + " --timeout 60 -n 2 -- " + kPerf + " -C broadcast -r 5").status, 2);
+}
+
+TEST(GradpackPerf, FailedInitNamesTheCall) {
+  // No rendezvous in the environment: gp_comm_init_from_env fails and says so.
+  const auto r = RunCommand(
+      "env -u GRADPACK_ROOT -u GRADPACK_RANK -u GRADPACK_WORLD_SIZE -u RANK -u WORLD_SIZE "
+      "-u MASTER_ADDR -u MASTER_PORT -u OMPI_COMM_WORLD_RANK -u OMPI_COMM_WORLD_SIZE "
+      "-u SLURM_PROCID -u SLURM_NTASKS " +
+      kPerf + " -b 8 -e 8");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("gradpack-perf: rank 0: gp_comm_init_from_env: GP_ERR_"),
+            std::string::npos)
+      << r.output;
+}
+
+}  // namespace
+}  // namespace gradpack::tools::testing

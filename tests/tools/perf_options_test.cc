@@ -1,0 +1,251 @@
+// gradpack-perf's command line, size sweep, bandwidth formulas and report lines.
+#include "tools/perf_options.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace gradpack::tools {
+namespace {
+
+std::optional<std::string> Parse(std::vector<const char*> args, PerfOptions* opts) {
+  args.insert(args.begin(), "gradpack-perf");
+  return ParsePerfArgs(static_cast<int>(args.size()), args.data(), opts);
+}
+
+TEST(PerfOptions, DefaultsAreNcclTests) {
+  PerfOptions o;
+  ASSERT_EQ(Parse({}, &o), std::nullopt);
+  EXPECT_EQ(o.min_bytes, 32u << 20);
+  EXPECT_EQ(o.max_bytes, 32u << 20);
+  EXPECT_EQ(o.step_factor, 0u);
+  EXPECT_EQ(o.step_bytes, 1u << 20);
+  EXPECT_EQ(o.iters, 20);
+  EXPECT_EQ(o.warmup, 1);
+  EXPECT_EQ(o.check, 1);
+  EXPECT_EQ(o.ops, std::vector<gp_redop_t>{GP_SUM});
+  EXPECT_EQ(o.dtypes, std::vector<gp_dtype_t>{GP_FLOAT32});
+  EXPECT_EQ(o.root, 0);
+  EXPECT_EQ(o.algorithm, GP_ALGO_AUTO);
+  EXPECT_EQ(o.collective, Collective::kAllReduce);
+  EXPECT_FALSE(o.json);
+}
+
+TEST(PerfOptions, ShortAndLongFlags) {
+  PerfOptions o;
+  ASSERT_EQ(Parse({"-b",    "8",  "-e1M", "-f",   "4",
+                   "-n",    "2",  "-w",   "0",    "-c",
+                   "0",     "-o", "max",  "-d",   "bfloat16",
+                   "-r",    "2",  "-a",   "hier", "--collective=broadcast",
+                   "--json"},
+                  &o),
+            std::nullopt);
+  EXPECT_EQ(o.min_bytes, 8u);
+  EXPECT_EQ(o.max_bytes, 1u << 20);
+  EXPECT_EQ(o.step_factor, 4u);
+  EXPECT_EQ(o.iters, 2);
+  EXPECT_EQ(o.warmup, 0);
+  EXPECT_EQ(o.check, 0);
+  EXPECT_EQ(o.ops, std::vector<gp_redop_t>{GP_MAX});
+  EXPECT_EQ(o.dtypes, std::vector<gp_dtype_t>{GP_BFLOAT16});
+  EXPECT_EQ(o.root, 2);
+  EXPECT_EQ(o.algorithm, GP_ALGO_HIER);
+  EXPECT_EQ(o.collective, Collective::kBroadcast);
+  EXPECT_TRUE(o.json);
+
+  PerfOptions l;
+  ASSERT_EQ(
+      Parse({"--minbytes", "1K", "--maxbytes=2G", "--stepbytes", "512", "--iters=3", "--datatype",
+             "int8", "--op", "prod", "--algorithm", "ring", "-C", "reduce_scatter"},
+            &l),
+      std::nullopt);
+  EXPECT_EQ(l.min_bytes, 1024u);
+  EXPECT_EQ(l.max_bytes, uint64_t{2} << 30);
+  EXPECT_EQ(l.step_bytes, 512u);
+  EXPECT_EQ(l.iters, 3);
+  EXPECT_EQ(l.dtypes, std::vector<gp_dtype_t>{GP_INT8});
+  EXPECT_EQ(l.ops, std::vector<gp_redop_t>{GP_PROD});
+  EXPECT_EQ(l.algorithm, GP_ALGO_RING);
+  EXPECT_EQ(l.collective, Collective::kReduceScatter);
+}
+
+TEST(PerfOptions, AllOpsAndTypes) {
+  PerfOptions o;
+  ASSERT_EQ(Parse({"-o", "all", "-d", "all"}, &o), std::nullopt);
+  EXPECT_EQ(o.ops.size(), 5u);
+  EXPECT_EQ(o.dtypes.size(), 8u);
+  EXPECT_EQ(o.dtypes.front(), GP_INT8);
+}
+
+TEST(PerfOptions, UsageErrors) {
+  const std::vector<std::vector<const char*>> bad = {
+      {"-b"},
+      {"-b", "x"},
+      {"-b", "1T"},
+      {"-e", "4", "-b", "8"},
+      {"-f", "1"},
+      {"-i", "0"},
+      {"-n", "0"},
+      {"-o", "mean"},
+      {"-d", "fp8"},
+      {"-a", "fast"},
+      {"-C", "all_to_all"},
+      {"-C", "sendrecv"},
+      {"--json=1"},
+      {"--bogus"},
+      {"extra"},
+      {"-r", "-1"},
+  };
+  for (const auto& args : bad) {
+    PerfOptions o;
+    EXPECT_NE(Parse(args, &o), std::nullopt) << args.front();
+  }
+  PerfOptions o;
+  auto err = Parse({"-C", "sendrecv"}, &o);
+  ASSERT_TRUE(err.has_value());
+  EXPECT_NE(err->find("not supported"), std::string::npos) << *err;
+}
+
+TEST(PerfOptions, HelpListsEveryFlag) {
+  PerfOptions o;
+  ASSERT_EQ(Parse({"-h"}, &o), std::nullopt);
+  EXPECT_TRUE(o.help);
+  const std::string help = kPerfHelp;
+  for (const char* flag : {"-b,", "-e,", "-f,", "-i,", "-n,", "-w,", "-c,", "-o,", "-d,", "-r,",
+                           "-a,", "-C,", "--json", "--help"}) {
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST(PerfOptions, ParseSize) {
+  EXPECT_EQ(ParseSize("0"), 0u);
+  EXPECT_EQ(ParseSize("8"), 8u);
+  EXPECT_EQ(ParseSize("4K"), 4096u);
+  EXPECT_EQ(ParseSize("32M"), uint64_t{32} << 20);
+  EXPECT_EQ(ParseSize("8G"), uint64_t{8} << 30);
+  EXPECT_EQ(ParseSize("1g"), uint64_t{1} << 30);
+  EXPECT_EQ(ParseSize(""), std::nullopt);
+  EXPECT_EQ(ParseSize("K"), std::nullopt);
+  EXPECT_EQ(ParseSize("-1"), std::nullopt);
+  EXPECT_EQ(ParseSize("1.5M"), std::nullopt);
+  EXPECT_EQ(ParseSize("99999999999999999999"), std::nullopt);
+}
+
+TEST(PerfOptions, SweepSizes) {
+  PerfOptions o;
+  o.min_bytes = 8;
+  o.max_bytes = 1 << 20;
+  o.step_factor = 4;
+  EXPECT_EQ(SweepSizes(o),
+            (std::vector<uint64_t>{8, 32, 128, 512, 2048, 8192, 32768, 131072, 524288}));
+  o.step_factor = 0;
+  o.min_bytes = 1000;
+  o.max_bytes = 3500;
+  o.step_bytes = 1000;
+  EXPECT_EQ(SweepSizes(o), (std::vector<uint64_t>{1000, 2000, 3000}));
+  o.min_bytes = o.max_bytes = 0;
+  o.step_factor = 2;  // 0 * 2 makes no progress: one row, not an endless loop
+  EXPECT_EQ(SweepSizes(o), (std::vector<uint64_t>{0}));
+  PerfOptions d;
+  EXPECT_EQ(SweepSizes(d), (std::vector<uint64_t>{uint64_t{32} << 20}));
+}
+
+TEST(PerfOptions, RowShapes) {
+  // all_reduce and broadcast: the whole buffer.
+  auto s = ShapeRow(Collective::kAllReduce, 1 << 20, GP_FLOAT32, 3);
+  EXPECT_EQ(s.bytes, 1u << 20);
+  EXPECT_EQ(s.count, 262144u);
+  EXPECT_EQ(s.rank_count, 262144u);
+  s = ShapeRow(Collective::kBroadcast, 10, GP_FLOAT64, 3);
+  EXPECT_EQ(s.bytes, 8u);
+  EXPECT_EQ(s.count, 1u);
+  // reduce_scatter / all_gather: size is the total, rounded down to nranks blocks.
+  s = ShapeRow(Collective::kAllGather, 1 << 20, GP_FLOAT32, 3);
+  EXPECT_EQ(s.rank_count, 87381u);
+  EXPECT_EQ(s.count, 3u * 87381u);
+  EXPECT_EQ(s.bytes, 3u * 87381u * 4u);
+  s = ShapeRow(Collective::kReduceScatter, 8, GP_INT64, 3);
+  EXPECT_EQ(s.rank_count, 0u);
+  EXPECT_EQ(s.bytes, 0u);
+}
+
+TEST(PerfOptions, BusBandwidthFormulas) {
+  EXPECT_DOUBLE_EQ(AlgBandwidth(1'000'000'000, 0.5), 2.0);
+  EXPECT_DOUBLE_EQ(AlgBandwidth(100, 0), 0.0);
+  EXPECT_DOUBLE_EQ(BusBandwidthFactor(Collective::kAllReduce, 4), 1.5);
+  EXPECT_DOUBLE_EQ(BusBandwidthFactor(Collective::kAllReduce, 1), 0.0);
+  EXPECT_DOUBLE_EQ(BusBandwidthFactor(Collective::kReduceScatter, 4), 0.75);
+  EXPECT_DOUBLE_EQ(BusBandwidthFactor(Collective::kAllGather, 2), 0.5);
+  EXPECT_DOUBLE_EQ(BusBandwidthFactor(Collective::kBroadcast, 8), 1.0);
+  const Measurement m = Measure(Collective::kAllReduce, 3, 3'000'000'000, 2.0, 0);
+  EXPECT_DOUBLE_EQ(m.time_us, 2e6);
+  EXPECT_DOUBLE_EQ(m.algbw, 1.5);
+  EXPECT_DOUBLE_EQ(m.busbw, 2.0);
+  EXPECT_EQ(m.wrong, 0);
+}
+
+Row SampleRow() {
+  Row row;
+  row.shape = ShapeRow(Collective::kAllReduce, 1 << 20, GP_FLOAT32, 4);
+  row.dtype = GP_FLOAT32;
+  row.op = GP_SUM;
+  row.coll = Collective::kAllReduce;
+  row.root = -1;
+  row.out_of_place = Measure(Collective::kAllReduce, 4, row.shape.bytes, 104.8576e-6, 0);
+  row.in_place = Measure(Collective::kAllReduce, 4, row.shape.bytes, 209.7152e-6, -1);
+  return row;
+}
+
+TEST(PerfOptions, TableRowLinesUpWithHeader) {
+  const std::string header = TableHeader();
+  const std::string row = FormatRow(SampleRow());
+  EXPECT_EQ(row,
+            "     1048576        262144     float     sum      -1    104.86    10.00    15.00  "
+            "     0    209.72     5.00     7.50     N/A\n");
+  // Every header line and the row have the same width, so the columns line up.
+  size_t start = 0;
+  int lines = 0;
+  while (start < header.size()) {
+    const size_t end = header.find('\n', start);
+    const std::string line = header.substr(start, end - start);
+    EXPECT_EQ(line[0], '#');
+    EXPECT_EQ(line.size() + 1, row.size()) << line;
+    start = end + 1;
+    ++lines;
+  }
+  EXPECT_EQ(lines, 3);
+  EXPECT_NE(header.find("#wrong"), std::string::npos);
+}
+
+TEST(PerfOptions, NonReducingRowsSayNone) {
+  Row row = SampleRow();
+  row.coll = Collective::kBroadcast;
+  row.root = 1;
+  const std::string line = FormatRow(row);
+  EXPECT_NE(line.find("  none       1"), std::string::npos) << line;
+}
+
+TEST(PerfOptions, JsonRow) {
+  EXPECT_EQ(FormatJsonRow(SampleRow(), 4, GP_ALGO_RING),
+            "{\"collective\":\"all_reduce\",\"nranks\":4,\"algorithm\":\"ring\",\"size\":1048576,"
+            "\"count\":262144,\"rank_count\":262144,\"type\":\"float\",\"redop\":\"sum\","
+            "\"root\":-1,\"out_of_place\":{\"time_us\":104.858,\"algbw_gbps\":10,"
+            "\"busbw_gbps\":15,\"wrong\":0},\"in_place\":{\"time_us\":209.715,\"algbw_gbps\":5,"
+            "\"busbw_gbps\":7.5,\"wrong\":null}}\n");
+}
+
+TEST(PerfOptions, Names) {
+  EXPECT_STREQ(DtypeName(GP_FLOAT16), "half");
+  EXPECT_STREQ(DtypeName(GP_BFLOAT16), "bfloat16");
+  EXPECT_EQ(DtypeBytes(GP_INT64), 8u);
+  EXPECT_STREQ(RedopName(GP_AVG), "avg");
+  EXPECT_STREQ(AlgoName(GP_ALGO_HD), "hd");
+  EXPECT_STREQ(CollectiveName(Collective::kAllGather), "all_gather");
+  EXPECT_TRUE(CollectiveReduces(Collective::kReduceScatter));
+  EXPECT_FALSE(CollectiveReduces(Collective::kAllGather));
+  EXPECT_TRUE(CollectiveHasRoot(Collective::kBroadcast));
+}
+
+}  // namespace
+}  // namespace gradpack::tools

@@ -1,0 +1,340 @@
+// gradpack-perf: nccl-tests' *_perf programs for gradpack's host collectives. Every rank is one
+// process that joins the communicator from the environment (start them with gradpack-run); rank 0
+// prints one row per size with the out-of-place and in-place time, algbw, busbw and the number of
+// wrong elements.
+//
+// It uses only the public C API of libgradpack.so, so it also exercises the installed ABI.
+#include <unistd.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gradpack/gradpack.h"
+#include "tools/perf_data.h"
+#include "tools/perf_options.h"
+
+namespace {
+
+using gradpack::tools::Collective;
+using gradpack::tools::Measurement;
+using gradpack::tools::PerfOptions;
+using gradpack::tools::Row;
+
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+// Bytes of the per-rank "host pid" record gathered for the header.
+constexpr size_t kRankRecordBytes = 64;
+
+struct Context {
+  gp_comm_t* comm = nullptr;
+  int rank = 0;
+  int nranks = 1;
+  PerfOptions opts;
+  gp_allreduce_opts_t allreduce_opts;
+};
+
+// A failed gp_* call ends this rank; gradpack-run then stops the others.
+void CheckCall(int rank, const char* call, gp_status_t status) {
+  if (status == GP_OK) return;
+  std::fprintf(stderr, "gradpack-perf: rank %d: %s: %s: %s\n", rank, call, gp_status_string(status),
+               gp_last_error());
+  std::fflush(stdout);
+  std::_Exit(kExitRuntime);
+}
+
+// The buffers of one row and the pointers each layout passes.
+struct Buffers {
+  std::vector<unsigned char> send;
+  std::vector<unsigned char> recv;
+  std::vector<unsigned char> inplace;
+  const void* inplace_send = nullptr;
+  void* inplace_recv = nullptr;
+};
+
+class RowRunner {
+ public:
+  RowRunner(Context* ctx, gp_dtype_t dtype, gp_redop_t op, const gradpack::tools::RowShape& shape)
+      : ctx_(ctx), dtype_(dtype), op_(op), shape_(shape), elem_(gp_dtype_size(dtype)) {}
+
+  Row Run() {
+    Allocate();
+    Row row;
+    row.shape = shape_;
+    row.dtype = dtype_;
+    row.op = op_;
+    row.coll = ctx_->opts.collective;
+    row.root = gradpack::tools::CollectiveHasRoot(row.coll) ? ctx_->opts.root : -1;
+    row.out_of_place = RunLayout(false);
+    row.in_place = RunLayout(true);
+    return row;
+  }
+
+ private:
+  Collective coll() const { return ctx_->opts.collective; }
+  bool reduces() const { return gradpack::tools::CollectiveReduces(coll()); }
+  uint64_t n() const { return static_cast<uint64_t>(ctx_->nranks); }
+  uint64_t rank() const { return static_cast<uint64_t>(ctx_->rank); }
+
+  // Element counts of the send and receive buffers of the out-of-place layout.
+  uint64_t SendCount() const {
+    return coll() == Collective::kReduceScatter ? shape_.rank_count * n() : shape_.rank_count;
+  }
+  uint64_t RecvCount() const {
+    return coll() == Collective::kAllGather ? shape_.rank_count * n() : shape_.rank_count;
+  }
+
+  void Allocate() {
+    bufs_.send.assign(SendCount() * elem_, 0);
+    bufs_.recv.assign(RecvCount() * elem_, 0);
+    bufs_.inplace.assign(std::max(SendCount(), RecvCount()) * elem_, 0);
+    unsigned char* base = bufs_.inplace.data();
+    const size_t block = shape_.rank_count * elem_;
+    // NCCL's in-place layouts (gradpack.h): this rank's block of the full buffer.
+    switch (coll()) {
+      case Collective::kReduceScatter:
+        bufs_.inplace_send = base;
+        bufs_.inplace_recv = base + rank() * block;
+        break;
+      case Collective::kAllGather:
+        bufs_.inplace_send = base + rank() * block;
+        bufs_.inplace_recv = base;
+        break;
+      default:
+        bufs_.inplace_send = base;
+        bufs_.inplace_recv = base;
+        break;
+    }
+  }
+
+  // Fresh inputs; receive buffers that the collective must overwrite are zeroed (0 is never an
+  // input value).
+  void Fill(bool in_place) {
+    const bool red = reduces();
+    if (in_place) {
+      unsigned char* base = bufs_.inplace.data();
+      const uint64_t total = bufs_.inplace.size() / std::max<size_t>(elem_, 1);
+      if (coll() == Collective::kAllGather) {
+        gradpack::tools::FillSentinel(dtype_, total, base);
+        gradpack::tools::FillInput(dtype_, red, op_, ctx_->rank, 0, shape_.rank_count,
+                                   const_cast<void*>(bufs_.inplace_send));
+      } else {
+        gradpack::tools::FillInput(dtype_, red, op_, ctx_->rank, 0, total, base);
+      }
+      return;
+    }
+    gradpack::tools::FillInput(dtype_, red, op_, ctx_->rank, 0, SendCount(), bufs_.send.data());
+    gradpack::tools::FillSentinel(dtype_, RecvCount(), bufs_.recv.data());
+  }
+
+  void Call(bool in_place) {
+    const void* send = in_place ? bufs_.inplace_send : bufs_.send.data();
+    void* recv = in_place ? bufs_.inplace_recv : bufs_.recv.data();
+    gp_comm_t* comm = ctx_->comm;
+    switch (coll()) {
+      case Collective::kAllReduce:
+        return CheckCall(
+            ctx_->rank, "gp_allreduce",
+            gp_allreduce(comm, send, recv, shape_.rank_count, dtype_, op_, &ctx_->allreduce_opts));
+      case Collective::kReduceScatter:
+        return CheckCall(ctx_->rank, "gp_reduce_scatter",
+                         gp_reduce_scatter(comm, send, recv, shape_.rank_count, dtype_, op_));
+      case Collective::kAllGather:
+        return CheckCall(ctx_->rank, "gp_allgather",
+                         gp_allgather(comm, send, recv, shape_.rank_count, dtype_));
+      case Collective::kBroadcast:
+        return CheckCall(
+            ctx_->rank, "gp_broadcast",
+            gp_broadcast(comm, send, recv, shape_.rank_count, dtype_, ctx_->opts.root));
+    }
+  }
+
+  // Wrong elements of this rank's result.
+  int64_t CountWrong(bool in_place) const {
+    const void* recv = in_place ? bufs_.inplace_recv : bufs_.recv.data();
+    const bool red = reduces();
+    int64_t wrong = 0;
+    auto check = [&](uint64_t i, double expected) {
+      const double got = gradpack::tools::LoadElement(dtype_, recv, i);
+      if (!gradpack::tools::Matches(dtype_, op_, red, got, expected)) ++wrong;
+    };
+    const uint64_t rc = shape_.rank_count;
+    switch (coll()) {
+      case Collective::kAllReduce:
+        for (uint64_t i = 0; i < rc; ++i) {
+          check(i, gradpack::tools::ExpectedReduction(dtype_, op_, ctx_->nranks, i));
+        }
+        break;
+      case Collective::kReduceScatter:
+        for (uint64_t i = 0; i < rc; ++i) {
+          check(i, gradpack::tools::ExpectedReduction(dtype_, op_, ctx_->nranks, rank() * rc + i));
+        }
+        break;
+      case Collective::kAllGather:
+        for (uint64_t r = 0; r < n(); ++r) {
+          for (uint64_t i = 0; i < rc; ++i) {
+            check(r * rc + i, static_cast<double>(
+                                  gradpack::tools::InputValue(false, op_, static_cast<int>(r), i)));
+          }
+        }
+        break;
+      case Collective::kBroadcast:
+        for (uint64_t i = 0; i < rc; ++i) {
+          check(i,
+                static_cast<double>(gradpack::tools::InputValue(false, op_, ctx_->opts.root, i)));
+        }
+        break;
+    }
+    return wrong;
+  }
+
+  Measurement RunLayout(bool in_place) {
+    const PerfOptions& opts = ctx_->opts;
+    Fill(in_place);
+    for (int i = 0; i < opts.warmup; ++i) Call(in_place);
+    CheckCall(ctx_->rank, "gp_barrier", gp_barrier(ctx_->comm));
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < opts.iters; ++i) Call(in_place);
+    const auto end = std::chrono::steady_clock::now();
+    double seconds = std::chrono::duration<double>(end - start).count() / opts.iters;
+    // The slowest rank's time, as nccl-tests reports by default.
+    CheckCall(ctx_->rank, "gp_allreduce",
+              gp_allreduce(ctx_->comm, &seconds, &seconds, 1, GP_FLOAT64, GP_MAX, nullptr));
+    int64_t wrong = -1;
+    if (opts.check != 0) {
+      // The timed runs reduced their own outputs again (in place): check a run on fresh data.
+      Fill(in_place);
+      Call(in_place);
+      wrong = CountWrong(in_place);
+      CheckCall(ctx_->rank, "gp_allreduce",
+                gp_allreduce(ctx_->comm, &wrong, &wrong, 1, GP_INT64, GP_SUM, nullptr));
+    }
+    return gradpack::tools::Measure(coll(), ctx_->nranks, shape_.bytes, seconds, wrong);
+  }
+
+  Context* ctx_;
+  gp_dtype_t dtype_;
+  gp_redop_t op_;
+  gradpack::tools::RowShape shape_;
+  size_t elem_;
+  Buffers bufs_;
+};
+
+void PrintHeader(const Context& ctx) {
+  const PerfOptions& o = ctx.opts;
+  // Where every rank runs, gathered so that rank 0 can print it.
+  char record[kRankRecordBytes] = {};
+  char host[48] = {};
+  gethostname(host, sizeof(host) - 1);
+  std::snprintf(record, sizeof(record), "%d %s", static_cast<int>(getpid()), host);
+  std::vector<char> all(kRankRecordBytes * static_cast<size_t>(ctx.nranks));
+  CheckCall(ctx.rank, "gp_allgather",
+            gp_allgather(ctx.comm, record, all.data(), kRankRecordBytes, GP_UINT8));
+  if (ctx.rank != 0 || o.json) return;
+  const char* isa = std::getenv("GRADPACK_CPU_ISA");
+  std::printf(
+      "# gradpack-perf %s: nranks %d algorithm %s gradpack %s (header %d.%d.%d) cpu isa %s\n",
+      gradpack::tools::CollectiveName(o.collective), ctx.nranks,
+      gradpack::tools::AlgoName(o.algorithm), gp_version(), GRADPACK_VERSION_MAJOR,
+      GRADPACK_VERSION_MINOR, GRADPACK_VERSION_PATCH,
+      isa != nullptr && *isa != '\0' ? isa : "auto");
+  if (o.step_factor >= 2) {
+    std::printf("# minBytes %" PRIu64 " maxBytes %" PRIu64 " step: %" PRIu64
+                "(factor) warmup iters: %d iters: %d validation: %d\n",
+                o.min_bytes, o.max_bytes, o.step_factor, o.warmup, o.iters, o.check != 0);
+  } else {
+    std::printf("# minBytes %" PRIu64 " maxBytes %" PRIu64 " step: %" PRIu64
+                "(bytes) warmup iters: %d iters: %d validation: %d\n",
+                o.min_bytes, o.max_bytes, o.step_bytes, o.warmup, o.iters, o.check != 0);
+  }
+  std::printf("#\n# Using ranks\n");
+  for (int r = 0; r < ctx.nranks; ++r) {
+    std::string rec(
+        all.data() + static_cast<size_t>(r) * kRankRecordBytes,
+        strnlen(all.data() + static_cast<size_t>(r) * kRankRecordBytes, kRankRecordBytes));
+    const size_t space = rec.find(' ');
+    std::printf("#  Rank %2d Pid %7s on %s\n", r, rec.substr(0, space).c_str(),
+                space == std::string::npos ? "?" : rec.substr(space + 1).c_str());
+  }
+  std::printf("#\n%s", gradpack::tools::TableHeader().c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  PerfOptions opts;
+  if (auto err = gradpack::tools::ParsePerfArgs(argc, argv, &opts)) {
+    std::fprintf(stderr, "gradpack-perf: %s\n", err->c_str());
+    return kExitUsage;
+  }
+  if (opts.help) {
+    std::fputs(gradpack::tools::kPerfHelp, stdout);
+    return 0;
+  }
+
+  Context ctx;
+  ctx.opts = opts;
+  gp_allreduce_opts_init(&ctx.allreduce_opts);
+  ctx.allreduce_opts.algorithm = opts.algorithm;
+  {
+    // Before the communicator exists, the rank comes from the launcher's environment.
+    const char* env_rank = std::getenv("GRADPACK_RANK");
+    const int env_rank_value = env_rank != nullptr ? std::atoi(env_rank) : 0;
+    CheckCall(env_rank_value, "gp_comm_init_from_env", gp_comm_init_from_env(&ctx.comm));
+  }
+  ctx.rank = gp_comm_rank(ctx.comm);
+  ctx.nranks = gp_comm_size(ctx.comm);
+  if (gradpack::tools::CollectiveHasRoot(opts.collective) && opts.root >= ctx.nranks) {
+    if (ctx.rank == 0) {
+      std::fprintf(stderr, "gradpack-perf: -r %d: the root must be below nranks %d\n", opts.root,
+                   ctx.nranks);
+    }
+    gp_comm_destroy(ctx.comm);
+    return kExitUsage;
+  }
+
+  PrintHeader(ctx);
+  std::fflush(stdout);
+
+  const std::vector<uint64_t> sizes = gradpack::tools::SweepSizes(opts);
+  // Collectives without a reduction run once per type, not once per op.
+  std::vector<gp_redop_t> ops = opts.ops;
+  if (!gradpack::tools::CollectiveReduces(opts.collective)) ops = {GP_SUM};
+  int64_t total_wrong = 0;
+  double busbw_sum = 0;
+  int busbw_count = 0;
+  for (gp_dtype_t dtype : opts.dtypes) {
+    for (gp_redop_t op : ops) {
+      for (uint64_t size : sizes) {
+        const auto shape = gradpack::tools::ShapeRow(opts.collective, size, dtype, ctx.nranks);
+        RowRunner runner(&ctx, dtype, op, shape);
+        const Row row = runner.Run();
+        for (const Measurement* m : {&row.out_of_place, &row.in_place}) {
+          if (m->wrong > 0) total_wrong += m->wrong;
+          busbw_sum += m->busbw;
+          ++busbw_count;
+        }
+        if (ctx.rank == 0) {
+          const std::string line =
+              opts.json ? gradpack::tools::FormatJsonRow(row, ctx.nranks, opts.algorithm)
+                        : gradpack::tools::FormatRow(row);
+          std::fputs(line.c_str(), stdout);
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
+  if (ctx.rank == 0 && !opts.json) {
+    std::printf("# Out of bounds values : %" PRId64 " %s\n", total_wrong,
+                total_wrong == 0 ? "OK" : "FAILED");
+    std::printf("# Avg bus bandwidth    : %g \n#\n",
+                busbw_count > 0 ? busbw_sum / busbw_count : 0.0);
+  }
+  std::fflush(stdout);
+  CheckCall(ctx.rank, "gp_comm_destroy", gp_comm_destroy(ctx.comm));
+  return total_wrong == 0 ? 0 : kExitRuntime;
+}

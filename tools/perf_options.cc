@@ -1,0 +1,475 @@
+#include "tools/perf_options.h"
+
+#include <charconv>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+namespace gradpack::tools {
+namespace {
+
+struct DtypeEntry {
+  const char* name;
+  gp_dtype_t dtype;
+  size_t bytes;
+};
+// The order of "-d all" follows nccl-tests (integers, then half, float, double, bfloat16).
+constexpr DtypeEntry kDtypes[] = {
+    {"int8", GP_INT8, 1},      {"uint8", GP_UINT8, 1},       {"int32", GP_INT32, 4},
+    {"int64", GP_INT64, 8},    {"half", GP_FLOAT16, 2},      {"float", GP_FLOAT32, 4},
+    {"double", GP_FLOAT64, 8}, {"bfloat16", GP_BFLOAT16, 2},
+};
+
+struct RedopEntry {
+  const char* name;
+  gp_redop_t op;
+};
+constexpr RedopEntry kRedops[] = {
+    {"sum", GP_SUM}, {"prod", GP_PROD}, {"max", GP_MAX}, {"min", GP_MIN}, {"avg", GP_AVG},
+};
+
+struct AlgoEntry {
+  const char* name;
+  gp_algo_t algo;
+};
+constexpr AlgoEntry kAlgos[] = {
+    {"auto", GP_ALGO_AUTO}, {"ring", GP_ALGO_RING}, {"hd", GP_ALGO_HD},
+    {"tree", GP_ALGO_TREE}, {"hier", GP_ALGO_HIER},
+};
+
+struct CollectiveEntry {
+  const char* name;
+  Collective coll;
+};
+constexpr CollectiveEntry kCollectives[] = {
+    {"all_reduce", Collective::kAllReduce},
+    {"reduce_scatter", Collective::kReduceScatter},
+    {"all_gather", Collective::kAllGather},
+    {"broadcast", Collective::kBroadcast},
+};
+
+std::optional<int64_t> ParseInt(std::string_view text) {
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+// Accepts "-x VALUE", "-xVALUE", "--long VALUE" and "--long=VALUE".
+struct Flag {
+  char short_name;
+  const char* long_name;
+  bool takes_value;
+};
+constexpr Flag kFlags[] = {
+    {'b', "minbytes", true},  {'e', "maxbytes", true},  {'f', "stepfactor", true},
+    {'i', "stepbytes", true}, {'n', "iters", true},     {'w', "warmup_iters", true},
+    {'c', "check", true},     {'o', "op", true},        {'d', "datatype", true},
+    {'r', "root", true},      {'a', "algorithm", true}, {'C', "collective", true},
+    {'j', "json", false},     {'h', "help", false},
+};
+
+std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* factor_given,
+                                     PerfOptions* out) {
+  auto int_in = [&](int lo, int hi, int* dst) -> std::optional<std::string> {
+    auto v = ParseInt(value);
+    if (!v || *v < lo || *v > hi) {
+      return "-" + std::string(1, name) + ": expected an integer in [" + std::to_string(lo) + ", " +
+             std::to_string(hi) + "], got " + Quote(value);
+    }
+    *dst = static_cast<int>(*v);
+    return std::nullopt;
+  };
+  auto size_in = [&](uint64_t* dst) -> std::optional<std::string> {
+    auto v = ParseSize(value);
+    if (!v) {
+      return "-" + std::string(1, name) + ": expected a size (N, NK, NM or NG), got " +
+             Quote(value);
+    }
+    *dst = *v;
+    return std::nullopt;
+  };
+  switch (name) {
+    case 'b':
+      return size_in(&out->min_bytes);
+    case 'e':
+      return size_in(&out->max_bytes);
+    case 'i':
+      if (auto err = size_in(&out->step_bytes)) return err;
+      if (out->step_bytes == 0) return "-i: the step must be positive";
+      return std::nullopt;
+    case 'f': {
+      auto v = ParseInt(value);
+      if (!v || *v < 2 || *v > 1024)
+        return "-f: expected an integer factor >= 2, got " + Quote(value);
+      out->step_factor = static_cast<uint64_t>(*v);
+      *factor_given = true;
+      return std::nullopt;
+    }
+    case 'n':
+      return int_in(1, 1 << 30, &out->iters);
+    case 'w':
+      return int_in(0, 1 << 30, &out->warmup);
+    case 'c':
+      return int_in(0, 1 << 30, &out->check);
+    case 'r':
+      return int_in(0, 1 << 20, &out->root);
+    case 'o':
+      out->ops.clear();
+      for (const auto& e : kRedops) {
+        if (value == "all" || value == e.name) out->ops.push_back(e.op);
+      }
+      if (out->ops.empty()) return "-o: unknown op " + Quote(value) + " (sum|prod|min|max|avg|all)";
+      return std::nullopt;
+    case 'd':
+      out->dtypes.clear();
+      for (const auto& e : kDtypes) {
+        if (value == "all" || value == e.name) out->dtypes.push_back(e.dtype);
+      }
+      if (out->dtypes.empty()) {
+        return "-d: unknown type " + Quote(value) +
+               " (float|half|bfloat16|double|int32|int64|int8|uint8|all)";
+      }
+      return std::nullopt;
+    case 'a':
+      for (const auto& e : kAlgos) {
+        if (value == e.name) {
+          out->algorithm = e.algo;
+          return std::nullopt;
+        }
+      }
+      return "-a: unknown algorithm " + Quote(value) + " (auto|ring|hd|tree|hier)";
+    case 'C':
+      if (value == "sendrecv") {
+        return "-C: sendrecv is not supported: the gradpack C API has no point-to-point calls";
+      }
+      for (const auto& e : kCollectives) {
+        if (value == e.name) {
+          out->collective = e.coll;
+          return std::nullopt;
+        }
+      }
+      return "-C: unknown collective " + Quote(value) +
+             " (all_reduce|reduce_scatter|all_gather|broadcast)";
+    case 'j':
+      out->json = true;
+      return std::nullopt;
+    case 'h':
+      out->help = true;
+      return std::nullopt;
+  }
+  return "internal: unhandled flag";
+}
+
+}  // namespace
+
+const char* const kPerfHelp =
+    R"(usage: gradpack-perf [-b MINBYTES] [-e MAXBYTES] [-f FACTOR | -i INCREMENT] [-n ITERS]
+                     [-w WARMUP] [-c CHECK] [-o OP] [-d TYPE] [-r ROOT] [-a ALGO] [-C COLL]
+                     [--json] [-h]
+
+Measures gradpack collectives the way nccl-tests' *_perf programs do. Every rank is a process
+that joins the communicator from the environment (gp_comm_init_from_env: GRADPACK_RANK,
+GRADPACK_WORLD_SIZE, GRADPACK_ROOT, ...); start them with gradpack-run:
+
+  gradpack-run -n 4 -- gradpack-perf -b 8 -e 128M -f 2
+
+Rank 0 prints one row per size: out-of-place and in-place time (us, per iteration, the maximum
+over ranks), algbw = size / time and busbw = algbw x the collective's bus factor, in GB/s (1e9),
+and the number of wrong elements (summed over ranks). See docs/tools.md.
+
+Options (short and long forms; sizes take K, M, G suffixes = 2^10, 2^20, 2^30):
+  -b, --minbytes N       smallest size (default 32M)
+  -e, --maxbytes N       largest size (default 32M)
+  -f, --stepfactor F     multiply the size by F (an integer >= 2) each step; wins over -i
+  -i, --stepbytes N      add N to the size each step (default 1M)
+  -n, --iters N          timed iterations per size (default 20)
+  -w, --warmup_iters N   untimed iterations before them (default 1)
+  -c, --check N          0: do not check; otherwise check the result of one more run of each
+                         layout on fresh data (default 1)
+  -o, --op OP            sum | prod | min | max | avg | all (default sum)
+  -d, --datatype TYPE    float | half | bfloat16 | double | int32 | int64 | int8 | uint8 | all
+                         (default float)
+  -r, --root R           root of broadcast (default 0)
+  -a, --algorithm A      all_reduce algorithm: auto | ring | hd | tree | hier (default auto;
+                         auto leaves the choice to the library and GRADPACK_ALGO)
+  -C, --collective C     all_reduce | reduce_scatter | all_gather | broadcast (default
+                         all_reduce). sendrecv is not supported (no point-to-point C API)
+  -j, --json             one JSON object per row on stdout instead of the table
+  -h, --help             this text
+
+Exit status: 0 success, 1 a gradpack call failed or a result was wrong, 2 usage error.
+)";
+
+std::optional<uint64_t> ParseSize(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  unsigned shift = 0;
+  switch (text.back()) {
+    case 'K':
+    case 'k':
+      shift = 10;
+      break;
+    case 'M':
+    case 'm':
+      shift = 20;
+      break;
+    case 'G':
+    case 'g':
+      shift = 30;
+      break;
+  }
+  if (shift != 0) text.remove_suffix(1);
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  if (value > (std::numeric_limits<uint64_t>::max() >> shift)) return std::nullopt;
+  return value << shift;
+}
+
+std::optional<std::string> ParsePerfArgs(int argc, const char* const* argv, PerfOptions* out) {
+  bool factor_given = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    const Flag* flag = nullptr;
+    std::optional<std::string_view> inline_value;
+    if (arg.size() > 2 && arg.substr(0, 2) == "--") {
+      std::string_view name = arg.substr(2);
+      if (auto eq = name.find('='); eq != std::string_view::npos) {
+        inline_value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+      }
+      for (const auto& f : kFlags) {
+        if (name == f.long_name) flag = &f;
+      }
+    } else if (arg.size() >= 2 && arg[0] == '-' && arg[1] != '-') {
+      for (const auto& f : kFlags) {
+        if (arg[1] == f.short_name) flag = &f;
+      }
+      if (arg.size() > 2) inline_value = arg.substr(2);
+    }
+    if (flag == nullptr) return "unknown argument " + Quote(arg) + " (see --help)";
+    std::string_view value;
+    if (flag->takes_value) {
+      if (inline_value) {
+        value = *inline_value;
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        return std::string(arg) + " needs a value";
+      }
+    } else if (inline_value) {
+      return std::string(arg) + " takes no value";
+    }
+    if (auto err = ApplyFlag(flag->short_name, value, &factor_given, out)) return err;
+  }
+  if (!factor_given) out->step_factor = 0;
+  if (out->min_bytes > out->max_bytes) {
+    return "-b " + std::to_string(out->min_bytes) + " is larger than -e " +
+           std::to_string(out->max_bytes);
+  }
+  return std::nullopt;
+}
+
+const char* DtypeName(gp_dtype_t dtype) {
+  for (const auto& e : kDtypes) {
+    if (e.dtype == dtype) return e.name;
+  }
+  return "?";
+}
+
+size_t DtypeBytes(gp_dtype_t dtype) {
+  for (const auto& e : kDtypes) {
+    if (e.dtype == dtype) return e.bytes;
+  }
+  return 0;
+}
+
+const char* RedopName(gp_redop_t op) {
+  for (const auto& e : kRedops) {
+    if (e.op == op) return e.name;
+  }
+  return "?";
+}
+
+const char* AlgoName(gp_algo_t algo) {
+  for (const auto& e : kAlgos) {
+    if (e.algo == algo) return e.name;
+  }
+  return "?";
+}
+
+const char* CollectiveName(Collective coll) {
+  for (const auto& e : kCollectives) {
+    if (e.coll == coll) return e.name;
+  }
+  return "?";
+}
+
+bool CollectiveReduces(Collective coll) {
+  return coll == Collective::kAllReduce || coll == Collective::kReduceScatter;
+}
+
+bool CollectiveHasRoot(Collective coll) { return coll == Collective::kBroadcast; }
+
+std::vector<uint64_t> SweepSizes(const PerfOptions& opts) {
+  std::vector<uint64_t> sizes;
+  uint64_t size = opts.min_bytes;
+  while (size <= opts.max_bytes) {
+    sizes.push_back(size);
+    uint64_t next = opts.step_factor >= 2 ? size * opts.step_factor : size + opts.step_bytes;
+    // Stop on no progress (size 0 with a factor) and on overflow.
+    if (next <= size) break;
+    if (opts.step_factor >= 2 && next / opts.step_factor != size) break;
+    size = next;
+  }
+  return sizes;
+}
+
+RowShape ShapeRow(Collective coll, uint64_t size, gp_dtype_t dtype, int nranks) {
+  const uint64_t elem = DtypeBytes(dtype);
+  RowShape shape;
+  if (elem == 0 || nranks <= 0) return shape;
+  if (coll == Collective::kReduceScatter || coll == Collective::kAllGather) {
+    shape.rank_count = size / (elem * static_cast<uint64_t>(nranks));
+    shape.count = shape.rank_count * static_cast<uint64_t>(nranks);
+  } else {
+    shape.count = size / elem;
+    shape.rank_count = shape.count;
+  }
+  shape.bytes = shape.count * elem;
+  return shape;
+}
+
+double AlgBandwidth(uint64_t bytes, double seconds) {
+  if (seconds <= 0) return 0;
+  return static_cast<double>(bytes) / seconds / 1e9;
+}
+
+double BusBandwidthFactor(Collective coll, int nranks) {
+  if (nranks <= 0) return 0;
+  const double n = nranks;
+  switch (coll) {
+    case Collective::kAllReduce:
+      return 2.0 * (n - 1) / n;
+    case Collective::kReduceScatter:
+    case Collective::kAllGather:
+      return (n - 1) / n;
+    case Collective::kBroadcast:
+      return 1.0;
+  }
+  return 0;
+}
+
+Measurement Measure(Collective coll, int nranks, uint64_t bytes, double seconds, int64_t wrong) {
+  Measurement m;
+  m.time_us = seconds * 1e6;
+  m.algbw = AlgBandwidth(bytes, seconds);
+  m.busbw = m.algbw * BusBandwidthFactor(coll, nranks);
+  m.wrong = wrong;
+  return m;
+}
+
+std::string TableHeader() {
+  char buf[512];
+  std::string out;
+  // Each layout's title centered over its four 34-character-wide columns.
+  auto centered = [](const std::string& title) {
+    const size_t width = 34;
+    const size_t left = (width - title.size()) / 2;
+    return std::string(left, ' ') + title + std::string(width - left - title.size(), ' ');
+  };
+  std::snprintf(buf, sizeof(buf), "# %10s  %12s  %8s  %6s  %6s  %s  %s\n", "", "", "", "", "",
+                centered("out-of-place").c_str(), centered("in-place").c_str());
+  out += buf;
+  std::snprintf(buf, sizeof(buf),
+                "# %10s  %12s  %8s  %6s  %6s  %8s  %7s  %7s  %6s  %8s  %7s  %7s  %6s\n", "size",
+                "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong", "time",
+                "algbw", "busbw", "#wrong");
+  out += buf;
+  std::snprintf(buf, sizeof(buf),
+                "# %10s  %12s  %8s  %6s  %6s  %8s  %7s  %7s  %6s  %8s  %7s  %7s  %6s\n", "(B)",
+                "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)",
+                "(GB/s)", "");
+  out += buf;
+  return out;
+}
+
+namespace {
+
+std::string FormatTime(double us) {
+  char buf[32];
+  // Keep the column 8 wide however slow a row is.
+  if (us < 1e5) {
+    std::snprintf(buf, sizeof(buf), "%8.2f", us);
+  } else if (us < 1e7) {
+    std::snprintf(buf, sizeof(buf), "%8.0f", us);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%8.2g", us);
+  }
+  return buf;
+}
+
+std::string FormatMeasurement(const Measurement& m) {
+  char buf[96];
+  char wrong[24];
+  if (m.wrong < 0) {
+    std::snprintf(wrong, sizeof(wrong), "%6s", "N/A");
+  } else {
+    std::snprintf(wrong, sizeof(wrong), "%6" PRId64, m.wrong);
+  }
+  std::snprintf(buf, sizeof(buf), "%s  %7.2f  %7.2f  %s", FormatTime(m.time_us).c_str(), m.algbw,
+                m.busbw, wrong);
+  return buf;
+}
+
+std::string JsonNumber(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%.6g", v);
+  return buf;
+}
+
+std::string JsonMeasurement(const Measurement& m) {
+  return "{\"time_us\":" + JsonNumber(m.time_us) + ",\"algbw_gbps\":" + JsonNumber(m.algbw) +
+         ",\"busbw_gbps\":" + JsonNumber(m.busbw) +
+         ",\"wrong\":" + (m.wrong < 0 ? std::string("null") : std::to_string(m.wrong)) + "}";
+}
+
+const char* RowRedop(const Row& row) {
+  return CollectiveReduces(row.coll) ? RedopName(row.op) : "none";
+}
+
+}  // namespace
+
+std::string FormatRow(const Row& row) {
+  char head[128];
+  std::snprintf(head, sizeof(head), "  %10" PRIu64 "  %12" PRIu64 "  %8s  %6s  %6d",
+                row.shape.bytes, row.shape.count, DtypeName(row.dtype), RowRedop(row), row.root);
+  return std::string(head) + "  " + FormatMeasurement(row.out_of_place) + "  " +
+         FormatMeasurement(row.in_place) + "\n";
+}
+
+std::string FormatJsonRow(const Row& row, int nranks, gp_algo_t algo) {
+  std::string out = "{\"collective\":\"";
+  out += CollectiveName(row.coll);
+  out += "\",\"nranks\":" + std::to_string(nranks);
+  out += ",\"algorithm\":\"";
+  out += AlgoName(algo);
+  out += "\",\"size\":" + std::to_string(row.shape.bytes);
+  out += ",\"count\":" + std::to_string(row.shape.count);
+  out += ",\"rank_count\":" + std::to_string(row.shape.rank_count);
+  out += ",\"type\":\"";
+  out += DtypeName(row.dtype);
+  out += "\",\"redop\":\"";
+  out += RowRedop(row);
+  out += "\",\"root\":" + std::to_string(row.root);
+  out += ",\"out_of_place\":" + JsonMeasurement(row.out_of_place);
+  out += ",\"in_place\":" + JsonMeasurement(row.in_place);
+  out += "}\n";
+  return out;
+}
+
+}  // namespace gradpack::tools
