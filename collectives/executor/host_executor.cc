@@ -64,7 +64,8 @@ enum class State : uint8_t { kWaiting, kPosted, kLanded, kDone };
 struct OpState {
   State state = State::kWaiting;
   std::unique_ptr<transport::Request> request;
-  uint8_t* staging = nullptr;
+  uint8_t* staging = nullptr;  // where a receive lands before it is reduced or copied
+  bool pooled = false;         // staging came from the pool (else: the first message's buffer)
 };
 
 }  // namespace
@@ -186,44 +187,67 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
     staging_bytes_ = staging_needed;
   }
 
+  // The first message to and from each peer carries the collective header in front of its data
+  // (one message, so the check costs no extra round trip). It travels with kHeaderTag and the
+  // rest with the sequence number, so a sequence mismatch is reported as a header difference.
   const uint64_t tag = args.header.sequence;
-  uint8_t* const header_out = header_out_.data();
-  encode_header(args.header, header_out);
-  header_in_.resize(nranks);
-  auto& header_in = header_in_;
-  std::vector<std::unique_ptr<transport::Request>> header_sends(nranks), header_recvs(nranks);
+  first_out_.resize(nranks);
+  first_in_.resize(nranks);
   std::vector<bool> header_ok(nranks, false);
+  auto check_first = [&](int peer, size_t bytes) -> Status {
+    CollectiveHeader theirs;
+    GP_RETURN_IF_ERROR(
+        decode_header(first_in_[peer].data(), std::min(bytes, kHeaderBytes), &theirs));
+    GP_RETURN_IF_ERROR(compare_headers(args.header, theirs, peer));
+    header_ok[peer] = true;
+    return OkStatus();
+  };
 
-  // Names the peer in an error, preferring a header mismatch (the real cause) when one arrived.
+  std::vector<OpState> states(nops);
+  std::vector<size_t> send_next(nranks, 0), recv_next(nranks, 0), staged(nranks, 0);
+  // On a header mismatch, the peers this rank has not sent to yet get a bare header, so that
+  // they too report the disagreement (instead of only seeing this rank hang up).
+  auto tell_peers = [&](Status status) -> Status {
+    std::vector<std::unique_ptr<transport::Request>> sent;
+    for (int p = 0; p < nranks; ++p) {
+      if (send_q[p].empty() || send_next[p] > 0) continue;
+      first_out_[p].resize(kHeaderBytes);
+      encode_header(args.header, first_out_[p].data());
+      std::unique_ptr<transport::Request> request;
+      if (links.send[p]
+              ->isend(first_out_[p].data(), kHeaderBytes, kHeaderTag, nullptr, &request)
+              .ok()) {
+        sent.push_back(std::move(request));
+      }
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    for (auto& request : sent) transport::wait(*request, until).ignore();
+    return status;
+  };
+  // Names the peer in an error, preferring a header mismatch (the real cause) when the first
+  // message from that peer arrived.
   auto peer_error = [&](int peer, const Status& status) -> Status {
-    if (header_recvs[peer] != nullptr && !header_ok[peer]) {
+    if (!header_ok[peer] && !recv_q[peer].empty()) {
+      OpState& first = states[recv_q[peer].front()];
       bool done = false;
       size_t bytes = 0;
-      if (header_recvs[peer]->test(&done, &bytes).ok() && done) {
-        CollectiveHeader theirs;
-        Status st = decode_header(header_in[peer].data(), bytes, &theirs);
-        if (st.ok()) st = compare_headers(args.header, theirs, peer);
-        if (!st.ok()) return st;
+      if (first.request != nullptr && first.request->test(&done, &bytes).ok() && done) {
+        Status st = check_first(peer, bytes);
+        if (!st.ok()) return tell_peers(std::move(st));
       }
+    }
+    if (!header_ok[peer] && status.code() == Code::kCorruptData) {
+      // The first message from a peer carries the header: a size the transport refuses there
+      // means the ranks called with different arguments.
+      return tell_peers(
+          InvalidArgument("ranks disagree on the count or dtype of collective call #" +
+                          std::to_string(args.header.sequence) + ": the first message from rank " +
+                          std::to_string(peer) + " does not fit what this rank expects (" +
+                          status.message() + "); every rank must pass the same count and dtype"));
     }
     return Status(status.code(), "with rank " + std::to_string(peer) + ": " + status.message());
   };
 
-  for (int p = 0; p < nranks; ++p) {
-    if (!send_q[p].empty()) {
-      Status st =
-          links.send[p]->isend(header_out, kHeaderBytes, kHeaderTag, nullptr, &header_sends[p]);
-      if (!st.ok()) return peer_error(p, st);
-    }
-    if (!recv_q[p].empty()) {
-      Status st = links.recv[p]->irecv(header_in[p].data(), kHeaderBytes, kHeaderTag, nullptr,
-                                       &header_recvs[p]);
-      if (!st.ok()) return peer_error(p, st);
-    }
-  }
-
-  std::vector<OpState> states(nops);
-  std::vector<size_t> send_next(nranks, 0), recv_next(nranks, 0), staged(nranks, 0);
   size_t done_count = 0;
   size_t first_open = 0;  // every op before it is done
   auto deps_done = [&](const Op& op) {
@@ -240,18 +264,15 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
     }
     return new uint8_t[std::max<size_t>(staging_bytes_, 1)];
   };
-  auto give_staging = [&](uint8_t* p) { free_staging_.emplace_back(p); };
-  // Staging held by unfinished receives goes back to the pool however run() ends.
+  // Staging held by unfinished receives goes back to the pool however run() ends (the memory
+  // stays owned by the executor, which outlives the connections that may still write it).
   struct StagingGuard {
     std::vector<OpState>& states;
     std::vector<std::unique_ptr<uint8_t[]>>& pool;
     ~StagingGuard() {
       for (OpState& s : states) {
-        if (s.staging != nullptr) {
-          s.request.reset();  // a cancelled receive must not write into memory we free
-          pool.emplace_back(s.staging);
-          s.staging = nullptr;
-        }
+        if (s.staging != nullptr && s.pooled) pool.emplace_back(s.staging);
+        s.staging = nullptr;
       }
     }
   } guard{states, free_staging_};
@@ -268,29 +289,24 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
     const uint64_t epoch = links.transport->progress_epoch(links.dev);
     bool progressed = false;
 
-    // Headers first: a peer's data is used only after its header matched ours.
-    for (int p = 0; p < nranks; ++p) {
-      if (header_recvs[p] == nullptr || header_ok[p]) continue;
-      bool done = false;
-      size_t bytes = 0;
-      Status st = header_recvs[p]->test(&done, &bytes);
-      if (!st.ok()) return peer_error(p, st);
-      if (!done) continue;
-      CollectiveHeader theirs;
-      GP_RETURN_IF_ERROR(decode_header(header_in[p].data(), bytes, &theirs));
-      GP_RETURN_IF_ERROR(compare_headers(args.header, theirs, p));
-      header_ok[p] = true;
-      progressed = true;
-    }
-
     // Post sends whose data is final and receives as early as order and staging allow.
     for (int p = 0; p < nranks; ++p) {
       while (send_next[p] < send_q[p].size()) {
         uint32_t i = send_q[p][send_next[p]];
         const Op& op = plan.ops[i];
         if (!deps_done(op)) break;
-        Status st = links.send[p]->isend(address(op.src), op.src.count * elem, tag, nullptr,
-                                         &states[i].request);
+        const size_t bytes = op.src.count * elem;
+        Status st;
+        if (send_next[p] == 0) {
+          std::vector<uint8_t>& buf = first_out_[p];
+          buf.resize(kHeaderBytes + bytes);
+          encode_header(args.header, buf.data());
+          if (bytes > 0) std::memcpy(buf.data() + kHeaderBytes, address(op.src), bytes);
+          st =
+              links.send[p]->isend(buf.data(), buf.size(), kHeaderTag, nullptr, &states[i].request);
+        } else {
+          st = links.send[p]->isend(address(op.src), bytes, tag, nullptr, &states[i].request);
+        }
         if (!st.ok()) return peer_error(p, st);
         states[i].state = State::kPosted;
         ++send_next[p];
@@ -299,26 +315,32 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
       while (recv_next[p] < recv_q[p].size()) {
         uint32_t i = recv_q[p][recv_next[p]];
         const Op& op = plan.ops[i];
-        void* target = nullptr;
-        if (op.kind == OpKind::kRecv) {
+        OpState& s = states[i];
+        const size_t bytes = op.dst.count * elem;
+        Status st;
+        if (recv_next[p] == 0) {
+          first_in_[p].resize(kHeaderBytes + bytes);
+          s.staging = first_in_[p].data() + kHeaderBytes;
+          st = links.recv[p]->irecv(first_in_[p].data(), first_in_[p].size(), kHeaderTag, nullptr,
+                                    &s.request);
+        } else if (op.kind == OpKind::kRecv) {
           if (!deps_done(op)) break;
-          target = address(op.dst);
+          st = links.recv[p]->irecv(address(op.dst), bytes, tag, nullptr, &s.request);
         } else {
           if (staged[p] >= kStagedPerPeer) break;
-          states[i].staging = take_staging();
+          s.staging = take_staging();
+          s.pooled = true;
           ++staged[p];
-          target = states[i].staging;
+          st = links.recv[p]->irecv(s.staging, bytes, tag, nullptr, &s.request);
         }
-        Status st =
-            links.recv[p]->irecv(target, op.dst.count * elem, tag, nullptr, &states[i].request);
         if (!st.ok()) return peer_error(p, st);
-        states[i].state = State::kPosted;
+        s.state = State::kPosted;
         ++recv_next[p];
         progressed = true;
       }
     }
 
-    // Test what is in flight; run local work and landed reductions whose operands are ready.
+    // Test what is in flight; run local work and landed receives whose operands are ready.
     while (first_open < nops && states[first_open].state == State::kDone) ++first_open;
     for (size_t i = first_open; i < nops; ++i) {
       OpState& s = states[i];
@@ -330,25 +352,47 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
         if (!st.ok()) return peer_error(op.peer, st);
         if (!done) continue;
         progressed = true;
-        if (op.kind != OpKind::kSend && bytes != op.dst.count * elem) {
-          return peer_error(op.peer, CorruptData("received " + std::to_string(bytes) +
-                                                 " bytes where the plan expects " +
-                                                 std::to_string(op.dst.count * elem)));
-        }
-        if (op.kind == OpKind::kRecvReduce) {
-          s.state = State::kLanded;
-          s.request.reset();
-        } else {
+        if (op.kind == OpKind::kSend) {
           finish(static_cast<uint32_t>(i));
           continue;
         }
+        const bool first = !header_ok[op.peer] && recv_q[op.peer].front() == i;
+        if (first) {
+          Status header = check_first(op.peer, bytes);
+          if (!header.ok()) return tell_peers(std::move(header));
+        }
+        const size_t expected = op.dst.count * elem + (first ? kHeaderBytes : 0);
+        if (first && bytes == kHeaderBytes && expected != bytes) {
+          return tell_peers(Status(
+              Code::kRemote, "rank " + std::to_string(op.peer) + " abandoned collective call #" +
+                                 std::to_string(args.header.sequence) +
+                                 ": it found that ranks disagree on the call's arguments (its "
+                                 "error names them)"));
+        }
+        if (bytes != expected) {
+          return peer_error(
+              op.peer, CorruptData("received " + std::to_string(bytes) +
+                                   " bytes where the plan expects " + std::to_string(expected)));
+        }
+        s.request.reset();
+        if (s.staging == nullptr) {  // a kRecv straight into its destination
+          finish(static_cast<uint32_t>(i));
+          continue;
+        }
+        s.state = State::kLanded;
       }
       if (s.state == State::kLanded) {
-        if (!header_ok[op.peer] || !deps_done(op)) continue;
-        args.reduce(address(op.dst), address(op.src), s.staging, op.dst.count);
-        give_staging(s.staging);
+        if (!deps_done(op)) continue;
+        if (op.kind == OpKind::kRecvReduce) {
+          args.reduce(address(op.dst), address(op.src), s.staging, op.dst.count);
+        } else if (op.dst.count > 0) {
+          std::memcpy(address(op.dst), s.staging, op.dst.count * elem);
+        }
+        if (s.pooled) {
+          free_staging_.emplace_back(s.staging);
+          --staged[op.peer];
+        }
         s.staging = nullptr;
-        --staged[op.peer];
         finish(static_cast<uint32_t>(i));
         progressed = true;
       } else if (s.state == State::kWaiting &&
@@ -374,33 +418,20 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
     if (now - last_progress > args.timeout) {
       std::string waiting;
       for (int p = 0; p < nranks; ++p) {
-        if (recv_next[p] > 0 || send_next[p] > 0 || !recv_q[p].empty() || !send_q[p].empty()) {
-          bool open = false;
-          for (uint32_t i : recv_q[p]) open = open || states[i].state != State::kDone;
-          for (uint32_t i : send_q[p]) open = open || states[i].state != State::kDone;
-          if (open) waiting += (waiting.empty() ? "" : ", ") + std::to_string(p);
-        }
+        bool open = false;
+        for (uint32_t i : recv_q[p]) open = open || states[i].state != State::kDone;
+        for (uint32_t i : send_q[p]) open = open || states[i].state != State::kDone;
+        if (open) waiting += (waiting.empty() ? "" : ", ") + std::to_string(p);
       }
       return Status(Code::kTimeout, "no progress for " + std::to_string(args.timeout.count()) +
                                         " ms (GRADPACK_TIMEOUT_MS) while waiting for rank(s) " +
                                         waiting + " in collective call #" +
                                         std::to_string(args.header.sequence));
     }
-    // Nothing ready: sleep until the transport completes something (bounded, to recheck the
-    // timeout); spin briefly first, since small messages complete within microseconds.
-    if (++idle_rounds > 16) {
+    // Nothing ready: after a few empty rounds, sleep until the transport completes something
+    // (bounded, to recheck the timeout).
+    if (++idle_rounds > 2) {
       links.transport->wait_progress(links.dev, epoch, now + std::chrono::milliseconds(10));
-      if (idle_rounds > 64) std::this_thread::yield();
-    }
-  }
-
-  // The headers' sends complete with the data behind them; wait for them so their buffer
-  // (this frame) outlives them.
-  auto deadline = std::chrono::steady_clock::now() + args.timeout;
-  for (int p = 0; p < nranks; ++p) {
-    if (header_sends[p] != nullptr) {
-      Status st = transport::wait(*header_sends[p], deadline);
-      if (!st.ok()) return peer_error(p, st);
     }
   }
   return OkStatus();

@@ -6,9 +6,9 @@
 // transport's progress thread moves the rest. It sleeps on the transport's progress epoch when
 // nothing is ready, so waiting ranks leave the CPU to the ones that work.
 //
-// The first message to each peer of a collective is a CollectiveHeader (sequence, collective,
-// op, dtype, count, root, algorithm). A peer whose header differs is an error naming both
-// values, found before any of its data is used.
+// The first message to each peer of a collective starts with a CollectiveHeader (sequence,
+// collective, op, dtype, count, root, algorithm) in front of its data. A peer whose header
+// differs is an error naming both values, found before any of its data is used.
 #pragma once
 
 #include <array>
@@ -71,10 +71,10 @@ class HostExecutor {
  private:
   uint8_t* scratch(size_t bytes);
   std::vector<uint8_t> scratch_;
-  // The headers live here, not on run()'s stack: after a failed run the transport may still
-  // touch them until the communicator has closed its connections.
-  std::array<uint8_t, kHeaderBytes> header_out_{};
-  std::vector<std::array<uint8_t, kHeaderBytes>> header_in_;
+  // The first message to and from each peer (header + data) lives here, not on run()'s stack:
+  // after a failed run the transport may still touch it until the communicator has closed its
+  // connections.
+  std::vector<std::vector<uint8_t>> first_out_, first_in_;
   // Staging buffers of received operands, reused across calls.
   std::vector<std::unique_ptr<uint8_t[]>> free_staging_;
   size_t staging_bytes_ = 0;

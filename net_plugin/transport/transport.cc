@@ -13,7 +13,7 @@ Status wait(Request& request, std::chrono::steady_clock::time_point deadline, si
     if (std::chrono::steady_clock::now() >= deadline) {
       return Status(Code::kTimeout, "transport request did not complete before the deadline");
     }
-    if (spins > 64) std::this_thread::yield();
+    if (spins > 64) std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
   if (bytes != nullptr) *bytes = got;
   return OkStatus();

@@ -70,7 +70,8 @@ TEST_P(AllReduceRanks, EveryDtypeOpAlgorithmInAndOutOfPlace) {
                   if (in_place) recv = send;
                   Status st = comm.allreduce(in_place ? recv.data() : send.data(), recv.data(),
                                              count, dtype, op, &opts);
-                  ASSERT_TRUE(st.ok()) << st.to_string();
+                  ASSERT_TRUE(st.ok()) << st.to_string() << " (algo " << algo << " count " << count
+                                       << " dtype " << dtype << " op " << op << ")";
                   ASSERT_EQ(count_wrong(recv, count, dtype, op, nranks), 0u)
                       << "rank " << rank << " algo " << algo << " count " << count << " dtype "
                       << dtype << " op " << op << (in_place ? " in place" : "");

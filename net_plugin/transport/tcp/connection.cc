@@ -38,12 +38,25 @@ Status post(Device& device, const std::shared_ptr<Channel>& channel, Operation o
   GP_RETURN_IF_ERROR(channel->error());
   auto state = std::make_shared<RequestState>();
   op.request = state;
-  {
-    std::lock_guard<std::mutex> lock(device.queue_mutex());
-    channel->incoming.push_back(std::move(op));
-    device.kick(channel);
-  }
   *out = std::make_unique<TcpRequest>(std::move(state));
+  // Fast path: when nothing of this channel waits for the progress thread, start the operation
+  // here. A small message then leaves (or arrives) without waking the progress thread at all.
+  std::unique_lock<std::mutex> io(channel->io_mutex(), std::try_to_lock);
+  if (io.owns_lock()) {
+    bool idle = false;
+    {
+      std::lock_guard<std::mutex> lock(device.queue_mutex());
+      idle = channel->incoming.empty() && !channel->kicked;
+    }
+    if (idle) {
+      channel->start_inline(std::move(op));
+      return OkStatus();
+    }
+    io.unlock();
+  }
+  std::lock_guard<std::mutex> lock(device.queue_mutex());
+  channel->incoming.push_back(std::move(op));
+  device.kick(channel);
   return OkStatus();
 }
 
@@ -121,8 +134,9 @@ MessageLayout message_layout(uint64_t size, int nsocks) {
   return layout;
 }
 
-Channel::Channel(Direction direction, std::vector<Fd> fds, std::string peer)
-    : direction_(direction), fds_(std::move(fds)), peer_(std::move(peer)) {
+Channel::Channel(Direction direction, std::vector<Fd> fds, std::string peer,
+                 ProgressSignal* progress)
+    : direction_(direction), fds_(std::move(fds)), peer_(std::move(peer)), progress_(progress) {
   refs_.resize(fds_.size());
   for (size_t i = 0; i < refs_.size(); ++i) refs_[i] = SocketRef{this, i};
   cursors_.resize(fds_.size());
@@ -156,15 +170,62 @@ void Channel::fail(const Status& error) {
   // take the finished message k-1 with it); only the rest fail.
   retire();
   for (auto& op : active_) op.request->fail(error_);
+  if (!active_.empty()) progress_->bump();
   active_.clear();
   for (auto& cursor : cursors_) cursor = Cursor{};
 }
 
+void Channel::fail_and_close(const Status& error, std::deque<Operation>* queued) {
+  std::lock_guard<std::mutex> io(io_mu_);
+  // Fail first, so that operations still queued fail too instead of being started.
+  fail(error);
+  kick_locked(queued);
+  // Closing a socket with unread bytes makes the kernel send a reset, and a reset makes the peer
+  // drop what it has received but not yet read: it would lose our last message (which may say
+  // why we gave up). Discard what is queued here so the close is an orderly FIN.
+  uint8_t sink[4096];
+  for (auto& fd : fds_) {
+    if (!fd) continue;
+    int budget = 256;  // at most 1 MiB: a peer still streaming gets its reset
+    while (budget-- > 0 && recv(fd.get(), sink, sizeof(sink), MSG_DONTWAIT) > 0) {
+    }
+    fd.reset();
+  }
+}
+
 void Channel::close_sockets() {
+  std::lock_guard<std::mutex> io(io_mu_);
   for (auto& fd : fds_) fd.reset();
 }
 
 void Channel::on_kick(std::deque<Operation>* queued) {
+  std::lock_guard<std::mutex> io(io_mu_);
+  kick_locked(queued);
+}
+
+void Channel::kick_from_queue(std::mutex& queue_mutex) {
+  std::lock_guard<std::mutex> io(io_mu_);
+  std::deque<Operation> queued;
+  {
+    std::lock_guard<std::mutex> lock(queue_mutex);
+    queued.swap(incoming);
+    kicked = false;
+  }
+  kick_locked(&queued);
+}
+
+void Channel::on_event(size_t index, uint32_t events) {
+  std::lock_guard<std::mutex> io(io_mu_);
+  event_locked(index, events);
+}
+
+void Channel::start_inline(Operation op) {
+  std::deque<Operation> one;
+  one.push_back(std::move(op));
+  kick_locked(&one);
+}
+
+void Channel::kick_locked(std::deque<Operation>* queued) {
   for (auto& op : *queued) {
     if (direction_ == Direction::kSend) {
       op.size = op.capacity;
@@ -184,7 +245,7 @@ void Channel::on_kick(std::deque<Operation>* queued) {
   progress_all();
 }
 
-void Channel::on_event(size_t index, uint32_t events) {
+void Channel::event_locked(size_t index, uint32_t events) {
   if (failed_.load(std::memory_order_relaxed)) return;
   if (direction_ == Direction::kSend) {
     // The receiver never writes: readable means it closed or reset the connection.
@@ -246,6 +307,7 @@ void Channel::retire() {
     ++retired;
   }
   if (retired == 0) return;
+  progress_->bump();
   for (auto& cursor : cursors_) cursor.message -= retired;
 }
 
@@ -455,7 +517,8 @@ Status dial(const HandleData& target, uint64_t hello, int nsocks, std::chrono::m
 Status make_send_connection(std::shared_ptr<Device> device, std::vector<Fd> fds,
                             std::unique_ptr<SendConnection>* out) {
   std::string peer = peer_address(fds[0].get());
-  auto channel = std::make_shared<Channel>(Channel::Direction::kSend, std::move(fds), peer);
+  auto channel = std::make_shared<Channel>(Channel::Direction::kSend, std::move(fds), peer,
+                                           &device->progress());
   GP_RETURN_IF_ERROR(device->attach(channel));
   *out = std::make_unique<TcpSendConnection>(std::move(device), std::move(channel));
   return OkStatus();
@@ -465,7 +528,8 @@ Status make_recv_connection(std::shared_ptr<Device> device, std::vector<Fd> fds,
                             std::unique_ptr<RecvConnection>* out) {
   // No TCP_NODELAY here: the receiving side never writes.
   std::string peer = peer_address(fds[0].get());
-  auto channel = std::make_shared<Channel>(Channel::Direction::kRecv, std::move(fds), peer);
+  auto channel = std::make_shared<Channel>(Channel::Direction::kRecv, std::move(fds), peer,
+                                           &device->progress());
   GP_RETURN_IF_ERROR(device->attach(channel));
   *out = std::make_unique<TcpRecvConnection>(std::move(device), std::move(channel), hello);
   return OkStatus();

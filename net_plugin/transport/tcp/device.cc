@@ -222,30 +222,21 @@ void Device::handle(Command& command) {
     case CommandKind::kAttach:
       channels_.push_back(command.channel);
       break;
-    case CommandKind::kKick: {
-      std::deque<Operation> incoming;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        incoming.swap(channel->incoming);
-        channel->kicked = false;
-      }
-      channel->on_kick(&incoming);
+    case CommandKind::kKick:
+      channel->kick_from_queue(mu_);
       break;
-    }
     case CommandKind::kDetach: {
       for (size_t i = 0; i < channel->socket_count(); ++i) {
         epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, channel->fd(i), nullptr);
       }
-      // Fail first, so that operations still queued fail too instead of being started.
-      channel->fail(
-          Status(Code::kRemote, "the connection to " + channel->peer() + " was closed locally"));
       std::deque<Operation> incoming;
       {
         std::lock_guard<std::mutex> lock(mu_);
         incoming.swap(channel->incoming);
       }
-      channel->on_kick(&incoming);
-      channel->close_sockets();
+      channel->fail_and_close(
+          Status(Code::kRemote, "the connection to " + channel->peer() + " was closed locally"),
+          &incoming);
       std::erase(channels_, command.channel);
       std::lock_guard<std::mutex> lock(mu_);
       *command.done = true;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "net_plugin/transport/progress_signal.h"
 #include "net_plugin/transport/tcp/socket.h"
 #include "net_plugin/transport/transport.h"
 
@@ -75,6 +76,9 @@ class Device {
   // The lock that guards every channel's queue of new operations (Channel::incoming).
   std::mutex& queue_mutex() { return mu_; }
 
+  // Bumped by the progress thread whenever requests of this device complete or fail.
+  ProgressSignal& progress() { return progress_; }
+
  private:
   enum class CommandKind { kAttach, kKick, kDetach };
   struct Command {
@@ -90,6 +94,7 @@ class Device {
 
   const Interface iface_;
   const DeviceInfo info_;
+  ProgressSignal progress_;
   std::mutex mu_;
   std::condition_variable detached_;
   std::vector<Command> commands_;  // guarded by mu_

@@ -43,6 +43,15 @@ class TcpTransport final : public Transport {
     return tcp::make_send_connection(devices_[dev], std::move(fds), out);
   }
 
+  uint64_t progress_epoch(int dev) const override {
+    return dev >= 0 && dev < device_count() ? devices_[dev]->progress().epoch() : 0;
+  }
+  void wait_progress(int dev, uint64_t seen, std::chrono::steady_clock::time_point until) override {
+    if (dev >= 0 && dev < device_count()) {
+      devices_[dev]->progress().wait(static_cast<uint32_t>(seen), until);
+    }
+  }
+
  private:
   Status check_device(int dev) const {
     if (dev < 0 || dev >= device_count()) {
