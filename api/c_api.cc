@@ -186,6 +186,14 @@ gp_status_t gp_broadcast(gp_comm_t* comm, const void* send, void* recv, size_t c
   });
 }
 
+gp_status_t gp_sendrecv(gp_comm_t* comm, const void* send, int send_peer, void* recv,
+                        int recv_peer, size_t count, gp_dtype_t dtype) {
+  return guarded([&] {
+    if (comm == nullptr) return gradpack::InvalidArgument("gp_sendrecv: comm is NULL");
+    return comm->impl->sendrecv(send, send_peer, recv, recv_peer, count, dtype);
+  });
+}
+
 gp_status_t gp_barrier(gp_comm_t* comm) {
   return guarded([&] {
     if (comm == nullptr) return gradpack::InvalidArgument("gp_barrier: comm is NULL");

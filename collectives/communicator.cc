@@ -378,7 +378,7 @@ Status Communicator::fail(Status status) {
 
 Status Communicator::run(Collective collective, const void* send, void* recv, size_t count,
                          gp_dtype_t dtype, gp_redop_t op, int root, Algorithm algorithm,
-                         size_t segment_bytes) {
+                         size_t segment_bytes, int send_peer, int recv_peer) {
   if (busy_.exchange(true)) {
     return InvalidArgument(
         "another thread is inside a collective of this communicator: one communicator runs one "
@@ -408,11 +408,13 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   request.root = root;
   request.segment_bytes = segment_bytes != 0 ? segment_bytes : default_segment_bytes_;
   request.host_of_rank = host_of_rank_;
+  request.send_peer = send_peer;
+  request.recv_peer = recv_peer;
   if (algorithm == Algorithm::kAuto) algorithm = select_algorithm(request);
 
   ++sequence_;
   PlanKey key{static_cast<int>(collective), static_cast<int>(algorithm), count, elem, root,
-              request.segment_bytes};
+              request.segment_bytes, send_peer, recv_peer};
   auto it = plans_.find(key);
   if (it == plans_.end()) {
     Plan plan;
@@ -494,6 +496,27 @@ Status Communicator::broadcast(const void* send, void* recv, size_t count, gp_dt
     return InvalidArgument("gp_broadcast: recv (and send on the root) must not be NULL");
   }
   return run(Collective::kBroadcast, send, recv, count, dtype, GP_SUM, root, Algorithm::kAuto, 0);
+}
+
+Status Communicator::sendrecv(const void* send, int send_peer, void* recv, int recv_peer,
+                              size_t count, gp_dtype_t dtype) {
+  GP_RETURN_IF_ERROR(check_buffers(send, recv, count, "gp_sendrecv"));
+  if (send_peer < 0 || send_peer >= nranks_ || recv_peer < 0 || recv_peer >= nranks_) {
+    return InvalidArgument("gp_sendrecv: peers " + std::to_string(send_peer) + " and " +
+                           std::to_string(recv_peer) + " must be ranks of " +
+                           std::to_string(nranks_));
+  }
+  if ((send_peer == rank_) != (recv_peer == rank_)) {
+    return InvalidArgument("gp_sendrecv: a rank that sends to itself must also receive from itself");
+  }
+  const size_t bytes = count * dtype_size(dtype);
+  const auto* s = static_cast<const uint8_t*>(send);
+  const auto* r = static_cast<const uint8_t*>(recv);
+  if (bytes > 0 && s < r + bytes && r < s + bytes) {
+    return InvalidArgument("gp_sendrecv: send and recv overlap; use separate buffers");
+  }
+  return run(Collective::kSendRecv, send, recv, count, dtype, GP_SUM, 0, Algorithm::kRing, 0,
+             send_peer, recv_peer);
 }
 
 Status Communicator::barrier() {

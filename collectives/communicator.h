@@ -68,6 +68,8 @@ class Communicator {
                         gp_redop_t op);
   Status allgather(const void* send, void* recv, size_t sendcount, gp_dtype_t dtype);
   Status broadcast(const void* send, void* recv, size_t count, gp_dtype_t dtype, int root);
+  Status sendrecv(const void* send, int send_peer, void* recv, int recv_peer, size_t count,
+                  gp_dtype_t dtype);
   Status barrier();
 
   // The algorithm the last collective ran (for the perf tool's header).
@@ -79,7 +81,8 @@ class Communicator {
   Status mesh_barrier();
   // Validates, plans, runs; marks the communicator broken on failure.
   Status run(Collective collective, const void* send, void* recv, size_t count, gp_dtype_t dtype,
-             gp_redop_t op, int root, Algorithm algorithm, size_t segment_bytes);
+             gp_redop_t op, int root, Algorithm algorithm, size_t segment_bytes,
+             int send_peer = -1, int recv_peer = -1);
   Status fail(Status status);
   void close_links();
 
@@ -100,8 +103,8 @@ class Communicator {
   std::atomic<bool> busy_{false};
   Status broken_;
   std::string last_algorithm_;
-  // Plans by (collective, algorithm, count, elem size, root, segment bytes), bounded.
-  using PlanKey = std::tuple<int, int, size_t, size_t, int, size_t>;
+  // Plans by (collective, algorithm, count, elem size, root, segment bytes, peers), bounded.
+  using PlanKey = std::tuple<int, int, size_t, size_t, int, size_t, int, int>;
   std::map<PlanKey, Plan> plans_;
 };
 

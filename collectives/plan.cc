@@ -18,6 +18,8 @@ const char* collective_name(Collective c) {
       return "broadcast";
     case Collective::kBarrier:
       return "barrier";
+    case Collective::kSendRecv:
+      return "sendrecv";
   }
   return "unknown";
 }
@@ -59,6 +61,12 @@ Status validate_plan_request(const PlanRequest& r) {
   if (r.segment_bytes < r.elem_size)
     return InvalidArgument("plan: segment_bytes (" + std::to_string(r.segment_bytes) +
                            ") is smaller than one element");
+  if (r.collective == Collective::kSendRecv &&
+      (r.send_peer < 0 || r.send_peer >= r.nranks || r.recv_peer < 0 || r.recv_peer >= r.nranks)) {
+    return InvalidArgument("sendrecv: peers " + std::to_string(r.send_peer) + " and " +
+                           std::to_string(r.recv_peer) + " must be ranks of " +
+                           std::to_string(r.nranks));
+  }
   if (r.collective == Collective::kBroadcast && (r.root < 0 || r.root >= r.nranks))
     return InvalidArgument("plan: broadcast root " + std::to_string(r.root) + " is not a rank");
   if (!r.host_of_rank.empty()) {
@@ -106,6 +114,9 @@ Status make_plan(Algorithm algorithm, const PlanRequest& request, Plan* out) {
     case Collective::kBarrier:
       out->algorithm = "dissemination";
       return algo::barrier_plan(request, out);
+    case Collective::kSendRecv:
+      out->algorithm = "p2p";
+      return algo::sendrecv_plan(request, out);
     case Collective::kAllReduce:
       break;
   }

@@ -58,7 +58,14 @@ struct Plan {
   std::string algorithm;     // "ring", "hd", ... for logs and the perf tool
 };
 
-enum class Collective : uint8_t { kAllReduce, kReduceScatter, kAllGather, kBroadcast, kBarrier };
+enum class Collective : uint8_t {
+  kAllReduce,
+  kReduceScatter,
+  kAllGather,
+  kBroadcast,
+  kBarrier,
+  kSendRecv,  // every rank sends count elements to send_peer and receives count from recv_peer
+};
 enum class Algorithm : uint8_t { kAuto, kRing, kHalvingDoubling, kTree, kHierarchical };
 
 const char* collective_name(Collective c);
@@ -75,6 +82,8 @@ struct PlanRequest {
   size_t count = 0;
   size_t elem_size = 4;
   int root = 0;                    // kBroadcast
+  int send_peer = -1;              // kSendRecv
+  int recv_peer = -1;              // kSendRecv
   size_t segment_bytes = 1 << 20;  // pipelining grain: no message of the plan is larger
   // host_of_rank[r]: index of rank r's host (0..nhosts-1); empty means every rank on its own host.
   std::vector<int> host_of_rank;

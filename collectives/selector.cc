@@ -32,6 +32,7 @@ Algorithm select_algorithm(const PlanRequest& req) {
     case Collective::kReduceScatter:
     case Collective::kAllGather:
     case Collective::kBarrier:
+    case Collective::kSendRecv:
       return Algorithm::kRing;
     case Collective::kAllReduce:
       break;

@@ -97,5 +97,8 @@ Status hier_plan(const PlanRequest& request, Plan* out);
 // Broadcast: binomial tree when `chain` is false, pipelined chain otherwise.
 Status broadcast_plan(const PlanRequest& request, bool chain, Plan* out);
 Status barrier_plan(const PlanRequest& request, Plan* out);
+// kSendRecv: count elements to send_peer and from recv_peer, in segments, both directions at
+// once (no deps: send and recv do not overlap). A rank that is its own peer copies.
+Status sendrecv_plan(const PlanRequest& request, Plan* out);
 
 }  // namespace gradpack::coll::algo

@@ -23,6 +23,7 @@ PlanBuilder::PlanBuilder(const PlanRequest& request, Plan* plan) : plan_(plan) {
       alias_shift_ = static_cast<int64_t>(r * n);
       break;
     case Collective::kBarrier:
+    case Collective::kSendRecv:  // send and recv must not overlap
       break;
   }
   recv_space_[0] = Piece{};

@@ -117,6 +117,8 @@ Status ring_plan(const PlanRequest& req, Plan* out) {
       return broadcast_plan(req, /*chain=*/true, out);
     case Collective::kBarrier:
       return barrier_plan(req, out);
+    case Collective::kSendRecv:
+      return sendrecv_plan(req, out);
   }
   return Internal("ring_plan: unknown collective");
 }

@@ -428,10 +428,12 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
                                         waiting + " in collective call #" +
                                         std::to_string(args.header.sequence));
     }
-    // Nothing ready: after a few empty rounds, sleep until the transport completes something
-    // (bounded, to recheck the timeout).
+    // Nothing ready: yield a couple of rounds (a small message is often microseconds away), then
+    // sleep until the transport completes something (bounded, to recheck the timeout).
     if (++idle_rounds > 2) {
       links.transport->wait_progress(links.dev, epoch, now + std::chrono::milliseconds(10));
+    } else {
+      std::this_thread::yield();
     }
   }
   return OkStatus();

@@ -210,6 +210,13 @@ GP_API gp_status_t gp_allgather(gp_comm_t* comm, const void* send, void* recv, s
 GP_API gp_status_t gp_broadcast(gp_comm_t* comm, const void* send, void* recv, size_t count,
                                 gp_dtype_t dtype, int root);
 
+/* Point-to-point, called by every rank (like nccl-tests' sendrecv): sends count elements of send
+ * to rank send_peer and receives count elements from rank recv_peer into recv, both at once.
+ * Every rank passes the same count and dtype; send and recv must not overlap. A rank whose peers
+ * are itself copies. */
+GP_API gp_status_t gp_sendrecv(gp_comm_t* comm, const void* send, int send_peer, void* recv,
+                               int recv_peer, size_t count, gp_dtype_t dtype);
+
 /* Returns once every rank has entered it. */
 GP_API gp_status_t gp_barrier(gp_comm_t* comm);
 

@@ -40,6 +40,7 @@ inline Layout layout_of(const PlanRequest& req, bool in_place) {
   switch (req.collective) {
     case Collective::kAllReduce:
     case Collective::kBroadcast:
+    case Collective::kSendRecv:
       l.send_count = l.recv_count = n;
       break;
     case Collective::kReduceScatter:

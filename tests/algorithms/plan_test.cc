@@ -65,6 +65,8 @@ CaseRun run_case(const Case& c, bool in_place, uint64_t seed = 1) {
     req.root = c.root;
     req.segment_bytes = c.segment_bytes;
     req.host_of_rank = c.hosts;
+    req.send_peer = (r + 1) % c.nranks;  // kSendRecv: a ring
+    req.recv_peer = (r + c.nranks - 1) % c.nranks;
     Plan plan;
     const Status st = make_plan(c.algorithm, req, &plan);
     EXPECT_TRUE(st.ok()) << what << ": " << st.to_string();
@@ -106,6 +108,9 @@ CaseRun run_case(const Case& c, bool in_place, uint64_t seed = 1) {
         break;
       case Collective::kBroadcast:
         for (size_t i = 0; i < n; ++i) want.push_back(value(c.root, i));
+        break;
+      case Collective::kSendRecv:
+        for (size_t i = 0; i < n; ++i) want.push_back(value((r + c.nranks - 1) % c.nranks, i));
         break;
       case Collective::kBarrier:
         EXPECT_EQ(run.outcome.heard_from[static_cast<size_t>(r)], all)
@@ -149,6 +154,7 @@ void sweep(Collective coll, Algorithm algo, std::vector<int> (*hosts)(int) = nul
     for (Case& c : cases) {
       if (hosts) c.hosts = hosts(p);
       for (bool in_place : {false, true}) {
+        if (in_place && coll == Collective::kSendRecv) continue;  // its buffers never overlap
         if (coll == Collective::kBroadcast) {
           for (int root : {0, p - 1, p / 2}) {
             c.root = root;
@@ -226,6 +232,7 @@ TEST(ReduceScatter, OtherAlgorithmsRunTheRing) {
     EXPECT_EQ(run.plans[0].algorithm, "ring");
   }
 }
+TEST(SendRecv, RingOfPeers) { sweep(Collective::kSendRecv, Algorithm::kRing); }
 TEST(AllGather, Ring) { sweep(Collective::kAllGather, Algorithm::kRing); }
 TEST(Broadcast, Chain) { sweep(Collective::kBroadcast, Algorithm::kRing); }
 TEST(Broadcast, Binomial) { sweep(Collective::kBroadcast, Algorithm::kTree); }

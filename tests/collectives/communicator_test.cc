@@ -169,6 +169,29 @@ TEST(Communicator, ReduceScatterAllGatherBroadcastBarrier) {
   }
 }
 
+TEST(Communicator, SendRecvRingMovesEveryRanksBlockToTheNext) {
+  for (int nranks : {1, 2, 3, 4}) {
+    run_ranks(nranks, [&](Communicator& comm) {
+      const int rank = comm.rank();
+      const int next = (rank + 1) % nranks, prev = (rank + nranks - 1) % nranks;
+      for (size_t count : {size_t{0}, size_t{1}, size_t{1000}, (size_t{3} << 20) + 5}) {
+        std::vector<int32_t> send(std::max<size_t>(count, 1)), recv(send.size(), -1);
+        for (size_t i = 0; i < count; ++i) send[i] = static_cast<int32_t>(rank * 1000003 + i);
+        Status st = comm.sendrecv(send.data(), next, recv.data(), prev, count, GP_INT32);
+        ASSERT_TRUE(st.ok()) << st.to_string();
+        for (size_t i = 0; i < count; ++i) {
+          ASSERT_EQ(recv[i], static_cast<int32_t>(prev * 1000003 + i)) << "count " << count;
+        }
+      }
+      std::vector<float> buf(8);
+      EXPECT_EQ(comm.sendrecv(buf.data(), next, buf.data() + 2, prev, 4, GP_FLOAT32).code(),
+                Code::kInvalidArgument);  // overlapping buffers
+      EXPECT_EQ(comm.sendrecv(buf.data(), nranks, buf.data(), prev, 0, GP_FLOAT32).code(),
+                Code::kInvalidArgument);  // no such peer
+    });
+  }
+}
+
 TEST(Communicator, RanksThatDisagreeGetAnErrorNamingTheDifference) {
   run_ranks(2, [&](Communicator& comm) {
     std::vector<float> buf(100, 1.0f);

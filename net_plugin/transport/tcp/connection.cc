@@ -33,12 +33,33 @@ Status register_host_memory(MemoryKind kind, std::unique_ptr<MemoryRegion>* out)
   return OkStatus();
 }
 
+// A receive whose test() first lets the caller read what has arrived (Channel::poll_inline).
+class TcpRecvRequest final : public Request {
+ public:
+  TcpRecvRequest(std::shared_ptr<RequestState> state, std::shared_ptr<Channel> channel)
+      : state_(std::move(state)), channel_(std::move(channel)) {}
+  Status test(bool* done, size_t* bytes) override {
+    GP_RETURN_IF_ERROR(state_->test(done, bytes));
+    if (*done) return OkStatus();
+    channel_->poll_inline();
+    return state_->test(done, bytes);
+  }
+
+ private:
+  std::shared_ptr<RequestState> state_;
+  std::shared_ptr<Channel> channel_;
+};
+
 Status post(Device& device, const std::shared_ptr<Channel>& channel, Operation op,
             std::unique_ptr<Request>* out) {
   GP_RETURN_IF_ERROR(channel->error());
   auto state = std::make_shared<RequestState>();
   op.request = state;
-  *out = std::make_unique<TcpRequest>(std::move(state));
+  if (channel->direction() == Channel::Direction::kRecv) {
+    *out = std::make_unique<TcpRecvRequest>(state, channel);
+  } else {
+    *out = std::make_unique<TcpRequest>(state);
+  }
   // Fast path: when nothing of this channel waits for the progress thread, start the operation
   // here. A small message then leaves (or arrives) without waking the progress thread at all.
   std::unique_lock<std::mutex> io(channel->io_mutex(), std::try_to_lock);
@@ -198,11 +219,6 @@ void Channel::close_sockets() {
   for (auto& fd : fds_) fd.reset();
 }
 
-void Channel::on_kick(std::deque<Operation>* queued) {
-  std::lock_guard<std::mutex> io(io_mu_);
-  kick_locked(queued);
-}
-
 void Channel::kick_from_queue(std::mutex& queue_mutex) {
   std::lock_guard<std::mutex> io(io_mu_);
   std::deque<Operation> queued;
@@ -217,6 +233,12 @@ void Channel::kick_from_queue(std::mutex& queue_mutex) {
 void Channel::on_event(size_t index, uint32_t events) {
   std::lock_guard<std::mutex> io(io_mu_);
   event_locked(index, events);
+}
+
+void Channel::poll_inline() {
+  std::unique_lock<std::mutex> io(io_mu_, std::try_to_lock);
+  if (!io.owns_lock() || failed_.load(std::memory_order_relaxed) || active_.empty()) return;
+  progress_all();
 }
 
 void Channel::start_inline(Operation op) {

@@ -88,7 +88,6 @@ class Channel {
   std::mutex& io_mutex() { return io_mu_; }
 
   // Progress thread; each takes io_mutex().
-  void on_kick(std::deque<Operation>* queued);
   // Takes io_mutex() and then, under `queue_mutex`, the operations queued in `incoming`, and
   // starts them. Taking the I/O lock first matters: a caller's start_inline() must not slip
   // a later operation in between the swap and the start of earlier ones.
@@ -100,6 +99,10 @@ class Channel {
   // Caller thread, holding io_mutex(), with nothing queued in `incoming`: moves as much of `op`
   // as the sockets take now; the progress thread finishes the rest.
   void start_inline(Operation op);
+  // Caller thread: if no other thread is working on the channel, moves what the sockets hold
+  // for its started operations now (a waiting receiver reads its own message instead of waiting
+  // for the progress thread to wake up and hand it over).
+  void poll_inline();
 
   // Guarded by Device::queue_mutex().
   std::deque<Operation> incoming;
