@@ -5,7 +5,14 @@
 #   bench/compare.sh vcluster [-n N] --rate RATE [options]
 #                                                  N namespaced hosts (scripts/vcluster.sh), tbf
 #   bench/compare.sh iperf3   [--rate RATE] [options]
-#                                                  2 hosts: iperf3's TCP throughput vs the three
+#                                                  2 hosts: iperf3's TCP throughput vs the three;
+#                   iperf3 --bidir (one TCP stream each way, 5 s) gives the per-direction rate
+#                   with both directions busy; gradpack-perf -C sendrecv on the same 2 ranks
+#                   (one per host; each sends SIZE to the other and receives SIZE from it, so
+#                   both directions are busy too) gives busbw = algbw = SIZE / time, its
+#                   per-direction rate. Printed: sendrecv busbw / iperf3 per-direction rate
+#                   (the mean of the two directions). The all-reduce columns gp/iperf3 ... use
+#                   the same per-direction rate (2 ranks: all-reduce busbw is also per-direction)
 # Options:
 #   -n N            ranks (and hosts for vcluster; default 4)
 #   --rate RATE     tbf rate of every host link, both directions (e.g. 1gbit); vcluster and iperf3
@@ -173,7 +180,11 @@ mkdir -p "$out"
 : >"$out/gloo.txt"
 : >"$out/mpi.txt"
 
-# --- iperf3: the TCP ceiling between two hosts ---------------------------------------------------
+# --- iperf3: the TCP ceiling between two hosts, vs gradpack's sendrecv -------------------------
+# Both sides measure one TCP stream per direction with both directions busy: iperf3 --bidir, and
+# gradpack-perf -C sendrecv on 2 ranks (rank 0 on host 0, rank 1 on host 1; each sends to the
+# other and receives from it at once), whose busbw (= algbw = bytes each rank sent / time) is the
+# per-direction rate. iperf_gbs is the mean of iperf3's two directions (received bytes).
 iperf_gbs=""
 if [ "$mode" = iperf3 ]; then
   command -v iperf3 >/dev/null || die "iperf3 is missing: apt-get install iperf3"
@@ -185,14 +196,37 @@ if [ "$mode" = iperf3 ]; then
     "$vcluster" exec 1 ss -ltn 2>/dev/null | grep -q ":5201 " && break
     sleep 0.1
   done
-  echo "compare: iperf3 -t 5 from host 0 to host 1"
-  "$vcluster" exec 0 iperf3 -c "$server_addr" -t 5 -J >"$out/iperf3.json"
+  echo "compare: iperf3 --bidir -t 5 between host 0 and host 1"
+  "$vcluster" exec 0 iperf3 -c "$server_addr" --bidir -t 5 -J >"$out/iperf3.json"
   wait "$server" 2>/dev/null || true
-  iperf_gbs=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]));
-print("%.6f" % (d["end"]["sum_received"]["bits_per_second"] / 8e9))' "$out/iperf3.json" \
-    2>/dev/null || grep -o '"bits_per_second":[[:space:]]*[0-9.e+]*' "$out/iperf3.json" |
-    tail -1 | awk -F: '{printf "%.6f", $2 / 8e9}')
-  echo "compare: iperf3: $iperf_gbs GB/s"
+  # "fwd rev mean" in GB/s: host 0 -> host 1, host 1 -> host 0, their mean.
+  iperf_rates=$(python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["end"]
+f=e["sum_received"]["bits_per_second"] / 8e9
+r=e["sum_received_bidir_reverse"]["bits_per_second"] / 8e9
+print("%.6f %.6f %.6f" % (f, r, (f + r) / 2))' "$out/iperf3.json") ||
+    die "could not read the per-direction rates from $out/iperf3.json (iperf3 >= 3.7 needed for --bidir)"
+  read -r iperf_fwd iperf_rev iperf_gbs <<<"$iperf_rates"
+  echo "compare: iperf3: $iperf_fwd GB/s host 0 -> 1, $iperf_rev GB/s host 1 -> 0 (mean $iperf_gbs)"
+
+  sendrecv_ratio=""
+  if [ "$have_gp" = 1 ]; then
+    echo "compare: gradpack-perf -C sendrecv ${perf_args[*]} (2 ranks, one per host)"
+    if run_bg "$out/gradpack-sendrecv.txt" "$gp_run" "${run_args[@]}" -- "$gp_perf" -C sendrecv \
+      -d float "${perf_args[@]}"; then
+      # The largest size's out-of-place time (us) -> busbw from the time (the table rounds it).
+      sendrecv_gbs=$(awk '!/^#/ && NF >= 13 && $1 ~ /^[0-9]+$/ && $6 + 0 > 0 {
+        s = $1; t = $6 } END { if (s != "") printf "%.6f", s / (t * 1e3) }' \
+        "$out/gradpack-sendrecv.txt")
+      sendrecv_size=$(awk '!/^#/ && NF >= 13 && $1 ~ /^[0-9]+$/ { s = $1 } END { print s }' \
+        "$out/gradpack-sendrecv.txt")
+      if [ -n "$sendrecv_gbs" ]; then
+        sendrecv_ratio=$(awk -v a="$sendrecv_gbs" -v b="$iperf_gbs" \
+          'BEGIN { if (b + 0 > 0) printf "%.2f", a / b }')
+      fi
+    else
+      echo "compare: warning: gradpack-perf -C sendrecv failed (see $out/gradpack-sendrecv.txt)"
+    fi
+  fi
 fi
 
 # --- the three benchmarks, back to back ----------------------------------------------------------
@@ -259,7 +293,14 @@ awk -v ref="$ref_gbs" -v refname="$ref_name" -v mode="$mode" -v n="$nranks" -v r
     }
   }' "$work/gp" "$work/gloo" "$work/mpi" | tee "$out/compare.txt"
 if [ -n "$iperf_gbs" ]; then
-  echo "# iperf3 (one TCP stream, host 0 -> host 1, 5 s): $iperf_gbs GB/s" | tee -a "$out/compare.txt"
+  {
+    echo "# iperf3 --bidir (one TCP stream each way, 5 s), per direction: $iperf_fwd GB/s host 0 -> 1," \
+      "$iperf_rev GB/s host 1 -> 0, mean $iperf_gbs GB/s"
+    if [ -n "$sendrecv_ratio" ]; then
+      echo "# gradpack sendrecv (2 ranks, both directions, $sendrecv_size B, float): busbw" \
+        "$sendrecv_gbs GB/s per direction; sendrecv/iperf3 = $sendrecv_ratio"
+    fi
+  } | tee -a "$out/compare.txt"
 fi
 
 # --- plot ----------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The main job: builds and installs gradpack into ./out/install, then measures the codecs against
-# memcpy in one run (gradpack-codec's table, then the Google Benchmark codec_bench).
-# Until the collectives exist (issue 3), this codec comparison is gradpack's main benchmark.
-#   BENCH_ARGS: extra flags for codec_bench (e.g. --benchmark_filter=16MiB).
+# The main job: builds gradpack (and the Gloo and Open MPI peers), installs it into ./out/install,
+# then runs the local multi-rank comparison: gradpack-perf, Gloo and MPI_Allreduce back to back on
+# this machine, side by side per size with ratios (bench/compare.sh local; results and a PNG plot
+# in bench/out/).
+#   bash scripts/bench.sh [-n RANKS] [compare.sh options...]    e.g. -b 1M -e 64M -f 4
+# The namespaced-cluster runs (shaped links, iperf3) are `bench/compare.sh vcluster|iperf3`
+# (docs/benchmarks.md); the codec benchmarks are in docs/codecs.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,10 +13,5 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$(nproc)"
 cmake --install build --prefix out/install >/dev/null
 echo "== installed into $(pwd)/out/install"
-export LD_LIBRARY_PATH="$(pwd)/out/install/lib:${LD_LIBRARY_PATH:-}"
-echo "== gradpack-codec: wire ratio, error and speed vs memcpy (64 Mi fp32 gradient-like values)"
-out/install/bin/gradpack-codec --synthetic 64M --dist gradient \
-  --spec fp16 --spec bf16 --spec q8 --spec q4 --spec q2 --spec topk:0.01 --spec topk:0.01+q8
-echo "== codec_bench: single thread, error feedback on, ratios vs memcpy of the same buffer"
-# shellcheck disable=SC2086
-build/bench/codec_bench ${BENCH_ARGS:-}
+if [ $# -eq 0 ]; then set -- -n 4; fi
+BUILD_DIR=build exec bench/compare.sh local "$@"

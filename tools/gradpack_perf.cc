@@ -1,7 +1,8 @@
 // gradpack-perf: nccl-tests' *_perf programs for gradpack's host collectives. Every rank is one
 // process that joins the communicator from the environment (start them with gradpack-run); rank 0
 // prints one row per size with the out-of-place and in-place time, algbw, busbw and the number of
-// wrong elements.
+// wrong elements. sendrecv (every rank sends to rank+1 and receives from rank-1, as nccl-tests'
+// sendrecv_perf) has no in-place layout: its in-place columns print N/A.
 //
 // It uses only the public C API of libgradpack.so, so it also exercises the installed ABI.
 #include <unistd.h>
@@ -79,6 +80,9 @@ class RowRunner {
   bool reduces() const { return gradpack::tools::CollectiveReduces(coll()); }
   uint64_t n() const { return static_cast<uint64_t>(ctx_->nranks); }
   uint64_t rank() const { return static_cast<uint64_t>(ctx_->rank); }
+  // sendrecv's peers: the ring rank+1 (sent to) and rank-1 (received from).
+  int NextRank() const { return (ctx_->rank + 1) % ctx_->nranks; }
+  int PrevRank() const { return (ctx_->rank - 1 + ctx_->nranks) % ctx_->nranks; }
 
   // Element counts of the send and receive buffers of the out-of-place layout.
   uint64_t SendCount() const {
@@ -91,7 +95,8 @@ class RowRunner {
   void Allocate() {
     bufs_.send.assign(SendCount() * elem_, 0);
     bufs_.recv.assign(RecvCount() * elem_, 0);
-    bufs_.inplace.assign(std::max(SendCount(), RecvCount()) * elem_, 0);
+    const bool has_inplace = gradpack::tools::CollectiveHasInPlace(coll());
+    bufs_.inplace.assign(has_inplace ? std::max(SendCount(), RecvCount()) * elem_ : 0, 0);
     unsigned char* base = bufs_.inplace.data();
     const size_t block = shape_.rank_count * elem_;
     // NCCL's in-place layouts (gradpack.h): this rank's block of the full buffer.
@@ -150,6 +155,10 @@ class RowRunner {
         return CheckCall(
             ctx_->rank, "gp_broadcast",
             gp_broadcast(comm, send, recv, shape_.rank_count, dtype_, ctx_->opts.root));
+      case Collective::kSendRecv:
+        return CheckCall(
+            ctx_->rank, "gp_sendrecv",
+            gp_sendrecv(comm, send, NextRank(), recv, PrevRank(), shape_.rank_count, dtype_));
     }
   }
 
@@ -188,12 +197,24 @@ class RowRunner {
                 static_cast<double>(gradpack::tools::InputValue(false, op_, ctx_->opts.root, i)));
         }
         break;
+      case Collective::kSendRecv:
+        // What the previous rank sent: its input, computed here.
+        for (uint64_t i = 0; i < rc; ++i) {
+          check(i, static_cast<double>(gradpack::tools::InputValue(false, op_, PrevRank(), i)));
+        }
+        break;
     }
     return wrong;
   }
 
   Measurement RunLayout(bool in_place) {
     const PerfOptions& opts = ctx_->opts;
+    if (in_place && !gradpack::tools::CollectiveHasInPlace(coll())) {
+      // Every rank skips it alike, so no rank waits in a call the others do not make.
+      Measurement skipped;
+      skipped.skipped = true;
+      return skipped;
+    }
     Fill(in_place);
     for (int i = 0; i < opts.warmup; ++i) Call(in_place);
     CheckCall(ctx_->rank, "gp_barrier", gp_barrier(ctx_->comm));
@@ -314,6 +335,7 @@ int main(int argc, char** argv) {
         RowRunner runner(&ctx, dtype, op, shape);
         const Row row = runner.Run();
         for (const Measurement* m : {&row.out_of_place, &row.in_place}) {
+          if (m->skipped) continue;
           if (m->wrong > 0) total_wrong += m->wrong;
           busbw_sum += m->busbw;
           ++busbw_count;

@@ -43,10 +43,9 @@ struct CollectiveEntry {
   Collective coll;
 };
 constexpr CollectiveEntry kCollectives[] = {
-    {"all_reduce", Collective::kAllReduce},
-    {"reduce_scatter", Collective::kReduceScatter},
-    {"all_gather", Collective::kAllGather},
-    {"broadcast", Collective::kBroadcast},
+    {"all_reduce", Collective::kAllReduce}, {"reduce_scatter", Collective::kReduceScatter},
+    {"all_gather", Collective::kAllGather}, {"broadcast", Collective::kBroadcast},
+    {"sendrecv", Collective::kSendRecv},
 };
 
 std::optional<int64_t> ParseInt(std::string_view text) {
@@ -143,9 +142,6 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
       }
       return "-a: unknown algorithm " + Quote(value) + " (auto|ring|hd|tree|hier)";
     case 'C':
-      if (value == "sendrecv") {
-        return "-C: sendrecv is not supported: the gradpack C API has no point-to-point calls";
-      }
       for (const auto& e : kCollectives) {
         if (value == e.name) {
           out->collective = e.coll;
@@ -153,7 +149,7 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
         }
       }
       return "-C: unknown collective " + Quote(value) +
-             " (all_reduce|reduce_scatter|all_gather|broadcast)";
+             " (all_reduce|reduce_scatter|all_gather|broadcast|sendrecv)";
     case 'j':
       out->json = true;
       return std::nullopt;
@@ -196,8 +192,10 @@ Options (short and long forms; sizes take K, M, G suffixes = 2^10, 2^20, 2^30):
   -r, --root R           root of broadcast (default 0)
   -a, --algorithm A      all_reduce algorithm: auto | ring | hd | tree | hier (default auto;
                          auto leaves the choice to the library and GRADPACK_ALGO)
-  -C, --collective C     all_reduce | reduce_scatter | all_gather | broadcast (default
-                         all_reduce). sendrecv is not supported (no point-to-point C API)
+  -C, --collective C     all_reduce | reduce_scatter | all_gather | broadcast | sendrecv
+                         (default all_reduce). sendrecv: every rank sends the size to rank+1
+                         and receives it from rank-1 (gp_sendrecv); it has no in-place layout,
+                         so those columns print N/A
   -j, --json             one JSON object per row on stdout instead of the table
   -h, --help             this text
 
@@ -314,6 +312,8 @@ bool CollectiveReduces(Collective coll) {
 
 bool CollectiveHasRoot(Collective coll) { return coll == Collective::kBroadcast; }
 
+bool CollectiveHasInPlace(Collective coll) { return coll != Collective::kSendRecv; }
+
 std::vector<uint64_t> SweepSizes(const PerfOptions& opts) {
   std::vector<uint64_t> sizes;
   uint64_t size = opts.min_bytes;
@@ -358,6 +358,7 @@ double BusBandwidthFactor(Collective coll, int nranks) {
     case Collective::kAllGather:
       return (n - 1) / n;
     case Collective::kBroadcast:
+    case Collective::kSendRecv:
       return 1.0;
   }
   return 0;
@@ -415,6 +416,10 @@ std::string FormatTime(double us) {
 std::string FormatMeasurement(const Measurement& m) {
   char buf[96];
   char wrong[24];
+  if (m.skipped) {
+    std::snprintf(buf, sizeof(buf), "%8s  %7s  %7s  %6s", "N/A", "N/A", "N/A", "N/A");
+    return buf;
+  }
   if (m.wrong < 0) {
     std::snprintf(wrong, sizeof(wrong), "%6s", "N/A");
   } else {
@@ -433,6 +438,7 @@ std::string JsonNumber(double v) {
 }
 
 std::string JsonMeasurement(const Measurement& m) {
+  if (m.skipped) return "null";
   return "{\"time_us\":" + JsonNumber(m.time_us) + ",\"algbw_gbps\":" + JsonNumber(m.algbw) +
          ",\"busbw_gbps\":" + JsonNumber(m.busbw) +
          ",\"wrong\":" + (m.wrong < 0 ? std::string("null") : std::to_string(m.wrong)) + "}";

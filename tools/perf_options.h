@@ -14,7 +14,7 @@
 
 namespace gradpack::tools {
 
-enum class Collective { kAllReduce, kReduceScatter, kAllGather, kBroadcast };
+enum class Collective { kAllReduce, kReduceScatter, kAllGather, kBroadcast, kSendRecv };
 
 struct PerfOptions {
   uint64_t min_bytes = uint64_t{32} << 20;
@@ -48,15 +48,18 @@ const char* AlgoName(gp_algo_t algo);
 const char* CollectiveName(Collective coll);
 size_t DtypeBytes(gp_dtype_t dtype);
 
-// Whether the collective reduces (takes an op) and whether it has a root.
+// Whether the collective reduces (takes an op), whether it has a root, and whether it has an
+// in-place layout (sendrecv has none: gp_sendrecv's send and recv must not overlap).
 bool CollectiveReduces(Collective coll);
 bool CollectiveHasRoot(Collective coll);
+bool CollectiveHasInPlace(Collective coll);
 
 // The sizes (bytes) of the sweep, min to max inclusive.
 std::vector<uint64_t> SweepSizes(const PerfOptions& opts);
 
 // One row's element counts. As nccl-tests: `bytes` is the total size of the collective (for
-// reduce_scatter the send buffer, for all_gather the receive buffer), rounded down to a whole
+// reduce_scatter the send buffer, for all_gather the receive buffer, for sendrecv what each rank
+// sends), rounded down to a whole
 // number of elements (of nranks blocks for reduce_scatter/all_gather); `count` is that size in
 // elements; `rank_count` is the count argument of the call (per-rank block for reduce_scatter and
 // all_gather, the whole count otherwise).
@@ -67,7 +70,7 @@ struct RowShape {
 };
 RowShape ShapeRow(Collective coll, uint64_t size, gp_dtype_t dtype, int nranks);
 
-// algbw = bytes / time (GB/s, 1e9); busbw by nccl-tests' factors.
+// algbw = bytes / time (GB/s, 1e9); busbw by nccl-tests' factors (sendrecv: 1).
 double AlgBandwidth(uint64_t bytes, double seconds);
 double BusBandwidthFactor(Collective coll, int nranks);
 
@@ -76,7 +79,8 @@ struct Measurement {
   double time_us = 0;
   double algbw = 0;
   double busbw = 0;
-  int64_t wrong = -1;  // -1: not checked
+  int64_t wrong = -1;    // -1: not checked
+  bool skipped = false;  // the collective has no such layout: every column is N/A (JSON null)
 };
 
 struct Row {

@@ -67,6 +67,37 @@ TEST(GradpackPerf, ReduceScatterAllGatherBroadcast) {
   ExpectTable("-C broadcast -r 2 -b 8 -e 64K -f 16 -d all -n 2", 8 * 4);
 }
 
+TEST(GradpackPerf, SendRecvRing) {
+  // Every rank sends to rank+1 and receives from rank-1; the tool checks each received block
+  // against the previous rank's input. No in-place layout: those four columns are N/A.
+  const auto r = RunCommand(kRun + " --timeout 280 -n 3 -- " + kPerf +
+                            " -C sendrecv -b 8 -e 1M -f 8 -d all -c 1 -n 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  size_t data = 0;
+  for (const std::string& line : Lines(r.output)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto f = Fields(line);
+    ASSERT_EQ(f.size(), 13u) << line;
+    EXPECT_EQ(f[3], "none") << line;
+    EXPECT_EQ(f[4], "-1") << line;
+    EXPECT_EQ(f[6], f[7]) << line;  // busbw = algbw
+    EXPECT_EQ(f[8], "0") << line;
+    for (size_t i = 9; i < 13; ++i) EXPECT_EQ(f[i], "N/A") << line;
+    ++data;
+  }
+  // 8 types x sizes 8, 64, 512, 4K, 32K, 256K (-f 8 up to 1M).
+  EXPECT_EQ(data, 8u * 6u) << r.output;
+  EXPECT_NE(r.output.find("# gradpack-perf sendrecv: nranks 3"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("# Out of bounds values : 0 OK"), std::string::npos) << r.output;
+
+  const auto j = RunCommand(kRun + " --timeout 120 -n 2 -- " + kPerf +
+                            " -C sendrecv --json -b 4K -e 4K -d int32 -n 2");
+  ASSERT_EQ(j.status, 0) << j.output;
+  EXPECT_NE(j.output.find("\"collective\":\"sendrecv\",\"nranks\":2"), std::string::npos)
+      << j.output;
+  EXPECT_NE(j.output.find("\"wrong\":0},\"in_place\":null}"), std::string::npos) << j.output;
+}
+
 TEST(GradpackPerf, JsonRows) {
   const auto r =
       RunCommand(kRun + " --timeout 120 -n 3 -- " + kPerf + " --json -b 1K -e 4K -f 2 -n 2");
@@ -96,7 +127,7 @@ TEST(GradpackPerf, VclusterHierarchical) {
 TEST(GradpackPerf, UsageErrorsAndHelp) {
   // Usage errors are found before the communicator is joined: no launcher needed.
   EXPECT_EQ(RunCommand(kPerf + " -d fp8").status, 2);
-  EXPECT_EQ(RunCommand(kPerf + " -C sendrecv").status, 2);
+  EXPECT_EQ(RunCommand(kPerf + " -C all_to_all").status, 2);
   const auto help = RunCommand(kPerf + " --help");
   EXPECT_EQ(help.status, 0);
   EXPECT_NE(help.output.find("--collective"), std::string::npos);

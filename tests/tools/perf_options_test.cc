@@ -80,31 +80,52 @@ TEST(PerfOptions, AllOpsAndTypes) {
 
 TEST(PerfOptions, UsageErrors) {
   const std::vector<std::vector<const char*>> bad = {
-      {"-b"},
-      {"-b", "x"},
-      {"-b", "1T"},
-      {"-e", "4", "-b", "8"},
-      {"-f", "1"},
-      {"-i", "0"},
-      {"-n", "0"},
-      {"-o", "mean"},
-      {"-d", "fp8"},
-      {"-a", "fast"},
-      {"-C", "all_to_all"},
-      {"-C", "sendrecv"},
-      {"--json=1"},
-      {"--bogus"},
-      {"extra"},
-      {"-r", "-1"},
+      {"-b"},        {"-b", "x"},    {"-b", "1T"},         {"-e", "4", "-b", "8"},
+      {"-f", "1"},   {"-i", "0"},    {"-n", "0"},          {"-o", "mean"},
+      {"-d", "fp8"}, {"-a", "fast"}, {"-C", "all_to_all"}, {"--json=1"},
+      {"--bogus"},   {"extra"},      {"-r", "-1"},
   };
   for (const auto& args : bad) {
     PerfOptions o;
     EXPECT_NE(Parse(args, &o), std::nullopt) << args.front();
   }
   PerfOptions o;
-  auto err = Parse({"-C", "sendrecv"}, &o);
+  auto err = Parse({"-C", "all_to_all"}, &o);
   ASSERT_TRUE(err.has_value());
-  EXPECT_NE(err->find("not supported"), std::string::npos) << *err;
+  EXPECT_NE(err->find("sendrecv"), std::string::npos) << *err;  // the list of collectives
+}
+
+TEST(PerfOptions, SendRecvIsACollective) {
+  PerfOptions o;
+  ASSERT_EQ(Parse({"-C", "sendrecv", "-o", "max"}, &o), std::nullopt);
+  EXPECT_EQ(o.collective, Collective::kSendRecv);
+  EXPECT_STREQ(CollectiveName(Collective::kSendRecv), "sendrecv");
+  EXPECT_FALSE(CollectiveReduces(Collective::kSendRecv));
+  EXPECT_FALSE(CollectiveHasRoot(Collective::kSendRecv));
+  EXPECT_FALSE(CollectiveHasInPlace(Collective::kSendRecv));
+  EXPECT_TRUE(CollectiveHasInPlace(Collective::kAllGather));
+  EXPECT_NE(std::string(kPerfHelp).find("sendrecv"), std::string::npos);
+  // size = the bytes each rank sends; busbw = algbw (nccl-tests' factor 1) for any rank count.
+  const auto s = ShapeRow(Collective::kSendRecv, 1 << 20, GP_FLOAT32, 3);
+  EXPECT_EQ(s.bytes, 1u << 20);
+  EXPECT_EQ(s.count, 262144u);
+  EXPECT_EQ(s.rank_count, 262144u);
+  for (int n : {1, 2, 8}) EXPECT_DOUBLE_EQ(BusBandwidthFactor(Collective::kSendRecv, n), 1.0);
+  const Measurement m = Measure(Collective::kSendRecv, 2, 1'000'000'000, 0.5, 0);
+  EXPECT_DOUBLE_EQ(m.algbw, 2.0);
+  EXPECT_DOUBLE_EQ(m.busbw, 2.0);
+}
+
+Row SendRecvRow() {
+  Row row;
+  row.shape = ShapeRow(Collective::kSendRecv, 1 << 20, GP_FLOAT32, 2);
+  row.dtype = GP_FLOAT32;
+  row.op = GP_SUM;
+  row.coll = Collective::kSendRecv;
+  row.root = -1;
+  row.out_of_place = Measure(Collective::kSendRecv, 2, row.shape.bytes, 104.8576e-6, 0);
+  row.in_place.skipped = true;
+  return row;
 }
 
 TEST(PerfOptions, HelpListsEveryFlag) {
@@ -224,6 +245,20 @@ TEST(PerfOptions, NonReducingRowsSayNone) {
   row.root = 1;
   const std::string line = FormatRow(row);
   EXPECT_NE(line.find("  none       1"), std::string::npos) << line;
+}
+
+TEST(PerfOptions, SendRecvRowHasNoInPlaceColumns) {
+  const std::string line = FormatRow(SendRecvRow());
+  EXPECT_EQ(line,
+            "     1048576        262144     float    none      -1    104.86    10.00    10.00  "
+            "     0       N/A      N/A      N/A     N/A\n");
+  // Still as wide as the header, so the columns line up.
+  EXPECT_EQ(line.size(), TableHeader().find('\n') + 2);
+  EXPECT_EQ(FormatJsonRow(SendRecvRow(), 2, GP_ALGO_AUTO),
+            "{\"collective\":\"sendrecv\",\"nranks\":2,\"algorithm\":\"auto\",\"size\":1048576,"
+            "\"count\":262144,\"rank_count\":262144,\"type\":\"float\",\"redop\":\"none\","
+            "\"root\":-1,\"out_of_place\":{\"time_us\":104.858,\"algbw_gbps\":10,"
+            "\"busbw_gbps\":10,\"wrong\":0},\"in_place\":null}\n");
 }
 
 TEST(PerfOptions, JsonRow) {
