@@ -33,14 +33,18 @@ Status register_host_memory(MemoryKind kind, std::unique_ptr<MemoryRegion>* out)
   return OkStatus();
 }
 
+// Receives up to this size are read by the caller's test() when they have arrived.
+constexpr uint64_t kInlinePollBytes = 256 * 1024;
+
 // A receive whose test() first lets the caller read what has arrived (Channel::poll_inline).
 class TcpRecvRequest final : public Request {
  public:
-  TcpRecvRequest(std::shared_ptr<RequestState> state, std::shared_ptr<Channel> channel)
-      : state_(std::move(state)), channel_(std::move(channel)) {}
+  TcpRecvRequest(std::shared_ptr<RequestState> state, std::shared_ptr<Channel> channel,
+                 bool poll_inline)
+      : state_(std::move(state)), channel_(std::move(channel)), poll_inline_(poll_inline) {}
   Status test(bool* done, size_t* bytes) override {
     GP_RETURN_IF_ERROR(state_->test(done, bytes));
-    if (*done) return OkStatus();
+    if (*done || !poll_inline_) return OkStatus();
     channel_->poll_inline();
     return state_->test(done, bytes);
   }
@@ -48,6 +52,9 @@ class TcpRecvRequest final : public Request {
  private:
   std::shared_ptr<RequestState> state_;
   std::shared_ptr<Channel> channel_;
+  // Only small receives read inline: there the hand-off is the latency; a large one is moved by
+  // the progress thread, and polling it would only cost the caller syscalls.
+  bool poll_inline_;
 };
 
 Status post(Device& device, const std::shared_ptr<Channel>& channel, Operation op,
@@ -56,7 +63,7 @@ Status post(Device& device, const std::shared_ptr<Channel>& channel, Operation o
   auto state = std::make_shared<RequestState>();
   op.request = state;
   if (channel->direction() == Channel::Direction::kRecv) {
-    *out = std::make_unique<TcpRecvRequest>(state, channel);
+    *out = std::make_unique<TcpRecvRequest>(state, channel, op.capacity <= kInlinePollBytes);
   } else {
     *out = std::make_unique<TcpRequest>(state);
   }
