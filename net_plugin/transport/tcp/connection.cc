@@ -200,6 +200,7 @@ void Channel::fail(const Status& error) {
   for (auto& op : active_) op.request->fail(error_);
   if (!active_.empty()) progress_->bump();
   active_.clear();
+  update_interest();
   for (auto& cursor : cursors_) cursor = Cursor{};
 }
 
@@ -246,6 +247,36 @@ void Channel::poll_inline() {
   std::unique_lock<std::mutex> io(io_mu_, std::try_to_lock);
   if (!io.owns_lock() || failed_.load(std::memory_order_relaxed) || active_.empty()) return;
   progress_all();
+  update_interest();
+}
+
+void Channel::update_interest() {
+  if (direction_ != Direction::kRecv || epoll_fd_ < 0) return;
+  if (failed_.load(std::memory_order_relaxed)) {
+    if (polled_) progress_->set_polled(this, {});
+    polled_ = false;
+    return;
+  }
+  bool large = false;
+  for (const auto& op : active_) large = large || op.capacity > kInlinePollBytes;
+  if (large != armed_) {
+    for (size_t i = 0; i < fds_.size(); ++i) {
+      epoll_event ev{};
+      ev.events = (large ? EPOLLIN : 0u) | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+      ev.data.ptr = &refs_[i];
+      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fds_[i].get(), &ev);
+    }
+    armed_ = large;
+  }
+  const bool polled = !armed_ && !active_.empty();
+  if (polled != polled_) {
+    std::vector<int> fds;
+    if (polled) {
+      for (const auto& fd : fds_) fds.push_back(fd.get());
+    }
+    progress_->set_polled(this, fds);
+    polled_ = polled;
+  }
 }
 
 void Channel::start_inline(Operation op) {
@@ -272,6 +303,7 @@ void Channel::kick_locked(std::deque<Operation>* queued) {
     return;
   }
   progress_all();
+  update_interest();
 }
 
 void Channel::event_locked(size_t index, uint32_t events) {
@@ -297,6 +329,7 @@ void Channel::event_locked(size_t index, uint32_t events) {
   } else {
     retire();
   }
+  update_interest();
 }
 
 void Channel::progress_all() {

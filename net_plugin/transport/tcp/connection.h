@@ -104,6 +104,9 @@ class Channel {
   // for the progress thread to wake up and hand it over).
   void poll_inline();
 
+  // Device::attach: the epoll set the channel's sockets are in (for update_interest()).
+  void set_epoll(int epoll_fd) { epoll_fd_ = epoll_fd; }
+
   // Guarded by Device::queue_mutex().
   std::deque<Operation> incoming;
   bool kicked = false;
@@ -115,6 +118,10 @@ class Channel {
   };
 
   void kick_locked(std::deque<Operation>* queued);
+  // Receive channels: the progress thread watches the sockets (EPOLLIN armed) only while a large
+  // receive is active; small receives are read by their callers, who sleep in
+  // ProgressSignal::wait() on the sockets registered there. Called after every change of active_.
+  void update_interest();
   void event_locked(size_t index, uint32_t events);
   void fail(const Status& error);
   // Moves as many bytes as the socket takes/gives now. Returns false once the channel failed.
@@ -133,7 +140,10 @@ class Channel {
   std::mutex io_mu_;
   std::atomic<bool> failed_{false};
   Status error_;  // written before failed_ turns true
-  // Progress thread only.
+  int epoll_fd_ = -1;
+  bool armed_ = true;    // EPOLLIN in the epoll set (as attach registers it)
+  bool polled_ = false;  // sockets registered with the ProgressSignal for callers to poll
+  // Under io_mu_.
   std::deque<Operation> active_;
   std::vector<Cursor> cursors_;
 };

@@ -186,6 +186,7 @@ void Device::push_locked(Command command) {
 Status Device::attach(const std::shared_ptr<Channel>& channel) {
   std::lock_guard<std::mutex> lock(mu_);
   GP_RETURN_IF_ERROR(start_locked());
+  channel->set_epoll(epoll_.get());
   for (size_t i = 0; i < channel->socket_count(); ++i) {
     epoll_event ev{};
     // Edge-triggered: the thread moves bytes until EAGAIN, then waits for the next edge.
