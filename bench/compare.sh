@@ -6,7 +6,7 @@
 #                                                  N namespaced hosts (scripts/vcluster.sh), tbf
 #   bench/compare.sh iperf3   [--rate RATE] [options]
 #                                                  2 hosts: iperf3's TCP throughput vs the three;
-#                   iperf3 --bidir (one TCP stream each way, 5 s) gives the per-direction rate
+#                   iperf3 (one TCP stream each way at once, 5 s) gives the per-direction rate
 #                   with both directions busy; gradpack-perf -C sendrecv on the same 2 ranks
 #                   (one per host; each sends SIZE to the other and receives SIZE from it, so
 #                   both directions are busy too) gives busbw = algbw = SIZE / time, its
@@ -181,30 +181,42 @@ mkdir -p "$out"
 : >"$out/mpi.txt"
 
 # --- iperf3: the TCP ceiling between two hosts, vs gradpack's sendrecv -------------------------
-# Both sides measure one TCP stream per direction with both directions busy: iperf3 --bidir, and
-# gradpack-perf -C sendrecv on 2 ranks (rank 0 on host 0, rank 1 on host 1; each sends to the
+# Both sides measure one TCP stream per direction with both directions busy at once: two iperf3
+# client/server pairs started together (host 0 -> host 1 and host 1 -> host 0, each its own
+# single-threaded iperf3 process, as iperf3 3.12's --bidir would put both streams in one thread),
+# and gradpack-perf -C sendrecv on 2 ranks (rank 0 on host 0, rank 1 on host 1; each sends to the
 # other and receives from it at once), whose busbw (= algbw = bytes each rank sent / time) is the
 # per-direction rate. iperf_gbs is the mean of iperf3's two directions (received bytes).
 iperf_gbs=""
 if [ "$mode" = iperf3 ]; then
   command -v iperf3 >/dev/null || die "iperf3 is missing: apt-get install iperf3"
-  server_addr=$(awk 'NR == 2 {print $2}' /run/gradpack-vcluster/hosts)
-  "$vcluster" exec 1 iperf3 -s -1 -B "$server_addr" >"$work/iperf3-server.log" 2>&1 &
-  server=$!
-  pids+=("$server")
+  addr0=$(awk 'NR == 1 {print $2}' /run/gradpack-vcluster/hosts)
+  addr1=$(awk 'NR == 2 {print $2}' /run/gradpack-vcluster/hosts)
+  "$vcluster" exec 1 iperf3 -s -1 -B "$addr1" -p 5201 >"$work/iperf3-server1.log" 2>&1 &
+  server1=$!
+  "$vcluster" exec 0 iperf3 -s -1 -B "$addr0" -p 5202 >"$work/iperf3-server0.log" 2>&1 &
+  server0=$!
+  pids+=("$server1" "$server0")
   for _ in $(seq 50); do
-    "$vcluster" exec 1 ss -ltn 2>/dev/null | grep -q ":5201 " && break
+    "$vcluster" exec 1 ss -ltn 2>/dev/null | grep -q ":5201 " &&
+      "$vcluster" exec 0 ss -ltn 2>/dev/null | grep -q ":5202 " && break
     sleep 0.1
   done
-  echo "compare: iperf3 --bidir -t 5 between host 0 and host 1"
-  "$vcluster" exec 0 iperf3 -c "$server_addr" --bidir -t 5 -J >"$out/iperf3.json"
-  wait "$server" 2>/dev/null || true
+  echo "compare: iperf3 -t 5, host 0 -> host 1 and host 1 -> host 0 at once"
+  "$vcluster" exec 0 iperf3 -c "$addr1" -p 5201 -t 5 -J >"$out/iperf3.json" &
+  client0=$!
+  "$vcluster" exec 1 iperf3 -c "$addr0" -p 5202 -t 5 -J >"$out/iperf3-reverse.json" &
+  client1=$!
+  pids+=("$client0" "$client1")
+  wait "$client0" || die "iperf3 host 0 -> host 1 failed"
+  wait "$client1" || die "iperf3 host 1 -> host 0 failed"
+  wait "$server1" "$server0" 2>/dev/null || true
   # "fwd rev mean" in GB/s: host 0 -> host 1, host 1 -> host 0, their mean.
-  iperf_rates=$(python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["end"]
-f=e["sum_received"]["bits_per_second"] / 8e9
-r=e["sum_received_bidir_reverse"]["bits_per_second"] / 8e9
-print("%.6f %.6f %.6f" % (f, r, (f + r) / 2))' "$out/iperf3.json") ||
-    die "could not read the per-direction rates from $out/iperf3.json (iperf3 >= 3.7 needed for --bidir)"
+  iperf_rates=$(python3 -c 'import json,sys
+f=json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 8e9
+r=json.load(open(sys.argv[2]))["end"]["sum_received"]["bits_per_second"] / 8e9
+print("%.6f %.6f %.6f" % (f, r, (f + r) / 2))' "$out/iperf3.json" "$out/iperf3-reverse.json") ||
+    die "could not read the rates from $out/iperf3.json and $out/iperf3-reverse.json"
   read -r iperf_fwd iperf_rev iperf_gbs <<<"$iperf_rates"
   echo "compare: iperf3: $iperf_fwd GB/s host 0 -> 1, $iperf_rev GB/s host 1 -> 0 (mean $iperf_gbs)"
 
@@ -294,7 +306,7 @@ awk -v ref="$ref_gbs" -v refname="$ref_name" -v mode="$mode" -v n="$nranks" -v r
   }' "$work/gp" "$work/gloo" "$work/mpi" | tee "$out/compare.txt"
 if [ -n "$iperf_gbs" ]; then
   {
-    echo "# iperf3 --bidir (one TCP stream each way, 5 s), per direction: $iperf_fwd GB/s host 0 -> 1," \
+    echo "# iperf3 (one TCP stream each way at once, 5 s), per direction: $iperf_fwd GB/s host 0 -> 1," \
       "$iperf_rev GB/s host 1 -> 0, mean $iperf_gbs GB/s"
     if [ -n "$sendrecv_ratio" ]; then
       echo "# gradpack sendrecv (2 ranks, both directions, $sendrecv_size B, float): busbw" \
