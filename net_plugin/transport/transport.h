@@ -114,8 +114,10 @@ class Transport {
                          std::unique_ptr<SendConnection>* out) = 0;
 
   // Sleeping instead of spinning: progress_epoch() is a counter the backend bumps whenever a
-  // request of `dev` completes or fails; wait_progress() returns once it differs from `seen` or
-  // `until` passes. A caller reads the epoch, tests its requests, and waits only if none was done.
+  // request of `dev` completes or fails; wait_progress() returns once it differs from `seen`,
+  // when a message a caller reads itself (TCP's small receives) may have arrived, or when `until`
+  // passes, and may return spuriously. A caller reads the epoch, tests its requests, and waits
+  // only if none was done.
   // The defaults suit backends whose requests progress inside test(): no sleep at all.
   virtual uint64_t progress_epoch(int dev) const {
     (void)dev;
