@@ -158,7 +158,8 @@ fi
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 mpi_args=(-np "$nranks" --mca mpi_yield_when_idle 1)
 if [ "$mode" = local ]; then
-  mpi_args+=(--oversubscribe)
+  # Loopback TCP, like gradpack and Gloo here: the same transport on all three sides.
+  mpi_args+=(--oversubscribe --mca btl self,tcp --mca pml ob1)
 else
   hosts=$(awk '{print $2}' /run/gradpack-vcluster/hosts | paste -sd,)
   # mpirun stays in the root namespace and reaches each host over the bridge; the agent starts
