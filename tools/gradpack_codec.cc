@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "gradpack/gradpack.h"
+#include "tools/size_suffix.h"
 #include "tools/synthetic_data.h"
 
 namespace {
@@ -109,29 +110,9 @@ bool parse_u64(std::string_view text, uint64_t* out) {
 }
 
 bool parse_count(std::string_view text, uint64_t* out) {
-  int shift = 0;
-  if (!text.empty()) {
-    switch (text.back()) {
-      case 'K':
-      case 'k':
-        shift = 10;
-        break;
-      case 'M':
-      case 'm':
-        shift = 20;
-        break;
-      case 'G':
-      case 'g':
-        shift = 30;
-        break;
-      default:
-        break;
-    }
-    if (shift != 0) text.remove_suffix(1);
-  }
-  uint64_t n = 0;
-  if (!parse_u64(text, &n) || n > (std::numeric_limits<uint64_t>::max() >> shift)) return false;
-  *out = n << shift;
+  std::optional<uint64_t> n = gradpack::tools::parse_size_suffix(text);
+  if (!n) return false;
+  *out = *n;
   return true;
 }
 

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <limits>
 
+#include "tools/size_suffix.h"
+
 namespace gradpack::tools {
 namespace {
 
@@ -202,30 +204,7 @@ Options (short and long forms; sizes take K, M, G suffixes = 2^10, 2^20, 2^30):
 Exit status: 0 success, 1 a gradpack call failed or a result was wrong, 2 usage error.
 )";
 
-std::optional<uint64_t> ParseSize(std::string_view text) {
-  if (text.empty()) return std::nullopt;
-  unsigned shift = 0;
-  switch (text.back()) {
-    case 'K':
-    case 'k':
-      shift = 10;
-      break;
-    case 'M':
-    case 'm':
-      shift = 20;
-      break;
-    case 'G':
-    case 'g':
-      shift = 30;
-      break;
-  }
-  if (shift != 0) text.remove_suffix(1);
-  uint64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  if (value > (std::numeric_limits<uint64_t>::max() >> shift)) return std::nullopt;
-  return value << shift;
-}
+std::optional<uint64_t> ParseSize(std::string_view text) { return parse_size_suffix(text); }
 
 std::optional<std::string> ParsePerfArgs(int argc, const char* const* argv, PerfOptions* out) {
   bool factor_given = false;

@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tools/size_suffix.h"
+
 namespace gradpack::peers {
 
 struct PeerOptions {
@@ -43,37 +45,7 @@ struct PeerOptions {
 
 // "32M" -> 33554432: a decimal count with an optional K, M or G suffix (binary multiples).
 inline std::optional<uint64_t> ParsePeerSize(std::string_view text) {
-  if (text.empty()) return std::nullopt;
-  uint64_t value = 0;
-  size_t i = 0;
-  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
-    if (value > (UINT64_MAX - 9) / 10) return std::nullopt;
-    value = value * 10 + static_cast<uint64_t>(text[i] - '0');
-  }
-  if (i == 0) return std::nullopt;
-  int shift = 0;
-  if (i + 1 == text.size()) {
-    switch (text[i]) {
-      case 'K':
-      case 'k':
-        shift = 10;
-        break;
-      case 'M':
-      case 'm':
-        shift = 20;
-        break;
-      case 'G':
-      case 'g':
-        shift = 30;
-        break;
-      default:
-        return std::nullopt;
-    }
-  } else if (i != text.size()) {
-    return std::nullopt;
-  }
-  if (shift > 0 && value > (UINT64_MAX >> shift)) return std::nullopt;
-  return value << shift;
+  return gradpack::tools::parse_size_suffix(text);
 }
 
 inline std::optional<int> ParsePeerInt(const char* text, int min) {

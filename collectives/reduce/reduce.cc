@@ -12,28 +12,18 @@
 
 namespace gradpack::coll {
 
+namespace {
+const cpu::IsaTables& reduce_tables() {
+  static const cpu::IsaTables tables{&scalar_reduce_kernels(), avx2_reduce_kernels(),
+                                     avx512_reduce_kernels(), "reduction kernels"};
+  return tables;
+}
+}  // namespace
+
 Status reduce_kernels_by_name(const char* isa, const ReduceKernels** out) {
-  const std::string name = isa;
-  if (name == "scalar") {
-    *out = &scalar_reduce_kernels();
-    return OkStatus();
-  }
-  const ReduceKernels* table = nullptr;
-  bool supported = false;
-  if (name == "avx2") {
-    table = avx2_reduce_kernels();
-    supported = cpu::cpu_has_avx2();
-  } else if (name == "avx512") {
-    table = avx512_reduce_kernels();
-    supported = cpu::cpu_has_avx512();
-  } else {
-    return InvalidArgument("unknown CPU instruction set \"" + name +
-                           "\"; expected scalar, avx2 or avx512");
-  }
-  if (table == nullptr) return Unsupported("this build has no " + name + " reduction kernels");
-  if (!supported)
-    return Unsupported("this CPU lacks " + name + "; set GRADPACK_CPU_ISA=auto or a narrower one");
-  *out = table;
+  const void* table = nullptr;
+  GP_RETURN_IF_ERROR(cpu::isa_table_by_name(isa, reduce_tables(), &table));
+  *out = static_cast<const ReduceKernels*>(table);
   return OkStatus();
 }
 
@@ -42,16 +32,9 @@ Status select_reduce_kernels(const ReduceKernels** out) {
   static Status status;
   static std::once_flag once;
   std::call_once(once, [] {
-    const Settings* settings = nullptr;
-    status = Settings::global(&settings);
-    if (!status.ok()) return;
-    const std::string& isa = settings->get(SettingId::kCpuIsa);
-    if (isa != "auto") {
-      status = reduce_kernels_by_name(isa.c_str(), &chosen);
-    } else {
-      for (const char* name : {"avx512", "avx2", "scalar"})
-        if (reduce_kernels_by_name(name, &chosen).ok()) break;
-    }
+    const void* table = nullptr;
+    status = cpu::select_isa_table(reduce_tables(), &table);
+    chosen = static_cast<const ReduceKernels*>(table);
     if (status.ok()) GP_LOG_INFO(kColl, "reduction kernels: %s", chosen->name);
   });
   *out = chosen;

@@ -47,28 +47,55 @@ const CpuFeatures& features() {
 bool cpu_has_avx2() { return features().avx2; }
 bool cpu_has_avx512() { return features().avx512; }
 
-Status kernels_by_name(const char* isa, const CpuKernels** out) {
-  std::string name = isa;
+Status isa_table_by_name(const char* isa, const IsaTables& tables, const void** out) {
+  const std::string name = isa;
   if (name == "scalar") {
-    *out = &scalar_kernels();
+    *out = tables.scalar;
     return OkStatus();
   }
-  const CpuKernels* table = nullptr;
+  const void* table = nullptr;
   bool supported = false;
   if (name == "avx2") {
-    table = avx2_kernels();
+    table = tables.avx2;
     supported = cpu_has_avx2();
   } else if (name == "avx512") {
-    table = avx512_kernels();
+    table = tables.avx512;
     supported = cpu_has_avx512();
   } else {
     return InvalidArgument("unknown CPU instruction set \"" + name +
                            "\"; expected scalar, avx2 or avx512");
   }
-  if (table == nullptr) return Unsupported("this build has no " + name + " kernels");
+  if (table == nullptr) {
+    return Unsupported("this build has no " + name + " " + tables.what);
+  }
   if (!supported)
     return Unsupported("this CPU lacks " + name + "; set GRADPACK_CPU_ISA=auto or a narrower one");
   *out = table;
+  return OkStatus();
+}
+
+Status select_isa_table(const IsaTables& tables, const void** out) {
+  const Settings* settings = nullptr;
+  GP_RETURN_IF_ERROR(Settings::global(&settings));
+  const std::string& isa = settings->get(SettingId::kCpuIsa);
+  if (isa != "auto") return isa_table_by_name(isa.c_str(), tables, out);
+  for (const char* name : {"avx512", "avx2", "scalar"}) {
+    if (isa_table_by_name(name, tables, out).ok()) break;
+  }
+  return OkStatus();
+}
+
+namespace {
+const IsaTables& codec_tables() {
+  static const IsaTables tables{&scalar_kernels(), avx2_kernels(), avx512_kernels(), "kernels"};
+  return tables;
+}
+}  // namespace
+
+Status kernels_by_name(const char* isa, const CpuKernels** out) {
+  const void* table = nullptr;
+  GP_RETURN_IF_ERROR(isa_table_by_name(isa, codec_tables(), &table));
+  *out = static_cast<const CpuKernels*>(table);
   return OkStatus();
 }
 
@@ -77,16 +104,9 @@ Status select_kernels(const CpuKernels** out) {
   static Status status;
   static std::once_flag once;
   std::call_once(once, [] {
-    const Settings* settings = nullptr;
-    status = Settings::global(&settings);
-    if (!status.ok()) return;
-    const std::string& isa = settings->get(SettingId::kCpuIsa);
-    if (isa != "auto") {
-      status = kernels_by_name(isa.c_str(), &chosen);
-    } else {
-      for (const char* name : {"avx512", "avx2", "scalar"})
-        if (kernels_by_name(name, &chosen).ok()) break;
-    }
+    const void* table = nullptr;
+    status = select_isa_table(codec_tables(), &table);
+    chosen = static_cast<const CpuKernels*>(table);
     if (status.ok()) GP_LOG_INFO(kCodec, "CPU kernels: %s", chosen->name);
   });
   *out = chosen;

@@ -59,6 +59,20 @@ bool cpu_has_avx512();
 
 // The table for this process: GRADPACK_CPU_ISA, or the widest the CPU supports.
 Status select_kernels(const CpuKernels** out);
+
+// The choice every runtime-dispatched kernel family shares (these codec kernels, the reduction
+// kernels of collectives/reduce): `tables` are the family's scalar, avx2 and avx512 tables (null
+// when this build lacks one), `what` names the family in messages. isa_table_by_name() picks one
+// by name (kInvalidArgument for an unknown name, kUnsupported when the build or the CPU lacks it);
+// select_isa_table() applies GRADPACK_CPU_ISA, or takes the widest the CPU supports.
+struct IsaTables {
+  const void* scalar;
+  const void* avx2;
+  const void* avx512;
+  const char* what;
+};
+Status isa_table_by_name(const char* isa, const IsaTables& tables, const void** out);
+Status select_isa_table(const IsaTables& tables, const void** out);
 // The table for an explicit ISA name ("scalar", "avx2", "avx512"); kUnsupported if the CPU or
 // the build lacks it.
 Status kernels_by_name(const char* isa, const CpuKernels** out);
