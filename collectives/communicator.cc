@@ -345,6 +345,8 @@ Status Communicator::connect_all(Store& store) {
     links_.send[p] = send_[p].get();
     links_.recv[p] = recv_[p].get();
   }
+  // Every peer is connected: no port needs to stay open (a late stray finds it closed).
+  listener_.reset();
   return mesh_barrier();
 }
 
@@ -413,8 +415,14 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   if (algorithm == Algorithm::kAuto) algorithm = select_algorithm(request);
 
   ++sequence_;
-  PlanKey key{static_cast<int>(collective), static_cast<int>(algorithm), count, elem, root,
-              request.segment_bytes, send_peer, recv_peer};
+  PlanKey key{static_cast<int>(collective),
+              static_cast<int>(algorithm),
+              count,
+              elem,
+              root,
+              request.segment_bytes,
+              send_peer,
+              recv_peer};
   auto it = plans_.find(key);
   if (it == plans_.end()) {
     Plan plan;
@@ -507,7 +515,8 @@ Status Communicator::sendrecv(const void* send, int send_peer, void* recv, int r
                            std::to_string(nranks_));
   }
   if ((send_peer == rank_) != (recv_peer == rank_)) {
-    return InvalidArgument("gp_sendrecv: a rank that sends to itself must also receive from itself");
+    return InvalidArgument(
+        "gp_sendrecv: a rank that sends to itself must also receive from itself");
   }
   const size_t bytes = count * dtype_size(dtype);
   const auto* s = static_cast<const uint8_t*>(send);

@@ -1,6 +1,9 @@
 // The communicator on threads over loopback TCP: every collective, dtype, op and algorithm
 // against a direct computation, in place and out of place; disagreements and misuse as errors.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -9,6 +12,7 @@
 #include <vector>
 
 #include "coll_test_util.h"
+#include "net_plugin/transport/tcp/listener.h"
 
 namespace gradpack::coll {
 namespace {
@@ -190,6 +194,60 @@ TEST(Communicator, SendRecvRingMovesEveryRanksBlockToTheNext) {
                 Code::kInvalidArgument);  // no such peer
     });
   }
+}
+
+TEST(Communicator, StrayConnectionsDuringRendezvousAreRejectedAndInitCompletes) {
+  // Rank 2 joins late; meanwhile strays reach rank 0's listener: one sends garbage, one a
+  // plausible hello with a wrong key, one nothing at all. Init and an all-reduce must succeed.
+  auto store = make_memory_store();
+  std::atomic<bool> strays_done{false};
+  std::thread stray([&] {
+    std::vector<uint8_t> entry;
+    ASSERT_TRUE(store->get("gp/rank/0", std::chrono::milliseconds(10000), &entry).ok());
+    transport::Handle handle;
+    std::copy(entry.begin(), entry.begin() + transport::kHandleBytes, handle.bytes.begin());
+    transport::tcp::HandleData target;
+    ASSERT_TRUE(transport::tcp::decode_handle(handle, &target).ok());
+    std::vector<int> fds;
+    for (int kind = 0; kind < 3; ++kind) {
+      int fd = socket(target.address.ss_family, SOCK_STREAM, 0);
+      ASSERT_GE(fd, 0);
+      ASSERT_EQ(
+          connect(fd, reinterpret_cast<const sockaddr*>(&target.address),
+                  target.address.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6)),
+          0);
+      std::vector<uint8_t> bytes(kind == 0 ? 300 : kind == 1 ? 64 : 0, 0x5A);
+      if (kind == 1) std::memcpy(bytes.data(), "GPTC", 4);  // a magic-looking start, wrong key
+      if (!bytes.empty()) {
+        ASSERT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+      }
+      fds.push_back(fd);
+    }
+    strays_done = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    for (int fd : fds) close(fd);
+  });
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 3; ++r) {
+    ranks.emplace_back([&, r] {
+      if (r == 2) {
+        while (!strays_done) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      CommOptions options;
+      options.transport = testing::loopback_transport();
+      options.timeout = std::chrono::milliseconds(10000);
+      options.host_id = "host" + std::to_string(r);
+      std::unique_ptr<Communicator> comm;
+      Status st = Communicator::create(r, 3, store, std::move(options), &comm);
+      ASSERT_TRUE(st.ok()) << "rank " << r << ": " << st.to_string();
+      std::vector<float> buf(1000, 1.0f);
+      st = comm->allreduce(buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
+      ASSERT_TRUE(st.ok()) << st.to_string();
+      EXPECT_EQ(buf[999], 3.0f);
+    });
+  }
+  for (auto& t : ranks) t.join();
+  stray.join();
 }
 
 TEST(Communicator, RanksThatDisagreeGetAnErrorNamingTheDifference) {
