@@ -346,6 +346,10 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
       OpState& s = states[i];
       const Op& op = plan.ops[i];
       if (s.state == State::kPosted) {
+        // A receive whose operands are not ready cannot be used yet: leave it to land where it
+        // is (the socket or staging) and test it once they are. Testing it now would only cost
+        // a syscall per round (a test reads small receives from the socket).
+        if (op.kind != OpKind::kSend && s.staging != nullptr && !deps_done(op)) continue;
         bool done = false;
         size_t bytes = 0;
         Status st = s.request->test(&done, &bytes);
