@@ -69,7 +69,12 @@ Status post(Device& device, const std::shared_ptr<Channel>& channel, Operation o
   }
   // Fast path: when nothing of this channel waits for the progress thread, start the operation
   // here. A small message then leaves (or arrives) without waking the progress thread at all.
-  std::unique_lock<std::mutex> io(channel->io_mutex(), std::try_to_lock);
+  // A large receive is not started here: reading a megabyte that is already queued would hold
+  // the caller (and its sends and reductions) while the progress thread could do it.
+  const bool may_inline =
+      channel->direction() == Channel::Direction::kSend || op.capacity <= kInlinePollBytes;
+  std::unique_lock<std::mutex> io(channel->io_mutex(), std::defer_lock);
+  if (may_inline) io.try_lock();
   if (io.owns_lock()) {
     bool idle = false;
     {
