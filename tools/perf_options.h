@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tools/perf_table.h"
+
 #include "gradpack/gradpack.h"
 
 namespace gradpack::tools {
@@ -96,7 +98,6 @@ struct Row {
 Measurement Measure(Collective coll, int nranks, uint64_t bytes, double seconds, int64_t wrong);
 
 // The '#' column header lines (three lines, each ending in '\n').
-std::string TableHeader();
 // One table line ending in '\n'.
 std::string FormatRow(const Row& row);
 // One JSON object on one line ending in '\n'.

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tools/perf_table.h"
 #include "tools/size_suffix.h"
 
 namespace gradpack::peers {
@@ -213,24 +214,9 @@ struct PeerMeasurement {
 };
 
 inline std::string PeerTableHeader(const char* what, int nranks) {
-  char buf[512];
-  std::string out;
+  char buf[256];
   std::snprintf(buf, sizeof(buf), "# %s, %d ranks, float sum all_reduce\n#\n", what, nranks);
-  out += buf;
-  std::snprintf(buf, sizeof(buf), "# %10s  %12s  %8s  %6s  %6s  %32s  %32s\n", "", "", "", "", "",
-                "out-of-place", "in-place");
-  out += buf;
-  std::snprintf(buf, sizeof(buf),
-                "# %10s  %12s  %8s  %6s  %6s  %8s  %7s  %7s  %6s  %8s  %7s  %7s  %6s\n", "size",
-                "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong", "time",
-                "algbw", "busbw", "#wrong");
-  out += buf;
-  std::snprintf(buf, sizeof(buf),
-                "# %10s  %12s  %8s  %6s  %6s  %8s  %7s  %7s  %6s  %8s  %7s  %7s  %6s\n", "(B)",
-                "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)",
-                "(GB/s)", "");
-  out += buf;
-  return out;
+  return buf + gradpack::tools::TableHeader();
 }
 
 inline std::string FormatPeerMeasurement(const PeerMeasurement& m, uint64_t bytes, int nranks) {
