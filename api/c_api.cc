@@ -1,9 +1,12 @@
 // The C ABI wall of libgradpack.so: the one place where Status becomes gp_status_t, arguments
 // from C are checked, and nothing (not even std::bad_alloc) escapes to the caller.
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "collectives/communicator.h"
 #include "common/dtype.h"
@@ -119,6 +122,10 @@ void gp_allreduce_opts_init(gp_allreduce_opts_t* opts) {
   opts->struct_size = sizeof(*opts);
   opts->algorithm = GP_ALGO_AUTO;
   opts->segment_bytes = 0;
+  opts->codec = nullptr;
+  opts->error_feedback = -1;
+  opts->key = nullptr;
+  opts->residual_bits = 0;
 }
 
 gp_status_t gp_comm_init(int rank, int nranks, const char* rendezvous, gp_comm_t** out) {
@@ -186,8 +193,8 @@ gp_status_t gp_broadcast(gp_comm_t* comm, const void* send, void* recv, size_t c
   });
 }
 
-gp_status_t gp_sendrecv(gp_comm_t* comm, const void* send, int send_peer, void* recv,
-                        int recv_peer, size_t count, gp_dtype_t dtype) {
+gp_status_t gp_sendrecv(gp_comm_t* comm, const void* send, int send_peer, void* recv, int recv_peer,
+                        size_t count, gp_dtype_t dtype) {
   return guarded([&] {
     if (comm == nullptr) return gradpack::InvalidArgument("gp_sendrecv: comm is NULL");
     return comm->impl->sendrecv(send, send_peer, recv, recv_peer, count, dtype);
@@ -198,6 +205,114 @@ gp_status_t gp_barrier(gp_comm_t* comm) {
   return guarded([&] {
     if (comm == nullptr) return gradpack::InvalidArgument("gp_barrier: comm is NULL");
     return comm->impl->barrier();
+  });
+}
+
+gp_status_t gp_comm_stats(const gp_comm_t* comm, gp_comm_stats_t* stats) {
+  return guarded([&] {
+    if (comm == nullptr || stats == nullptr) {
+      return gradpack::InvalidArgument("gp_comm_stats: comm and stats must not be NULL");
+    }
+    if (stats->struct_size < sizeof(gp_comm_stats_t)) {
+      return gradpack::InvalidArgument(
+          "gp_comm_stats: set stats->struct_size = sizeof(gp_comm_stats_t) first");
+    }
+    const size_t size = stats->struct_size;
+    std::memset(stats, 0, sizeof(gp_comm_stats_t));
+    stats->struct_size = size;
+    comm->impl->stats(stats);
+    return gradpack::OkStatus();
+  });
+}
+
+gp_status_t gp_residuals_save_buffer(gp_comm_t* comm, void* buffer, size_t capacity, size_t* size) {
+  return guarded([&] {
+    if (comm == nullptr || size == nullptr) {
+      return gradpack::InvalidArgument("gp_residuals_save_buffer: comm and size must not be NULL");
+    }
+    const gradpack::coll::ResidualStore& store = comm->impl->residuals();
+    *size = store.serialized_bytes();
+    if (buffer == nullptr && capacity == 0) return gradpack::OkStatus();
+    if (buffer == nullptr || capacity < *size) {
+      return gradpack::InvalidArgument("gp_residuals_save_buffer: the residuals need " +
+                                       std::to_string(*size) + " bytes, the buffer holds " +
+                                       std::to_string(buffer == nullptr ? 0 : capacity));
+    }
+    store.serialize(static_cast<uint8_t*>(buffer));
+    return gradpack::OkStatus();
+  });
+}
+
+gp_status_t gp_residuals_load_buffer(gp_comm_t* comm, const void* buffer, size_t size) {
+  return guarded([&] {
+    if (comm == nullptr || (buffer == nullptr && size > 0)) {
+      return gradpack::InvalidArgument(
+          "gp_residuals_load_buffer: comm and buffer must not be NULL");
+    }
+    return comm->impl->residuals().load(static_cast<const uint8_t*>(buffer), size);
+  });
+}
+
+gp_status_t gp_residuals_save(gp_comm_t* comm, const char* path) {
+  return guarded([&] {
+    if (comm == nullptr || path == nullptr) {
+      return gradpack::InvalidArgument("gp_residuals_save: comm and path must not be NULL");
+    }
+    const gradpack::coll::ResidualStore& store = comm->impl->residuals();
+    std::vector<uint8_t> bytes(store.serialized_bytes());
+    store.serialize(bytes.data());
+    // Written beside the target and renamed, so a crash never leaves half a checkpoint.
+    const std::string tmp = std::string(path) + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (f == nullptr) {
+      return gradpack::Status(gradpack::Code::kSystem, "gp_residuals_save: cannot create " + tmp +
+                                                           ": " + std::strerror(errno));
+    }
+    const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+    const bool closed = std::fclose(f) == 0;
+    if (!written || !closed || std::rename(tmp.c_str(), path) != 0) {
+      const int err = errno;
+      std::remove(tmp.c_str());
+      return gradpack::Status(
+          gradpack::Code::kSystem,
+          std::string("gp_residuals_save: cannot write ") + path + ": " + std::strerror(err));
+    }
+    return gradpack::OkStatus();
+  });
+}
+
+gp_status_t gp_residuals_load(gp_comm_t* comm, const char* path) {
+  return guarded([&] {
+    if (comm == nullptr || path == nullptr) {
+      return gradpack::InvalidArgument("gp_residuals_load: comm and path must not be NULL");
+    }
+    FILE* f = std::fopen(path, "rb");
+    if (f == nullptr) {
+      return gradpack::InvalidArgument(std::string("gp_residuals_load: cannot open ") + path +
+                                       ": " + std::strerror(errno));
+    }
+    std::vector<uint8_t> bytes;
+    uint8_t chunk[1 << 16];
+    size_t n = 0;
+    while ((n = std::fread(chunk, 1, sizeof(chunk), f)) > 0)
+      bytes.insert(bytes.end(), chunk, chunk + n);
+    const bool failed = std::ferror(f) != 0;
+    std::fclose(f);
+    if (failed) {
+      return gradpack::Status(gradpack::Code::kSystem,
+                              std::string("gp_residuals_load: cannot read ") + path);
+    }
+    gradpack::Status st = comm->impl->residuals().load(bytes.data(), bytes.size());
+    if (!st.ok()) return gradpack::Status(st.code(), std::string(path) + ": " + st.message());
+    return st;
+  });
+}
+
+gp_status_t gp_residuals_reset(gp_comm_t* comm) {
+  return guarded([&] {
+    if (comm == nullptr) return gradpack::InvalidArgument("gp_residuals_reset: comm is NULL");
+    comm->impl->residuals().clear();
+    return gradpack::OkStatus();
   });
 }
 

@@ -4,19 +4,25 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include "collectives/reduce/reduce.h"
 #include "collectives/rendezvous/url.h"
 #include "collectives/selector.h"
+#include "common/crc32c.h"
 #include "common/dtype.h"
+#include "common/float16.h"
 #include "common/little_endian.h"
 #include "common/log.h"
 #include "common/settings.h"
+#include "compression/spec.h"
 #include "net_plugin/transport/ibverbs/ibverbs_transport.h"
 #include "net_plugin/transport/tcp/tcp_transport.h"
 
@@ -90,6 +96,32 @@ Status decode_entry(const std::vector<uint8_t>& in, int peer, transport::Handle*
   std::copy(in.begin(), in.begin() + transport::kHandleBytes, handle->bytes.begin());
   *nranks = static_cast<int>(load_le<uint32_t>(in.data() + transport::kHandleBytes));
   host_id->assign(in.begin() + transport::kHandleBytes + 4, in.end());
+  return OkStatus();
+}
+
+// A codec option of gp_allreduce (gp_allreduce_opts_t.codec, GRADPACK_COMPRESS): "off" (spec
+// empty), "auto" or "auto:<spec>" (automatic, spec q8 by default), or a codec spec (including
+// "none").
+struct CodecRequest {
+  bool automatic = false;
+  std::string spec;
+};
+
+Status parse_codec_request(const std::string& text, CodecRequest* out) {
+  *out = CodecRequest{};
+  if (text.empty() || text == "off") return OkStatus();
+  std::string spec = text;
+  if (text == "auto" || text.rfind("auto:", 0) == 0) {
+    out->automatic = true;
+    spec = text.size() > 5 ? text.substr(5) : "q8";
+    if (spec == "none" || spec == "off") {
+      return InvalidArgument("codec \"" + text +
+                             "\": auto needs a lossy codec to choose (auto:q8)");
+    }
+  }
+  CodecSpec parsed;
+  GP_RETURN_IF_ERROR(parse_codec_spec(spec, &parsed));
+  out->spec = spec;
   return OkStatus();
 }
 
@@ -195,6 +227,15 @@ Status Communicator::create(int rank, int nranks, std::shared_ptr<Store> store, 
                                                                 : default_host_id();
   GP_RETURN_IF_ERROR(parse_algorithm(settings->get(SettingId::kAlgo), &comm->forced_algorithm_));
   comm->default_segment_bytes_ = static_cast<size_t>(settings->get_int(SettingId::kSegmentBytes));
+  comm->default_codec_ = settings->get(SettingId::kCompress);
+  comm->default_error_feedback_ = settings->get(SettingId::kErrorFeedback) == "on";
+  comm->default_residual_bits_ = static_cast<int>(settings->get_int(SettingId::kResidualBits));
+  comm->residuals_ = std::make_unique<ResidualStore>(rank, nranks);
+  {
+    CodecRequest parsed;
+    Status st = parse_codec_request(comm->default_codec_, &parsed);
+    if (!st.ok()) return InvalidArgument("GRADPACK_COMPRESS: " + st.message());
+  }
   if (options.transport != nullptr) {
     comm->transport_ = std::move(options.transport);
   } else {
@@ -205,6 +246,12 @@ Status Communicator::create(int rank, int nranks, std::shared_ptr<Store> store, 
                        " found no network device: check GRADPACK_IFNAME / NCCL_SOCKET_IFNAME");
   }
   GP_RETURN_IF_ERROR(comm->connect_all(*store));
+  CodecRequest initial;
+  GP_RETURN_IF_ERROR(parse_codec_request(comm->default_codec_, &initial));
+  if (initial.automatic && nranks > 1) {  // measured now, so the first step is not slowed
+    LinkModel model;
+    GP_RETURN_IF_ERROR(comm->link_model(initial.spec, &model));
+  }
   GP_LOG_INFO(kColl, "rank %d of %d ready over %s (%zu hosts)", rank, nranks,
               comm->transport_->name(),
               static_cast<size_t>(
@@ -380,7 +427,8 @@ Status Communicator::fail(Status status) {
 
 Status Communicator::run(Collective collective, const void* send, void* recv, size_t count,
                          gp_dtype_t dtype, gp_redop_t op, int root, Algorithm algorithm,
-                         size_t segment_bytes, int send_peer, int recv_peer) {
+                         size_t segment_bytes, int send_peer, int recv_peer,
+                         const CompressArgs* compress, uint32_t codec_hash) {
   if (busy_.exchange(true)) {
     return InvalidArgument(
         "another thread is inside a collective of this communicator: one communicator runs one "
@@ -412,10 +460,11 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   request.host_of_rank = host_of_rank_;
   request.send_peer = send_peer;
   request.recv_peer = recv_peer;
+  request.compressed = compress != nullptr;
   if (algorithm == Algorithm::kAuto) algorithm = select_algorithm(request);
 
   ++sequence_;
-  PlanKey key{static_cast<int>(collective),
+  PlanKey key{static_cast<int>(collective) | (compress != nullptr ? 0x100 : 0),
               static_cast<int>(algorithm),
               count,
               elem,
@@ -447,40 +496,357 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   args.header.count = count;
   args.header.root = root;
   args.header.nranks = nranks_;
+  args.header.codec = codec_hash;
+  args.compress = compress;
   Status st = executor_.run(plan, args, links_);
   if (!st.ok()) return fail(std::move(st));
   if (op == GP_AVG && collective != Collective::kBroadcast && collective != Collective::kBarrier &&
       collective != Collective::kAllGather) {
     divide(recv, count, dtype, nranks_);
   }
+  ++collectives_;
   return OkStatus();
+}
+
+Status Communicator::codecs_for(const std::string& spec, Codecs** out) {
+  auto it = codecs_.find(spec);
+  if (it != codecs_.end()) {
+    *out = &it->second;
+    return OkStatus();
+  }
+  CodecSpec parsed;
+  GP_RETURN_IF_ERROR(parse_codec_spec(spec, &parsed));
+  Codecs c;
+  c.canonical = parsed.canonical();
+  c.topk = parsed.kind == CodecKind::kTopk;
+  c.lossless =
+      parsed.kind == CodecKind::kNone ||
+      (parsed.kind == CodecKind::kTopk && parsed.fraction >= 1.0 && parsed.quant.bits == 0);
+  // Ranks round with different streams, so stochastic rounding noise averages out in the sum.
+  CodecSpec worker = parsed;
+  worker.quant.seed += static_cast<uint64_t>(rank_) * 0x9E3779B97F4A7C15ull;
+  GP_RETURN_IF_ERROR(Codec::create(worker.canonical(), &c.worker));
+  // Reduced chunks are dense: top-k's server stage sends them through its value quantizer.
+  CodecSpec server = parsed;
+  if (c.topk) {
+    server = CodecSpec{};
+    if (parsed.quant.bits > 0) {
+      server.kind = CodecKind::kQuant;
+      server.quant = parsed.quant;
+    }
+  }
+  GP_RETURN_IF_ERROR(Codec::create(server.canonical(), &c.server));
+  const std::string both = c.canonical + "|" + server.canonical();
+  c.hash = crc32c(both.data(), both.size()) | 1u;  // never 0, which means "uncompressed"
+  *out = &codecs_.emplace(spec, std::move(c)).first->second;
+  return OkStatus();
+}
+
+Status Communicator::measure_link(const std::string& spec, LinkModel* out) {
+  using Clock = std::chrono::steady_clock;
+  auto seconds = [](Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
+  // figures[0..3]: the latency, link, encode and decode times of this rank; the slowest rank's
+  // are everyone's (one all-reduce MAX), so the model is the same on every rank.
+  double figures[4] = {0, 0, 0, 0};
+  constexpr size_t kLinkBytes = 4 << 20;
+  constexpr size_t kCodecCount = 1 << 20;
+  if (!link_measured_) {
+    double x = 1, y = 0;
+    figures[0] = std::numeric_limits<double>::infinity();
+    for (int i = 0; i < 5; ++i) {
+      auto t0 = Clock::now();
+      GP_RETURN_IF_ERROR(
+          run(Collective::kAllReduce, &x, &y, 1, GP_FLOAT64, GP_SUM, 0, Algorithm::kAuto, 0));
+      figures[0] = std::min(figures[0], seconds(t0));
+    }
+    std::vector<uint8_t> a(kLinkBytes, 1), b(kLinkBytes);
+    figures[1] = std::numeric_limits<double>::infinity();
+    for (int i = 0; i < 3; ++i) {
+      auto t0 = Clock::now();
+      GP_RETURN_IF_ERROR(sendrecv(a.data(), (rank_ + 1) % nranks_, b.data(),
+                                  (rank_ - 1 + nranks_) % nranks_, kLinkBytes, GP_UINT8));
+      figures[1] = std::min(figures[1], seconds(t0));
+    }
+  }
+  Codecs* codecs = nullptr;
+  GP_RETURN_IF_ERROR(codecs_for(spec, &codecs));
+  {
+    std::vector<float> in(kCodecCount), residual(kCodecCount, 0.0f), sum(kCodecCount, 0.0f);
+    uint32_t state = 0x12345678u + static_cast<uint32_t>(rank_);
+    for (float& v : in) {  // gradient-like values: signed, varied magnitudes
+      state = state * 1664525u + 1013904223u;
+      v = (static_cast<float>(state >> 8) / 16777216.0f - 0.5f) * 1e-2f;
+    }
+    std::vector<uint8_t> frame(codecs->worker->max_encoded_bytes(kCodecCount, GP_FLOAT32));
+    figures[2] = figures[3] = std::numeric_limits<double>::infinity();
+    for (int i = 0; i < 3; ++i) {
+      size_t bytes = 0;
+      auto t0 = Clock::now();
+      GP_RETURN_IF_ERROR(codecs->worker->encode(in.data(), kCodecCount, GP_FLOAT32, residual.data(),
+                                                frame.data(), frame.size(), &bytes));
+      figures[2] = std::min(figures[2], seconds(t0));
+      t0 = Clock::now();
+      GP_RETURN_IF_ERROR(
+          decode_frame(frame.data(), bytes, sum.data(), kCodecCount, GP_FLOAT32, true));
+      figures[3] = std::min(figures[3], seconds(t0));
+    }
+  }
+  double agreed[4];
+  GP_RETURN_IF_ERROR(
+      run(Collective::kAllReduce, figures, agreed, 4, GP_FLOAT64, GP_MAX, 0, Algorithm::kAuto, 0));
+  if (!link_measured_) {
+    link_.nranks = nranks_;
+    link_.latency_s = agreed[0];
+    link_.link_Bps = static_cast<double>(kLinkBytes) / std::max(agreed[1], 1e-9);
+    link_measured_ = true;
+  }
+  LinkModel m = link_;
+  m.encode_Bps = static_cast<double>(kCodecCount * 4) / std::max(agreed[2], 1e-9);
+  m.decode_Bps = static_cast<double>(kCodecCount * 4) / std::max(agreed[3], 1e-9);
+  GP_LOG_INFO(kColl,
+              "auto model for %s: all-reduce latency %.1f us, link %.0f MB/s, encode %.0f MB/s, "
+              "decode %.0f MB/s (slowest rank of %d)",
+              codecs->canonical.c_str(), m.latency_s * 1e6, m.link_Bps / 1e6, m.encode_Bps / 1e6,
+              m.decode_Bps / 1e6, nranks_);
+  *out = m;
+  return OkStatus();
+}
+
+Status Communicator::link_model(const std::string& spec, LinkModel* out) {
+  auto it = models_.find(spec);
+  if (it == models_.end()) {
+    LinkModel m;
+    GP_RETURN_IF_ERROR(measure_link(spec, &m));
+    it = models_.emplace(spec, m).first;
+  }
+  *out = it->second;
+  return OkStatus();
+}
+
+void Communicator::stats(gp_comm_stats_t* out) const {
+  out->collectives = collectives_;
+  out->bytes_sent = executor_.bytes_sent();
+  out->bytes_received = executor_.bytes_received();
+  out->compressed_calls = compressed_calls_;
+  out->bypassed_calls = bypassed_calls_;
+  out->residual_bytes = residuals_->bytes();
+  out->residual_keys = residuals_->keys();
+  std::snprintf(out->last_algorithm, sizeof(out->last_algorithm), "%s", last_algorithm_.c_str());
+  std::snprintf(out->last_codec, sizeof(out->last_codec), "%s", last_codec_.c_str());
 }
 
 Status Communicator::allreduce(const void* send, void* recv, size_t count, gp_dtype_t dtype,
                                gp_redop_t op, const gp_allreduce_opts_t* opts) {
   GP_RETURN_IF_ERROR(check_buffers(send, recv, count, "gp_allreduce"));
-  Algorithm algorithm = forced_algorithm_;
+  Algorithm algorithm = Algorithm::kAuto;
+  bool algorithm_from_opts = false;
   size_t segment = 0;
+  std::string codec_text = default_codec_;
+  bool error_feedback = default_error_feedback_;
+  int residual_bits = default_residual_bits_;
+  std::string key;
+  auto has = [&](size_t end) { return opts != nullptr && opts->struct_size >= end; };
   if (opts != nullptr) {
-    if (opts->struct_size < offsetof(gp_allreduce_opts_t, segment_bytes) + sizeof(size_t)) {
+    if (!has(offsetof(gp_allreduce_opts_t, segment_bytes) + sizeof(size_t))) {
       return InvalidArgument("gp_allreduce_opts_t.struct_size is " +
                              std::to_string(opts->struct_size) +
                              ": fill the options with gp_allreduce_opts_init() first");
     }
-    if (opts->algorithm < GP_ALGO_AUTO || opts->algorithm > GP_ALGO_HIER) {
+    if (opts->algorithm < GP_ALGO_AUTO || opts->algorithm > GP_ALGO_SPARSE) {
       return InvalidArgument("gp_allreduce_opts_t.algorithm " +
                              std::to_string(static_cast<int>(opts->algorithm)) +
                              " is not a gp_algo_t");
     }
     // The options ask explicitly; GRADPACK_ALGO steers only calls that leave the choice open.
-    if (opts->algorithm != GP_ALGO_AUTO) algorithm = static_cast<Algorithm>(opts->algorithm);
+    if (opts->algorithm != GP_ALGO_AUTO) {
+      algorithm = static_cast<Algorithm>(opts->algorithm);
+      algorithm_from_opts = true;
+    }
     segment = opts->segment_bytes;
     if (segment != 0 && segment < 4096) {
       return InvalidArgument("gp_allreduce_opts_t.segment_bytes " + std::to_string(segment) +
                              " is below 4096 (0 takes the default)");
     }
+    if (has(offsetof(gp_allreduce_opts_t, codec) + sizeof(const char*)) && opts->codec != nullptr) {
+      codec_text = opts->codec;
+    }
+    if (has(offsetof(gp_allreduce_opts_t, error_feedback) + sizeof(int))) {
+      if (opts->error_feedback < -1 || opts->error_feedback > 1) {
+        return InvalidArgument("gp_allreduce_opts_t.error_feedback " +
+                               std::to_string(opts->error_feedback) +
+                               " is not -1 (default), 0 (off) or 1 (on)");
+      }
+      if (opts->error_feedback >= 0) error_feedback = opts->error_feedback == 1;
+    }
+    if (has(offsetof(gp_allreduce_opts_t, key) + sizeof(const char*)) && opts->key != nullptr) {
+      key = opts->key;
+      if (key.empty() || key.size() > 4096) {
+        return InvalidArgument("gp_allreduce_opts_t.key must be 1 to 4096 characters");
+      }
+    }
+    if (has(offsetof(gp_allreduce_opts_t, residual_bits) + sizeof(int))) {
+      if (opts->residual_bits != 0 && opts->residual_bits != 32 && opts->residual_bits != 16) {
+        return InvalidArgument("gp_allreduce_opts_t.residual_bits " +
+                               std::to_string(opts->residual_bits) +
+                               " is not 0 (default), 32 (fp32) or 16 (bf16)");
+      }
+      if (opts->residual_bits != 0) residual_bits = opts->residual_bits;
+    }
   }
-  return run(Collective::kAllReduce, send, recv, count, dtype, op, 0, algorithm, segment);
+  if (!algorithm_from_opts) algorithm = forced_algorithm_;
+  if (key.empty()) {
+    char text[64];
+    std::snprintf(text, sizeof(text), "@%p:%zu", recv, count);
+    key = text;
+  }
+
+  CodecRequest request;
+  GP_RETURN_IF_ERROR(parse_codec_request(codec_text, &request));
+  const bool float_sum = (dtype == GP_FLOAT32 || dtype == GP_FLOAT16 || dtype == GP_BFLOAT16) &&
+                         (op == GP_SUM || op == GP_AVG);
+  const bool compressed_algorithm =
+      algorithm == Algorithm::kDirect || algorithm == Algorithm::kSparse;
+  bool compress = false;
+  if (request.spec.empty() || (request.spec == "none" && !compressed_algorithm)) {
+    compress = false;  // off, or none with an uncompressed algorithm: the plain all-reduce
+  } else if (request.automatic) {
+    // Auto compresses only what it can (float sums on several ranks) and where it predicts a win.
+    if (float_sum && nranks_ > 1 && count > 0) {
+      LinkModel model;
+      GP_RETURN_IF_ERROR(link_model(request.spec, &model));
+      Codecs* codecs = nullptr;
+      GP_RETURN_IF_ERROR(codecs_for(request.spec, &codecs));
+      const size_t bytes = count * dtype_size(dtype);
+      const size_t wire = codecs->worker->max_encoded_bytes(count, dtype);
+      const Prediction p = predict(model, bytes, wire, codecs->topk);
+      compress = p.compress;
+      auto logged = std::make_tuple(request.spec, count, static_cast<int>(dtype));
+      if (auto_logged_.emplace(logged, compress).second) {
+        GP_LOG_INFO(kColl,
+                    "auto: %zu bytes on %d ranks: %s predicted %.3f ms, uncompressed %.3f ms: %s",
+                    bytes, nranks_, codecs->canonical.c_str(), p.compressed_s * 1e3,
+                    p.uncompressed_s * 1e3, compress ? "compress" : "send uncompressed");
+      }
+    }
+  } else {
+    if (!float_sum) {
+      return InvalidArgument("codec \"" + request.spec +
+                             "\" compresses float32, float16 and bfloat16 sums and averages; this "
+                             "call cannot be compressed: pass codec \"off\" for it");
+    }
+    compress = true;
+  }
+
+  if (!compress) {
+    if (request.automatic) ++bypassed_calls_;
+    last_codec_ = "none";
+    if (compressed_algorithm) {
+      if (!algorithm_from_opts) {
+        algorithm = Algorithm::kAuto;  // GRADPACK_ALGO=direct|sparse steers compressed calls only
+      } else if (!request.automatic) {
+        return InvalidArgument(std::string("algorithm ") + algorithm_name(algorithm) +
+                               " needs a codec (gp_allreduce_opts_t.codec or GRADPACK_COMPRESS)");
+      } else {
+        algorithm = Algorithm::kAuto;
+      }
+    }
+    // A bucket that was compressed before and is not now: what it still owes goes with this call.
+    Residual* owed = float_sum ? residuals_->find(key) : nullptr;
+    if (owed != nullptr && owed->count == count) {
+      std::vector<float> sum(count);
+      const auto* r = static_cast<const uint8_t*>(owed->values());
+      for (size_t i = 0; i < count; ++i) {
+        float x = 0, v = 0;
+        switch (dtype) {
+          case GP_FLOAT16:
+            x = f16_to_f32(static_cast<const uint16_t*>(send)[i]);
+            break;
+          case GP_BFLOAT16:
+            x = bf16_to_f32(static_cast<const uint16_t*>(send)[i]);
+            break;
+          default:
+            x = static_cast<const float*>(send)[i];
+            break;
+        }
+        if (owed->bits == 16) {
+          v = bf16_to_f32(reinterpret_cast<const uint16_t*>(r)[i]);
+        } else {
+          v = reinterpret_cast<const float*>(r)[i];
+        }
+        sum[i] = x + v;
+      }
+      std::vector<uint8_t> merged(count * dtype_size(dtype));
+      for (size_t i = 0; i < count; ++i) {
+        if (dtype == GP_FLOAT16) {
+          reinterpret_cast<uint16_t*>(merged.data())[i] = f32_to_f16(sum[i]);
+        } else if (dtype == GP_BFLOAT16) {
+          reinterpret_cast<uint16_t*>(merged.data())[i] = f32_to_bf16(sum[i]);
+        } else {
+          reinterpret_cast<float*>(merged.data())[i] = sum[i];
+        }
+      }
+      residuals_->erase(key);
+      return run(Collective::kAllReduce, merged.data(), recv, count, dtype, op, 0, algorithm,
+                 segment);
+    }
+    return run(Collective::kAllReduce, send, recv, count, dtype, op, 0, algorithm, segment);
+  }
+
+  Codecs* codecs = nullptr;
+  GP_RETURN_IF_ERROR(codecs_for(request.spec, &codecs));
+  // The compressed algorithms: ring (re-encoding, a counter-example), hier, direct, sparse.
+  switch (algorithm) {
+    case Algorithm::kHalvingDoubling:
+    case Algorithm::kTree:
+      if (algorithm_from_opts) {
+        return InvalidArgument(std::string("compressed all-reduce has no ") +
+                               algorithm_name(algorithm) +
+                               " algorithm: use direct, sparse, hier or ring (docs/algorithms.md)");
+      }
+      algorithm = Algorithm::kAuto;
+      break;
+    case Algorithm::kSparse:
+      if (!codecs->topk) {
+        return InvalidArgument("the sparse algorithm all-gathers top-k frames: codec \"" +
+                               request.spec + "\" is not top-k (use direct)");
+      }
+      break;
+    default:
+      break;
+  }
+  if (algorithm == Algorithm::kAuto) {
+    PlanRequest shape;
+    shape.collective = Collective::kAllReduce;
+    shape.nranks = nranks_;
+    shape.count = count;
+    shape.elem_size = dtype_size(dtype);
+    shape.host_of_rank = host_of_rank_;
+    algorithm = select_algorithm(shape) == Algorithm::kHierarchical ? Algorithm::kHierarchical
+                                                                    : Algorithm::kDirect;
+    if (codecs->topk && sparse_wins(nranks_, codecs->worker->max_encoded_bytes(count, dtype),
+                                    codecs->server->max_encoded_bytes(count, dtype))) {
+      algorithm = Algorithm::kSparse;
+    }
+  }
+  void* residual = nullptr;
+  if (error_feedback && !codecs->lossless) {
+    Residual* r = nullptr;
+    GP_RETURN_IF_ERROR(residuals_->get(key, count, residual_bits, &r));
+    residual = r->values();
+  }
+  CompressArgs args;
+  args.dtype = dtype;
+  args.worker = codecs->worker.get();
+  args.server = codecs->server.get();
+  args.residual = residual;
+  args.residual_bf16 = residual_bits == 16;
+  GP_RETURN_IF_ERROR(run(Collective::kAllReduce, send, recv, count, dtype, op, 0, algorithm,
+                         segment, -1, -1, &args, codecs->hash));
+  ++compressed_calls_;
+  last_codec_ = codecs->canonical;
+  return OkStatus();
 }
 
 Status Communicator::reduce_scatter(const void* send, void* recv, size_t recvcount,

@@ -19,9 +19,11 @@
 #include <tuple>
 #include <vector>
 
+#include "collectives/auto_model.h"
 #include "collectives/executor/host_executor.h"
 #include "collectives/plan.h"
 #include "collectives/rendezvous/store.h"
+#include "collectives/residuals.h"
 #include "common/status.h"
 #include "gradpack/gradpack.h"
 #include "net_plugin/transport/transport.h"
@@ -75,14 +77,34 @@ class Communicator {
   // The algorithm the last collective ran (for the perf tool's header).
   const std::string& last_algorithm() const { return last_algorithm_; }
 
+  void stats(gp_comm_stats_t* out) const;
+  // Error-feedback state (gp_residuals_*).
+  ResidualStore& residuals() { return *residuals_; }
+  // The figures "auto" decides from, measuring them first if needed (collective: every rank must
+  // call it, as every rank makes the all-reduce that triggers it).
+  Status link_model(const std::string& spec, LinkModel* out);
+
  private:
   Communicator() = default;
   Status connect_all(Store& store);
   Status mesh_barrier();
   // Validates, plans, runs; marks the communicator broken on failure.
+  // compress: the codecs and residual of a compressed all-reduce (null: uncompressed).
   Status run(Collective collective, const void* send, void* recv, size_t count, gp_dtype_t dtype,
-             gp_redop_t op, int root, Algorithm algorithm, size_t segment_bytes,
-             int send_peer = -1, int recv_peer = -1);
+             gp_redop_t op, int root, Algorithm algorithm, size_t segment_bytes, int send_peer = -1,
+             int recv_peer = -1, const CompressArgs* compress = nullptr, uint32_t codec_hash = 0);
+  // The codecs of a spec, created once: the worker codec (its stochastic seed offset by the
+  // rank), the server codec (top-k's dense stage: its value quantizer, or none), and the hash
+  // every rank's header carries.
+  struct Codecs {
+    std::unique_ptr<Codec> worker, server;
+    std::string canonical;
+    uint32_t hash = 0;
+    bool topk = false;
+    bool lossless = false;
+  };
+  Status codecs_for(const std::string& spec, Codecs** out);
+  Status measure_link(const std::string& spec, LinkModel* out);
   Status fail(Status status);
   void close_links();
 
@@ -106,6 +128,20 @@ class Communicator {
   // Plans by (collective, algorithm, count, elem size, root, segment bytes, peers), bounded.
   using PlanKey = std::tuple<int, int, size_t, size_t, int, size_t, int, int>;
   std::map<PlanKey, Plan> plans_;
+  // Compression.
+  std::string default_codec_ = "off";  // GRADPACK_COMPRESS
+  bool default_error_feedback_ = true;
+  int default_residual_bits_ = 32;
+  std::map<std::string, Codecs> codecs_;
+  std::unique_ptr<ResidualStore> residuals_;
+  bool link_measured_ = false;
+  LinkModel link_;                           // latency and link rate
+  std::map<std::string, LinkModel> models_;  // by auto's codec: with its throughput
+  std::map<std::tuple<std::string, size_t, int>, bool> auto_logged_;
+  uint64_t collectives_ = 0;
+  uint64_t compressed_calls_ = 0;
+  uint64_t bypassed_calls_ = 0;
+  std::string last_codec_ = "none";
 };
 
 }  // namespace gradpack::coll

@@ -36,20 +36,25 @@ const char* algorithm_name(Algorithm a) {
       return "tree";
     case Algorithm::kHierarchical:
       return "hier";
+    case Algorithm::kDirect:
+      return "direct";
+    case Algorithm::kSparse:
+      return "sparse";
   }
   return "unknown";
 }
 
 Status parse_algorithm(const std::string& text, Algorithm* out) {
-  for (Algorithm a : {Algorithm::kAuto, Algorithm::kRing, Algorithm::kHalvingDoubling,
-                      Algorithm::kTree, Algorithm::kHierarchical}) {
+  for (Algorithm a :
+       {Algorithm::kAuto, Algorithm::kRing, Algorithm::kHalvingDoubling, Algorithm::kTree,
+        Algorithm::kHierarchical, Algorithm::kDirect, Algorithm::kSparse}) {
     if (text == algorithm_name(a)) {
       *out = a;
       return OkStatus();
     }
   }
   return InvalidArgument("unknown algorithm \"" + text +
-                         "\"; expected auto, ring, hd, tree or hier");
+                         "\"; expected auto, ring, hd, tree, hier, direct or sparse");
 }
 
 Status validate_plan_request(const PlanRequest& r) {
@@ -76,6 +81,9 @@ Status validate_plan_request(const PlanRequest& r) {
     for (int h : r.host_of_rank) {
       if (h < 0 || h >= r.nranks) return InvalidArgument("plan: host index out of range");
     }
+  }
+  if (r.compressed && r.collective != Collective::kAllReduce) {
+    return InvalidArgument("plan: only all-reduce can be compressed");
   }
   return OkStatus();
 }
@@ -107,6 +115,10 @@ Status make_plan(Algorithm algorithm, const PlanRequest& request, Plan* out) {
         case Algorithm::kHierarchical:
           chain = !small;
           break;
+        case Algorithm::kDirect:
+        case Algorithm::kSparse:
+          return Unsupported(std::string("the ") + algorithm_name(algorithm) +
+                             " algorithm is for compressed all-reduce only");
       }
       out->algorithm = chain ? "chain" : "binomial";
       return algo::broadcast_plan(request, chain, out);
@@ -121,7 +133,27 @@ Status make_plan(Algorithm algorithm, const PlanRequest& request, Plan* out) {
       break;
   }
   out->algorithm = algorithm_name(algorithm);
+  if (request.compressed) {
+    switch (algorithm) {
+      case Algorithm::kDirect:
+        return algo::direct_plan(request, out);
+      case Algorithm::kSparse:
+        return algo::sparse_plan(request, out);
+      case Algorithm::kRing:
+        return algo::ring_compressed_plan(request, out);
+      case Algorithm::kHierarchical:
+        return algo::hier_compressed_plan(request, out);
+      default:
+        return Unsupported(std::string("compressed all-reduce has no ") +
+                           algorithm_name(algorithm) +
+                           " algorithm; use direct, sparse, ring or hier (docs/algorithms.md)");
+    }
+  }
   switch (algorithm) {
+    case Algorithm::kDirect:
+    case Algorithm::kSparse:
+      return Unsupported(std::string("the ") + algorithm_name(algorithm) +
+                         " algorithm is for compressed all-reduce only: give a codec");
     case Algorithm::kRing:
       return algo::ring_plan(request, out);
     case Algorithm::kHalvingDoubling:

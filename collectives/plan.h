@@ -6,6 +6,13 @@
 // the executor allocates (Plan::scratch_count elements). Offsets and counts are in elements of the
 // collective's dtype.
 //
+// Compressed plans (PlanRequest::compressed) add three kinds of memory: kAccum, fp32 scratch
+// (Plan::accum_count floats) where partial sums are accumulated; kResidual, the error-feedback
+// state of the call's bucket (PlanRequest::count elements, indexed like kRecv); and kFrame, encoded
+// frames: Span::offset is the index of a slot in Plan::frames and Span::count the elements the
+// frame encodes. A frame is written by one kEncode or one kRecv and may be sent and decoded any
+// number of times; its size in bytes is known only once it is written.
+//
 // Rules every plan keeps (tests/unit/plan_test.cc checks them by running all ranks' plans
 // against each other in memory, for every algorithm, rank count and size):
 //  - Messages between two ranks are matched in order: rank a's k-th kSend to b is rank b's k-th
@@ -28,7 +35,7 @@
 
 namespace gradpack::coll {
 
-enum class Buf : uint8_t { kSend, kRecv, kScratch };
+enum class Buf : uint8_t { kSend, kRecv, kScratch, kAccum, kResidual, kFrame };
 
 struct Span {
   Buf buf = Buf::kRecv;
@@ -40,22 +47,40 @@ enum class OpKind : uint8_t {
   kSend,        // send src to peer
   kRecv,        // receive dst.count elements from peer into dst
   kRecvReduce,  // receive dst.count elements from peer; dst = src (op) received (src may be dst)
-  kCopy,        // dst = src, local (skipped when both name the same memory)
-  kReduce,      // dst = dst (op) src, local
+  kCopy,        // dst = src, local (skipped when both name the same memory; converts to and
+                //   from kAccum's fp32)
+  kReduce,      // dst = dst (op) src, local (with a kAccum dst: dst += src in fp32)
+  kEncode,      // dst (a kFrame) = the frame of src (+ the residual aux, which keeps what the
+                //   frame did not carry; aux.count == 0: no error feedback)
+  kDecode,      // dst = decode(src, a kFrame), or dst += decode(src) with `accumulate`
+};
+
+// Which codec writes a frame: the worker stage encodes a rank's own data, the server stage a
+// reduced chunk (the two may differ: top-k's dense path sends reduced chunks quantized, not
+// sparse).
+enum class Stage : uint8_t { kWorker, kServer };
+
+struct FrameSlot {
+  size_t count = 0;  // elements it encodes
+  Stage stage = Stage::kWorker;
 };
 
 struct Op {
   OpKind kind = OpKind::kSend;
   int peer = -1;  // kSend, kRecv, kRecvReduce
   Span src;       // kSend, kRecvReduce, kCopy, kReduce
-  Span dst;       // kRecv, kRecvReduce, kCopy, kReduce
+  Span dst;       // kRecv, kRecvReduce, kCopy, kReduce, kEncode, kDecode
   std::vector<uint32_t> deps;
+  Span aux;                 // kEncode: the residual
+  bool accumulate = false;  // kDecode
 };
 
 struct Plan {
   std::vector<Op> ops;
   size_t scratch_count = 0;  // elements of kScratch the plan uses
-  std::string algorithm;     // "ring", "hd", ... for logs and the perf tool
+  size_t accum_count = 0;    // floats of kAccum the plan uses
+  std::vector<FrameSlot> frames;
+  std::string algorithm;  // "ring", "hd", ... for logs and the perf tool
 };
 
 enum class Collective : uint8_t {
@@ -66,11 +91,20 @@ enum class Collective : uint8_t {
   kBarrier,
   kSendRecv,  // every rank sends count elements to send_peer and receives count from recv_peer
 };
-enum class Algorithm : uint8_t { kAuto, kRing, kHalvingDoubling, kTree, kHierarchical };
+// Values travel in the collective header: never renumber. kDirect and kSparse are compressed only.
+enum class Algorithm : uint8_t {
+  kAuto,
+  kRing,
+  kHalvingDoubling,
+  kTree,
+  kHierarchical,
+  kDirect,
+  kSparse
+};
 
 const char* collective_name(Collective c);
-const char* algorithm_name(Algorithm a);  // "auto", "ring", "hd", "tree", "hier"
-// Parses "auto|ring|hd|tree|hier"; kInvalidArgument naming the choices otherwise.
+const char* algorithm_name(Algorithm a);  // "auto", "ring", "hd", "tree", "hier", "direct", ...
+// Parses "auto|ring|hd|tree|hier|direct|sparse"; kInvalidArgument naming the choices otherwise.
 Status parse_algorithm(const std::string& text, Algorithm* out);
 
 struct PlanRequest {
@@ -87,6 +121,9 @@ struct PlanRequest {
   size_t segment_bytes = 1 << 20;  // pipelining grain: no message of the plan is larger
   // host_of_rank[r]: index of rank r's host (0..nhosts-1); empty means every rank on its own host.
   std::vector<int> host_of_rank;
+  // All-reduce through frames (kEncode/kDecode): kDirect, kSparse, and the compressed forms of
+  // kRing (re-encoding at every hop) and kHierarchical (compressed between hosts only).
+  bool compressed = false;
 };
 
 // kInvalidArgument unless 0 <= rank < nranks, elem_size > 0, segment_bytes >= elem_size, a
@@ -95,7 +132,7 @@ struct PlanRequest {
 Status validate_plan_request(const PlanRequest& request);
 
 // Writes the plan of `request.rank` for `algorithm` (not kAuto). kUnsupported when the algorithm
-// does not implement the collective.
+// does not implement the collective (or, for kDirect and kSparse, is asked for uncompressed).
 Status make_plan(Algorithm algorithm, const PlanRequest& request, Plan* out);
 
 }  // namespace gradpack::coll

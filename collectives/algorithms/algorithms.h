@@ -27,6 +27,14 @@ class PlanBuilder {
   uint32_t recv(int peer, Span dst);
   uint32_t recv_reduce(int peer, Span src, Span dst);
   uint32_t copy(Span src, Span dst);
+  // dst = dst (op) src; with a kAccum dst, dst += src in fp32.
+  uint32_t reduce(Span src, Span dst);
+  // Compressed plans: a new frame slot of `count` elements written by `stage`'s codec.
+  Span frame(size_t count, Stage stage);
+  // frame = encode(src) with error feedback through `residual` (count 0: none).
+  uint32_t encode(Span src, Span residual, Span frame);
+  // dst = decode(frame), or dst += decode(frame) when accumulate.
+  uint32_t decode(Span frame, Span dst, bool accumulate);
   // An op with explicit deps only (zero-count messages: barrier).
   uint32_t add_raw(Op op);
 
@@ -55,6 +63,9 @@ class PlanBuilder {
   int64_t alias_shift_ = 0;
   Space recv_space_;
   Space scratch_space_;
+  Space accum_space_;
+  Space residual_space_;
+  Space frame_space_;  // one element per frame slot
 };
 
 // Calls fn(piece) for each consecutive piece of `span` of at most `max_count` elements (none for
@@ -89,11 +100,31 @@ void chain_broadcast(PlanBuilder& b, const std::vector<int>& group, int me, cons
 void binomial_broadcast(PlanBuilder& b, const std::vector<int>& group, int me, int root,
                         const Span& whole);
 
+// Compressed all-reduce of `input` among `group` (docs/algorithms.md "Compressed all-reduce"):
+// every member encodes each other member's chunk of `input` once with its worker residual and
+// sends it to that chunk's owner; the owner accumulates the decoded chunks and its own (uncoded)
+// chunk in fp32, encodes the sum once with its server residual (the residual elements of its own
+// chunk, which the worker stage leaves unused), sends that frame to every member and decodes it
+// into `output`. All members decode the same frames, so they end with the same bits. Every chunk
+// is cut into segments that flow independently. `input` and `output` may be the same span.
+void direct_allreduce(PlanBuilder& b, const std::vector<int>& group, int me, const Span& input,
+                      const Span& output);
+
 // Plan writers (request already validated; count, nranks, ... in range).
 Status ring_plan(const PlanRequest& request, Plan* out);
 Status hd_plan(const PlanRequest& request, Plan* out);
 Status tree_plan(const PlanRequest& request, Plan* out);
 Status hier_plan(const PlanRequest& request, Plan* out);
+// Compressed all-reduce (request.compressed): the direct reduce-scatter + all-gather above.
+Status direct_plan(const PlanRequest& request, Plan* out);
+// Top-k: every rank's sparse frame of the whole buffer is all-gathered and each rank sums all of
+// them, in rank order, in fp32.
+Status sparse_plan(const PlanRequest& request, Plan* out);
+// The counter-example: a ring reduce-scatter that decodes, adds and re-encodes at every hop.
+Status ring_compressed_plan(const PlanRequest& request, Plan* out);
+// Uncompressed chain reduce inside each host, direct compressed all-reduce among the host leaders,
+// chain broadcast inside each host.
+Status hier_compressed_plan(const PlanRequest& request, Plan* out);
 // Broadcast: binomial tree when `chain` is false, pipelined chain otherwise.
 Status broadcast_plan(const PlanRequest& request, bool chain, Plan* out);
 Status barrier_plan(const PlanRequest& request, Plan* out);

@@ -28,6 +28,9 @@ PlanBuilder::PlanBuilder(const PlanRequest& request, Plan* plan) : plan_(plan) {
   }
   recv_space_[0] = Piece{};
   scratch_space_[0] = Piece{};
+  accum_space_[0] = Piece{};
+  residual_space_[0] = Piece{};
+  frame_space_[0] = Piece{};
 }
 
 void PlanBuilder::need_scratch(size_t count) {
@@ -67,6 +70,37 @@ uint32_t PlanBuilder::copy(Span src, Span dst) {
   return add(std::move(op), true, true);
 }
 
+uint32_t PlanBuilder::reduce(Span src, Span dst) {
+  Op op;
+  op.kind = OpKind::kReduce;
+  op.src = src;
+  op.dst = dst;
+  return add(std::move(op), true, true);
+}
+
+Span PlanBuilder::frame(size_t count, Stage stage) {
+  plan_->frames.push_back(FrameSlot{count, stage});
+  return Span{Buf::kFrame, plan_->frames.size() - 1, count};
+}
+
+uint32_t PlanBuilder::encode(Span src, Span residual, Span frame) {
+  Op op;
+  op.kind = OpKind::kEncode;
+  op.src = src;
+  op.aux = residual;  // read and written: add() orders it as a write
+  op.dst = frame;
+  return add(std::move(op), true, true);
+}
+
+uint32_t PlanBuilder::decode(Span frame, Span dst, bool accumulate) {
+  Op op;
+  op.kind = OpKind::kDecode;
+  op.src = frame;
+  op.dst = dst;
+  op.accumulate = accumulate;
+  return add(std::move(op), true, true);
+}
+
 uint32_t PlanBuilder::add_raw(Op op) {
   plan_->ops.push_back(std::move(op));
   return static_cast<uint32_t>(plan_->ops.size() - 1);
@@ -77,6 +111,7 @@ uint32_t PlanBuilder::add(Op op, bool reads_src, bool writes_dst) {
   std::vector<uint32_t> deps;
   if (reads_src) access(op.src, false, id, &deps);
   if (writes_dst) access(op.dst, true, id, &deps);
+  if (op.aux.count > 0) access(op.aux, true, id, &deps);
   std::sort(deps.begin(), deps.end());
   deps.erase(std::unique(deps.begin(), deps.end()), deps.end());
   if (!deps.empty() && deps.back() == id) deps.pop_back();  // an op that reads what it writes
@@ -86,6 +121,10 @@ uint32_t PlanBuilder::add(Op op, bool reads_src, bool writes_dst) {
 }
 
 void PlanBuilder::access(const Span& span, bool write, uint32_t id, std::vector<uint32_t>* deps) {
+  if (span.buf == Buf::kFrame) {  // a slot is one unit, whatever it encodes
+    touch(&frame_space_, span.offset, span.offset + 1, write, id, deps);
+    return;
+  }
   if (span.count == 0) return;
   const size_t begin = span.offset;
   const size_t end = span.offset + span.count;
@@ -96,6 +135,15 @@ void PlanBuilder::access(const Span& span, bool write, uint32_t id, std::vector<
     case Buf::kScratch:
       need_scratch(end);
       touch(&scratch_space_, begin, end, write, id, deps);
+      break;
+    case Buf::kAccum:
+      plan_->accum_count = std::max(plan_->accum_count, end);
+      touch(&accum_space_, begin, end, write, id, deps);
+      break;
+    case Buf::kResidual:
+      touch(&residual_space_, begin, end, write, id, deps);
+      break;
+    case Buf::kFrame:
       break;
     case Buf::kSend: {
       // Only the part that may be kRecv memory can conflict: nothing writes kSend.

@@ -1,6 +1,7 @@
 #include "collectives/executor/host_executor.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -82,6 +83,7 @@ void encode_header(const CollectiveHeader& h, uint8_t out[kHeaderBytes]) {
   store_le<uint64_t>(out + 24, h.count);
   store_le<uint32_t>(out + 32, static_cast<uint32_t>(h.root));
   store_le<uint32_t>(out + 36, static_cast<uint32_t>(h.nranks));
+  store_le<uint32_t>(out + 12, h.codec);
 }
 
 Status decode_header(const uint8_t* in, size_t size, CollectiveHeader* out) {
@@ -103,6 +105,7 @@ Status decode_header(const uint8_t* in, size_t size, CollectiveHeader* out) {
   out->count = load_le<uint64_t>(in + 24);
   out->root = static_cast<int32_t>(load_le<uint32_t>(in + 32));
   out->nranks = static_cast<int32_t>(load_le<uint32_t>(in + 36));
+  out->codec = load_le<uint32_t>(in + 12);
   return OkStatus();
 }
 
@@ -138,6 +141,15 @@ Status compare_headers(const CollectiveHeader& ours, const CollectiveHeader& the
     return differ("algorithm (GRADPACK_ALGO or the options differ)", algorithm_name(ours.algorithm),
                   algorithm_name(theirs.algorithm));
   }
+  if (theirs.codec != ours.codec) {
+    auto name = [](uint32_t hash) {
+      char text[32];
+      std::snprintf(text, sizeof(text), hash == 0 ? "no codec" : "codec #%08x", hash);
+      return std::string(text);
+    };
+    return differ("codec (GRADPACK_COMPRESS or the options differ, or auto decided differently)",
+                  name(ours.codec), name(theirs.codec));
+  }
   return OkStatus();
 }
 
@@ -151,9 +163,36 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
   const size_t elem = args.elem_size;
   const size_t nops = plan.ops.size();
   uint8_t* const scratch_base = scratch(plan.scratch_count * elem);
+  const CompressArgs* const comp = args.compress;
+  const size_t nframes = plan.frames.size();
+  std::vector<size_t> frame_cap(nframes, 0);
+  if (nframes > 0 || plan.accum_count > 0) {
+    if (comp == nullptr || comp->worker == nullptr || comp->server == nullptr) {
+      return Internal("a compressed plan ran without its codecs");
+    }
+    if (frames_.size() < nframes) frames_.resize(nframes);
+    frame_bytes_.assign(nframes, 0);
+    frame_from_.assign(nframes, -1);
+    for (size_t f = 0; f < nframes; ++f) {
+      Codec* codec = plan.frames[f].stage == Stage::kWorker ? comp->worker : comp->server;
+      // A frame may encode the collective's dtype or an fp32 accumulator.
+      frame_cap[f] = std::max(codec->max_encoded_bytes(plan.frames[f].count, comp->dtype),
+                              codec->max_encoded_bytes(plan.frames[f].count, GP_FLOAT32));
+      if (frame_cap[f] == 0) return Internal("a codec refused the dtype of a planned frame");
+      if (frames_[f].size() < frame_cap[f]) frames_[f].resize(frame_cap[f]);
+    }
+    if (accum_.size() < plan.accum_count) accum_.resize(plan.accum_count);
+  }
   auto address = [&](const Span& span) -> uint8_t* {
     uint8_t* base = nullptr;
     switch (span.buf) {
+      case Buf::kAccum:
+        return reinterpret_cast<uint8_t*>(accum_.data() + span.offset);
+      case Buf::kResidual:
+        if (comp == nullptr || comp->residual == nullptr) return nullptr;
+        return static_cast<uint8_t*>(comp->residual) + span.offset * (comp->residual_bf16 ? 2 : 4);
+      case Buf::kFrame:
+        return frames_[span.offset].data();
       case Buf::kSend:
         base = const_cast<uint8_t*>(static_cast<const uint8_t*>(args.send));
         break;
@@ -239,11 +278,13 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
     if (!header_ok[peer] && status.code() == Code::kCorruptData) {
       // The first message from a peer carries the header: a size the transport refuses there
       // means the ranks called with different arguments.
-      return tell_peers(
-          InvalidArgument("ranks disagree on the count or dtype of collective call #" +
-                          std::to_string(args.header.sequence) + ": the first message from rank " +
-                          std::to_string(peer) + " does not fit what this rank expects (" +
-                          status.message() + "); every rank must pass the same count and dtype"));
+      return tell_peers(InvalidArgument(
+          std::string("ranks disagree on the count") +
+          (args.header.codec != 0 ? ", dtype or codec" : " or dtype") + " of collective call #" +
+          std::to_string(args.header.sequence) + ": the first message from rank " +
+          std::to_string(peer) + " does not fit what this rank expects (" + status.message() +
+          "); every rank must pass the same count and dtype" +
+          (args.header.codec != 0 ? " and the same codec" : "")));
     }
     return Status(status.code(), "with rank " + std::to_string(peer) + ": " + status.message());
   };
@@ -295,8 +336,10 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
         uint32_t i = send_q[p][send_next[p]];
         const Op& op = plan.ops[i];
         if (!deps_done(op)) break;
-        const size_t bytes = op.src.count * elem;
+        const size_t bytes =
+            op.src.buf == Buf::kFrame ? frame_bytes_[op.src.offset] : op.src.count * elem;
         Status st;
+        bytes_sent_ += bytes + (send_next[p] == 0 ? kHeaderBytes : 0);
         if (send_next[p] == 0) {
           std::vector<uint8_t>& buf = first_out_[p];
           buf.resize(kHeaderBytes + bytes);
@@ -316,7 +359,8 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
         uint32_t i = recv_q[p][recv_next[p]];
         const Op& op = plan.ops[i];
         OpState& s = states[i];
-        const size_t bytes = op.dst.count * elem;
+        const size_t bytes =
+            op.dst.buf == Buf::kFrame ? frame_cap[op.dst.offset] : op.dst.count * elem;
         Status st;
         if (recv_next[p] == 0) {
           first_in_[p].resize(kHeaderBytes + bytes);
@@ -360,12 +404,21 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
           finish(static_cast<uint32_t>(i));
           continue;
         }
+        bytes_received_ += bytes;
         const bool first = !header_ok[op.peer] && recv_q[op.peer].front() == i;
         if (first) {
           Status header = check_first(op.peer, bytes);
           if (!header.ok()) return tell_peers(std::move(header));
         }
-        const size_t expected = op.dst.count * elem + (first ? kHeaderBytes : 0);
+        const size_t head = first ? kHeaderBytes : 0;
+        const bool frame = op.dst.buf == Buf::kFrame;
+        // A frame's size is known once it arrives (the transport refused any larger than the
+        // slot); a frame is never empty, so a bare header means the peer gave up.
+        const size_t expected = frame ? std::max(bytes, head + 1) : op.dst.count * elem + head;
+        if (frame && bytes > head) {
+          frame_bytes_[op.dst.offset] = bytes - head;
+          frame_from_[op.dst.offset] = op.peer;
+        }
         if (first && bytes == kHeaderBytes && expected != bytes) {
           return tell_peers(Status(
               Code::kRemote, "rank " + std::to_string(op.peer) + " abandoned collective call #" +
@@ -389,6 +442,8 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
         if (!deps_done(op)) continue;
         if (op.kind == OpKind::kRecvReduce) {
           args.reduce(address(op.dst), address(op.src), s.staging, op.dst.count);
+        } else if (op.dst.buf == Buf::kFrame) {
+          std::memcpy(address(op.dst), s.staging, frame_bytes_[op.dst.offset]);
         } else if (op.dst.count > 0) {
           std::memcpy(address(op.dst), s.staging, op.dst.count * elem);
         }
@@ -399,17 +454,48 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
         s.staging = nullptr;
         finish(static_cast<uint32_t>(i));
         progressed = true;
-      } else if (s.state == State::kWaiting &&
-                 (op.kind == OpKind::kCopy || op.kind == OpKind::kReduce) && deps_done(op)) {
+      } else if (s.state == State::kWaiting && op.kind != OpKind::kSend &&
+                 op.kind != OpKind::kRecv && op.kind != OpKind::kRecvReduce && deps_done(op)) {
         uint8_t* dst = address(op.dst);
         const uint8_t* src = address(op.src);
-        if (op.kind == OpKind::kCopy) {
-          if (dst != src) std::memmove(dst, src, op.dst.count * elem);
-        } else {
-          args.reduce(dst, dst, src, op.dst.count);
+        const bool to_accum = op.dst.buf == Buf::kAccum;
+        const bool from_accum = op.src.buf == Buf::kAccum;
+        switch (op.kind) {
+          case OpKind::kCopy:
+            if (to_accum) {
+              widen(*comp, src, from_accum, reinterpret_cast<float*>(dst), op.dst.count, false);
+            } else if (from_accum) {
+              narrow(*comp, reinterpret_cast<const float*>(src), dst, op.dst.count);
+            } else if (dst != src) {
+              std::memmove(dst, src, op.dst.count * elem);
+            }
+            break;
+          case OpKind::kReduce:
+            if (to_accum) {
+              widen(*comp, src, from_accum, reinterpret_cast<float*>(dst), op.dst.count, true);
+            } else {
+              args.reduce(dst, dst, src, op.dst.count);
+            }
+            break;
+          case OpKind::kEncode: {
+            const size_t slot = op.dst.offset;
+            Codec* codec = plan.frames[slot].stage == Stage::kWorker ? comp->worker : comp->server;
+            Status st = encode(op, codec, *comp, src, frame_cap[slot]);
+            if (!st.ok()) return st;
+            break;
+          }
+          case OpKind::kDecode: {
+            Status st = decode(op, *comp, dst);
+            if (!st.ok()) return st;
+            break;
+          }
+          default:
+            break;
         }
         finish(static_cast<uint32_t>(i));
         progressed = true;
+        // A new frame may be sendable: post it before encoding the next one.
+        if (op.kind == OpKind::kEncode) break;
       }
     }
 
@@ -441,6 +527,84 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
     }
   }
   return OkStatus();
+}
+
+void HostExecutor::widen(const CompressArgs& c, const uint8_t* src, bool src_f32, float* dst,
+                         size_t n, bool add) {
+  const cpu::CpuKernels& k = c.worker->kernels();
+  const float* from = reinterpret_cast<const float*>(src);
+  if (!src_f32 && c.dtype != GP_FLOAT32) {
+    if (convert_.size() < n) convert_.resize(n);
+    const auto* half = reinterpret_cast<const uint16_t*>(src);
+    if (c.dtype == GP_FLOAT16) {
+      k.f16_to_f32(half, convert_.data(), n);
+    } else {
+      k.bf16_to_f32(half, convert_.data(), n);
+    }
+    from = convert_.data();
+  }
+  if (add) {
+    k.add_f32(from, dst, n);
+  } else if (from != dst) {
+    std::memcpy(dst, from, n * sizeof(float));
+  }
+}
+
+void HostExecutor::narrow(const CompressArgs& c, const float* src, uint8_t* dst, size_t n) {
+  const cpu::CpuKernels& k = c.worker->kernels();
+  auto* half = reinterpret_cast<uint16_t*>(dst);
+  switch (c.dtype) {
+    case GP_FLOAT16:  // overflow becomes Inf, as the uncompressed sum would
+      k.f32_to_f16(src, half, n, false);
+      break;
+    case GP_BFLOAT16:
+      k.f32_to_bf16(src, half, n, false);
+      break;
+    default:
+      std::memcpy(dst, src, n * sizeof(float));
+      break;
+  }
+}
+
+Status HostExecutor::encode(const Op& op, Codec* codec, const CompressArgs& c, const uint8_t* src,
+                            size_t capacity) {
+  const size_t slot = op.dst.offset;
+  const gp_dtype_t dtype = op.src.buf == Buf::kAccum ? GP_FLOAT32 : c.dtype;
+  const cpu::CpuKernels& k = codec->kernels();
+  float* residual = nullptr;
+  const bool bf16 = c.residual != nullptr && op.aux.count > 0 && c.residual_bf16;
+  if (c.residual != nullptr && op.aux.count > 0) {
+    if (bf16) {  // widened for the codec, rounded back after it
+      if (convert_.size() < op.aux.count) convert_.resize(op.aux.count);
+      k.bf16_to_f32(static_cast<const uint16_t*>(c.residual) + op.aux.offset, convert_.data(),
+                    op.aux.count);
+      residual = convert_.data();
+    } else {
+      residual = static_cast<float*>(c.residual) + op.aux.offset;
+    }
+  }
+  size_t bytes = 0;
+  GP_RETURN_IF_ERROR(
+      codec->encode(src, op.src.count, dtype, residual, frames_[slot].data(), capacity, &bytes));
+  if (bf16) {
+    k.f32_to_bf16(convert_.data(), static_cast<uint16_t*>(c.residual) + op.aux.offset, op.aux.count,
+                  true);
+  }
+  frame_bytes_[slot] = bytes;
+  frame_from_[slot] = -1;
+  return OkStatus();
+}
+
+Status HostExecutor::decode(const Op& op, const CompressArgs& c, uint8_t* dst) {
+  const size_t slot = op.src.offset;
+  const gp_dtype_t dtype = op.dst.buf == Buf::kAccum ? GP_FLOAT32 : c.dtype;
+  Status st = decode_frame(frames_[slot].data(), frame_bytes_[slot], dst, op.dst.count, dtype,
+                           op.accumulate, &c.worker->kernels());
+  if (st.ok()) return st;
+  const int from = frame_from_[slot];
+  return Status(st.code(), (from >= 0 ? "the frame rank " + std::to_string(from) + " sent"
+                                      : std::string("a frame this rank encoded")) +
+                               " does not decode: " + st.message());
 }
 
 }  // namespace gradpack::coll

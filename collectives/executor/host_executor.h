@@ -21,6 +21,7 @@
 #include "collectives/plan.h"
 #include "collectives/reduce/reduce.h"
 #include "common/status.h"
+#include "compression/codec.h"
 #include "gradpack/gradpack.h"
 #include "net_plugin/transport/transport.h"
 
@@ -36,6 +37,7 @@ struct CollectiveHeader {
   uint64_t count = 0;
   int32_t root = 0;
   int32_t nranks = 0;
+  uint32_t codec = 0;  // compressed calls: a hash of the codecs' canonical specs; 0: uncompressed
 };
 
 inline constexpr size_t kHeaderBytes = 40;
@@ -53,12 +55,22 @@ struct Links {
   std::vector<transport::RecvConnection*> recv;
 };
 
+// What a compressed plan (kEncode, kDecode, kAccum, kResidual, kFrame) needs.
+struct CompressArgs {
+  gp_dtype_t dtype = GP_FLOAT32;  // the collective's (kSend and kRecv elements)
+  Codec* worker = nullptr;        // writes Stage::kWorker frames
+  Codec* server = nullptr;        // writes Stage::kServer frames
+  void* residual = nullptr;       // the bucket's residual (null: no error feedback)
+  bool residual_bf16 = false;     // residual elements are bf16, else fp32
+};
+
 struct ExecArgs {
   const void* send = nullptr;
   void* recv = nullptr;
   size_t elem_size = 4;
   ReduceFn reduce = nullptr;  // for kRecvReduce and kReduce
   CollectiveHeader header;    // sent to every peer the plan talks to; tags are header.sequence
+  const CompressArgs* compress = nullptr;     // required by compressed plans
   std::chrono::milliseconds timeout{120000};  // longest time without any progress
 };
 
@@ -68,7 +80,27 @@ class HostExecutor {
   // caller must treat them as broken (the communicator closes them, so peers fail too).
   Status run(const Plan& plan, const ExecArgs& args, const Links& links);
 
+  // Bytes handed to the transport and received, over every run.
+  uint64_t bytes_sent() const { return bytes_sent_; }
+  uint64_t bytes_received() const { return bytes_received_; }
+
  private:
+  // The local ops of compressed plans, on frames and fp32 accumulators.
+  Status encode(const Op& op, Codec* codec, const CompressArgs& c, const uint8_t* src,
+                size_t capacity);
+  Status decode(const Op& op, const CompressArgs& c, uint8_t* dst);
+  // dst (fp32) = src, or dst += src, src in the collective's dtype or fp32.
+  void widen(const CompressArgs& c, const uint8_t* src, bool src_f32, float* dst, size_t n,
+             bool add);
+  // dst (the collective's dtype) = src (fp32).
+  void narrow(const CompressArgs& c, const float* src, uint8_t* dst, size_t n);
+  uint64_t bytes_sent_ = 0;
+  uint64_t bytes_received_ = 0;
+  std::vector<std::vector<uint8_t>> frames_;
+  std::vector<size_t> frame_bytes_;
+  std::vector<int> frame_from_;  // the peer a received frame came from (-1: encoded here)
+  std::vector<float> accum_;
+  std::vector<float> convert_;  // 16-bit operands and bf16 residuals, widened
   uint8_t* scratch(size_t bytes);
   std::vector<uint8_t> scratch_;
   // The first message to and from each peer (header + data) lives here, not on run()'s stack:

@@ -158,17 +158,35 @@ typedef enum gp_redop_t { GP_SUM = 0, GP_PROD = 1, GP_MIN = 2, GP_MAX = 3, GP_AV
 typedef enum gp_algo_t {
   GP_ALGO_AUTO = 0,
   GP_ALGO_RING = 1,
-  GP_ALGO_HD = 2,   /* recursive halving-doubling */
-  GP_ALGO_TREE = 3, /* pipelined double binary tree */
-  GP_ALGO_HIER = 4  /* host-local reduce, inter-host algorithm among leaders, local broadcast */
+  GP_ALGO_HD = 2,     /* recursive halving-doubling */
+  GP_ALGO_TREE = 3,   /* pipelined double binary tree */
+  GP_ALGO_HIER = 4,   /* host-local reduce, inter-host algorithm among leaders, local broadcast;
+                         with a codec: uncompressed inside a host, compressed between hosts */
+  GP_ALGO_DIRECT = 5, /* compressed only: reduce-scatter straight to each chunk's owner, which
+                         re-encodes the reduced chunk once; then all-gather of the encoded chunks */
+  GP_ALGO_SPARSE = 6  /* top-k only: all-gather of every rank's sparse frame, local scatter-add */
 } gp_algo_t;
 
 /* Options of gp_allreduce(). Fill with gp_allreduce_opts_init() first, then change fields: new
- * fields are added at the end, so code written against an older header keeps working. */
+ * fields are added at the end, so code written against an older header keeps working.
+ *
+ * Compression (docs/algorithms.md "Compressed all-reduce"): `codec` is NULL (take
+ * GRADPACK_COMPRESS, "off" by default), "off" or "none" (uncompressed), any codec spec
+ * ("q8", "q4:block=128", "topk:0.01+q8", ...), "auto" or "auto:<spec>" (compress with <spec>,
+ * q8 by default, only where the model measured at init predicts it is faster; the decision is the
+ * same on every rank). Lossy codecs take GP_FLOAT32, GP_FLOAT16 and GP_BFLOAT16 with GP_SUM or
+ * GP_AVG; the result is identical on every rank. With error feedback, what a call did not send is
+ * kept per `key` and added to the next call with that key, so the sum over steps is exact. */
 typedef struct gp_allreduce_opts_t {
   size_t struct_size;   /* sizeof(gp_allreduce_opts_t) of the caller's header, set by init */
   gp_algo_t algorithm;  /* GP_ALGO_AUTO */
   size_t segment_bytes; /* pipelining grain; 0: the library's default */
+  const char* codec;    /* NULL: GRADPACK_COMPRESS */
+  int error_feedback;   /* -1: GRADPACK_ERROR_FEEDBACK (on for lossy codecs); 0 off; 1 on */
+  const char* key;      /* names the gradient bucket whose residual this call uses; NULL: keyed
+                           by communicator, recv address and count */
+  int residual_bits;    /* 0: GRADPACK_RESIDUAL_BITS (32); 32: fp32 residuals (4 bytes per
+                           element), 16: bf16 residuals (2 bytes per element) */
 } gp_allreduce_opts_t;
 
 GP_API void gp_allreduce_opts_init(gp_allreduce_opts_t* opts);
@@ -220,6 +238,40 @@ GP_API gp_status_t gp_sendrecv(gp_comm_t* comm, const void* send, int send_peer,
 /* Returns once every rank has entered it. */
 GP_API gp_status_t gp_barrier(gp_comm_t* comm);
 
+/* Counters of one communicator since init. Set struct_size = sizeof(gp_comm_stats_t) first. */
+typedef struct gp_comm_stats_t {
+  size_t struct_size;
+  uint64_t collectives;      /* calls completed */
+  uint64_t bytes_sent;       /* bytes this rank handed to the transport, headers included */
+  uint64_t bytes_received;   /* bytes this rank received */
+  uint64_t compressed_calls; /* all-reduces that ran compressed */
+  uint64_t bypassed_calls;   /* all-reduces "auto" sent uncompressed */
+  uint64_t residual_bytes;   /* memory held by error-feedback residuals */
+  uint64_t residual_keys;    /* buckets with a residual */
+  char last_algorithm[16];   /* algorithm of the last collective ("ring", "direct", ...) */
+  char last_codec[64];       /* canonical codec spec of the last all-reduce ("none" if it was
+                                not compressed) */
+} gp_comm_stats_t;
+
+GP_API gp_status_t gp_comm_stats(const gp_comm_t* comm, gp_comm_stats_t* stats);
+
+/* Error-feedback state of a communicator, for checkpoints. Save writes every residual of this
+ * rank (keys, counts, values) in a versioned format; load replaces the communicator's residuals
+ * with those saved, and refuses (GP_ERR_INVALID_ARGUMENT, nothing changed) data of another format
+ * version, world size or rank, or bytes that are not such data (GP_ERR_CORRUPT_DATA). A residual
+ * whose count differs from the count of the call that later uses its key is refused then. Keys
+ * that name a buffer address (opts.key == NULL) are saved too, but only match in a process that
+ * allocates the same addresses: name your buckets to checkpoint them. Collective calls must not run
+ * at the same time. */
+GP_API gp_status_t gp_residuals_save(gp_comm_t* comm, const char* path);
+GP_API gp_status_t gp_residuals_load(gp_comm_t* comm, const char* path);
+/* The same to and from memory. buffer == NULL (capacity 0) only sets *size to the bytes needed;
+ * a capacity below that is GP_ERR_INVALID_ARGUMENT with *size set. */
+GP_API gp_status_t gp_residuals_save_buffer(gp_comm_t* comm, void* buffer, size_t capacity,
+                                            size_t* size);
+GP_API gp_status_t gp_residuals_load_buffer(gp_comm_t* comm, const void* buffer, size_t size);
+/* Drops every residual (the next calls start from zero). */
+GP_API gp_status_t gp_residuals_reset(gp_comm_t* comm);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -10,6 +10,11 @@
 // k-th receive from a), sends leave in plan order per peer and are buffered (receives are posted
 // early), an op runs only when its deps are done, and runnable ops are picked in a seeded random
 // order. No runnable op while ops remain is a deadlock. Matched counts must be equal.
+//
+// Compressed plans run with a lossless model codec: a frame holds the int64 values it encodes,
+// and the residual stays untouched, so a correct plan still gives exact sums. kAccum lies after
+// the scratch, kResidual (count elements) after kAccum, and each frame slot is one unit of its
+// own after those for the hazard check.
 #pragma once
 
 #include <algorithm>
@@ -78,10 +83,33 @@ struct Access {
   bool write;
 };
 
+inline size_t accum_base(const Layout& l, const Plan& plan) {
+  return l.scratch_offset + plan.scratch_count;
+}
+inline size_t residual_base(const Layout& l, const Plan& plan) {
+  return accum_base(l, plan) + plan.accum_count;
+}
+
 inline bool span_in(const PlanRequest& req, const Layout& l, const Plan& plan, const Span& s,
                     size_t* addr, std::string* why) {
   size_t limit = 0, base = 0;
   switch (s.buf) {
+    case Buf::kAccum:
+      limit = plan.accum_count;
+      base = accum_base(l, plan);
+      break;
+    case Buf::kResidual:
+      limit = req.count;
+      base = residual_base(l, plan);
+      break;
+    case Buf::kFrame:
+      if (s.offset >= plan.frames.size() || plan.frames[s.offset].count != s.count) {
+        *why = "frame slot " + std::to_string(s.offset) + " is not a slot of " +
+               std::to_string(s.count) + " elements";
+        return false;
+      }
+      *addr = residual_base(l, plan) + req.count + s.offset;
+      return true;
     case Buf::kSend:
       limit = l.send_count;
       base = l.send_offset;
@@ -132,22 +160,33 @@ inline std::string check_plan(const PlanRequest& req, const Plan& plan, bool in_
     if (reads && writes && op.src.count != op.dst.count)
       return where + ": src and dst counts differ";
     const size_t msg = op.kind == OpKind::kSend ? op.src.count : op.dst.count;
-    if (is_msg && msg * req.elem_size > req.segment_bytes)
+    // The sparse plan sends one top-k frame of the whole buffer (top-k is chosen over the bucket).
+    const bool whole_frame = plan.algorithm == "sparse";
+    if (is_msg && !whole_frame && msg * req.elem_size > req.segment_bytes)
       return where + ": message of " + std::to_string(msg * req.elem_size) +
              " bytes exceeds segment_bytes";
     std::string why;
     size_t addr = 0;
+    auto units = [](const Span& span) { return span.buf == Buf::kFrame ? 1 : span.count; };
     if (reads) {
       if (!detail::span_in(req, l, plan, op.src, &addr, &why)) return where + ": src " + why;
-      if (op.src.count > 0)
-        accesses.push_back({addr, addr + op.src.count, static_cast<uint32_t>(i), false});
+      if (units(op.src) > 0)
+        accesses.push_back({addr, addr + units(op.src), static_cast<uint32_t>(i), false});
     }
     if (writes) {
       if (op.dst.buf == Buf::kSend) return where + ": writes kSend";
       if (!detail::span_in(req, l, plan, op.dst, &addr, &why)) return where + ": dst " + why;
-      if (op.dst.count > 0)
-        accesses.push_back({addr, addr + op.dst.count, static_cast<uint32_t>(i), true});
+      if (units(op.dst) > 0)
+        accesses.push_back({addr, addr + units(op.dst), static_cast<uint32_t>(i), true});
     }
+    if (op.kind == OpKind::kEncode && op.aux.count > 0) {
+      if (op.aux.buf != Buf::kResidual || op.aux.count != op.src.count)
+        return where + ": the residual of an encode is not a kResidual span of its size";
+      if (!detail::span_in(req, l, plan, op.aux, &addr, &why)) return where + ": residual " + why;
+      accesses.push_back({addr, addr + op.aux.count, static_cast<uint32_t>(i), true});
+    }
+    if ((op.kind == OpKind::kEncode) != (op.dst.buf == Buf::kFrame && op.kind != OpKind::kRecv))
+      return where + ": frames are written by kEncode and kRecv only";
   }
   auto ordered = [&](uint32_t a, uint32_t b) {  // b after a, or a after b
     if (a > b) std::swap(a, b);
@@ -195,6 +234,7 @@ inline Outcome run_plans(const std::vector<PlanRequest>& reqs, const std::vector
   constexpr int64_t kPoison = -77777777;
   std::vector<Layout> lay(up);
   std::vector<std::vector<int64_t>> mem(up);
+  std::vector<std::vector<std::vector<int64_t>>> frames(up);  // [rank][slot]: the values it holds
   // Per op: its ordinal among sends to / receives from its peer; remaining deps; dependents.
   std::vector<std::vector<size_t>> ordinal(up);
   std::vector<std::vector<uint32_t>> pending(up);
@@ -203,7 +243,9 @@ inline Outcome run_plans(const std::vector<PlanRequest>& reqs, const std::vector
   size_t remaining = 0;
   for (size_t r = 0; r < up; ++r) {
     lay[r] = layout_of(reqs[r], in_place);
-    mem[r].assign(lay[r].size + plans[r].scratch_count, kPoison);
+    mem[r].assign(lay[r].size + plans[r].scratch_count + plans[r].accum_count + reqs[r].count,
+                  kPoison);
+    frames[r].resize(plans[r].frames.size());
     std::copy(send_data[r].begin(), send_data[r].end(),
               mem[r].begin() + static_cast<std::ptrdiff_t>(lay[r].send_offset));
     const auto& ops = plans[r].ops;
@@ -240,6 +282,12 @@ inline Outcome run_plans(const std::vector<PlanRequest>& reqs, const std::vector
         return lay[r].recv_offset + s.offset;
       case Buf::kScratch:
         return lay[r].scratch_offset + s.offset;
+      case Buf::kAccum:
+        return detail::accum_base(lay[r], plans[r]) + s.offset;
+      case Buf::kResidual:
+        return detail::residual_base(lay[r], plans[r]) + s.offset;
+      case Buf::kFrame:
+        break;
     }
     return size_t{0};
   };
@@ -275,10 +323,14 @@ inline Outcome run_plans(const std::vector<PlanRequest>& reqs, const std::vector
     switch (op.kind) {
       case OpKind::kSend: {
         const size_t a = addr(ur, op.src);
-        wire[ur][peer].push_back(
-            {std::vector<int64_t>(m.begin() + static_cast<std::ptrdiff_t>(a),
-                                  m.begin() + static_cast<std::ptrdiff_t>(a + op.src.count)),
-             k});
+        if (op.src.buf == Buf::kFrame) {
+          wire[ur][peer].push_back({frames[ur][op.src.offset], k});
+        } else {
+          wire[ur][peer].push_back(
+              {std::vector<int64_t>(m.begin() + static_cast<std::ptrdiff_t>(a),
+                                    m.begin() + static_cast<std::ptrdiff_t>(a + op.src.count)),
+               k});
+        }
         out.bytes_sent[ur] += op.src.count * reqs[ur].elem_size;
         out.bytes_to[ur][peer] += op.src.count * reqs[ur].elem_size;
         out.messages_sent[ur]++;
@@ -306,7 +358,9 @@ inline Outcome run_plans(const std::vector<PlanRequest>& reqs, const std::vector
         }
         k |= msg.know;
         const size_t d = addr(ur, op.dst);
-        if (op.kind == OpKind::kRecv) {
+        if (op.dst.buf == Buf::kFrame) {
+          frames[ur][op.dst.offset] = msg.data;
+        } else if (op.kind == OpKind::kRecv) {
           std::copy(msg.data.begin(), msg.data.end(), m.begin() + static_cast<std::ptrdiff_t>(d));
         } else {
           const size_t s = addr(ur, op.src);
@@ -326,6 +380,26 @@ inline Outcome run_plans(const std::vector<PlanRequest>& reqs, const std::vector
       case OpKind::kReduce: {
         const size_t s = addr(ur, op.src), d = addr(ur, op.dst);
         for (size_t e = 0; e < op.dst.count; ++e) m[d + e] += m[s + e];
+        break;
+      }
+      case OpKind::kEncode: {
+        const size_t s = addr(ur, op.src);
+        frames[ur][op.dst.offset].assign(m.begin() + static_cast<std::ptrdiff_t>(s),
+                                         m.begin() + static_cast<std::ptrdiff_t>(s + op.src.count));
+        break;
+      }
+      case OpKind::kDecode: {
+        const auto& f = frames[ur][op.src.offset];
+        if (f.size() != op.dst.count) {
+          out.error = "rank " + std::to_string(r) + " op " + std::to_string(i) +
+                      " decodes a frame slot that holds " + std::to_string(f.size()) +
+                      " values into " + std::to_string(op.dst.count);
+          return out;
+        }
+        const size_t d = addr(ur, op.dst);
+        for (size_t e = 0; e < op.dst.count; ++e) {
+          m[d + e] = op.accumulate ? m[d + e] + f[e] : f[e];
+        }
         break;
       }
     }

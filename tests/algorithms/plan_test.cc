@@ -26,6 +26,7 @@ struct Case {
   size_t segment_bytes = 1 << 20;
   std::vector<int> hosts;
   int root = 0;
+  bool compressed = false;
 };
 
 std::string describe(const Case& c, bool in_place) {
@@ -37,6 +38,7 @@ std::string describe(const Case& c, bool in_place) {
     for (int h : c.hosts) s += std::to_string(h);
   }
   if (c.collective == Collective::kBroadcast) s += " root=" + std::to_string(c.root);
+  if (c.compressed) s += " compressed";
   return s;
 }
 
@@ -65,6 +67,7 @@ CaseRun run_case(const Case& c, bool in_place, uint64_t seed = 1) {
     req.root = c.root;
     req.segment_bytes = c.segment_bytes;
     req.host_of_rank = c.hosts;
+    req.compressed = c.compressed;
     req.send_peer = (r + 1) % c.nranks;  // kSendRecv: a ring
     req.recv_peer = (r + c.nranks - 1) % c.nranks;
     Plan plan;
@@ -131,7 +134,8 @@ std::vector<size_t> counts_for(int p) {
 }
 
 // Every count, plus segment-crossing sizes (64-byte segments: 8 elements) at 1000 and 37*p+5.
-void sweep(Collective coll, Algorithm algo, std::vector<int> (*hosts)(int) = nullptr) {
+void sweep(Collective coll, Algorithm algo, std::vector<int> (*hosts)(int) = nullptr,
+           bool compressed = false) {
   for (int p : kRankCounts) {
     std::vector<Case> cases;
     for (size_t n : counts_for(p)) {
@@ -153,6 +157,7 @@ void sweep(Collective coll, Algorithm algo, std::vector<int> (*hosts)(int) = nul
     }
     for (Case& c : cases) {
       if (hosts) c.hosts = hosts(p);
+      c.compressed = compressed;
       for (bool in_place : {false, true}) {
         if (in_place && coll == Collective::kSendRecv) continue;  // its buffers never overlap
         if (coll == Collective::kBroadcast) {
@@ -442,9 +447,72 @@ TEST(MakePlan, RejectsBadRequests) {
   EXPECT_EQ(make_plan(Algorithm::kTree, req, &plan).code(), Code::kInvalidArgument);
 }
 
+// Compressed plans, with the simulator's lossless model codec: exact sums show that every frame
+// reaches its decoder, the owners sum every member's chunk once, and all ranks end equal.
+std::vector<int> two_per_host(int p) {
+  std::vector<int> h;
+  for (int r = 0; r < p; ++r) h.push_back(r / 2);
+  return h;
+}
+TEST(Compressed, Direct) { sweep(Collective::kAllReduce, Algorithm::kDirect, nullptr, true); }
+TEST(Compressed, Sparse) { sweep(Collective::kAllReduce, Algorithm::kSparse, nullptr, true); }
+TEST(Compressed, ReencodingRing) { sweep(Collective::kAllReduce, Algorithm::kRing, nullptr, true); }
+TEST(Compressed, HierTwoPerHost) {
+  sweep(Collective::kAllReduce, Algorithm::kHierarchical, two_per_host, true);
+}
+TEST(Compressed, HierOneHost) {
+  sweep(
+      Collective::kAllReduce, Algorithm::kHierarchical,
+      [](int p) { return std::vector<int>(static_cast<size_t>(p), 0); }, true);
+}
+TEST(Compressed, DirectSendsEachChunkOnceEachWay) {
+  // Each rank sends (p-1)/p of the buffer to the owners and each owner its chunk to p-1 ranks:
+  // 2(p-1)/p of the buffer per rank, as the ring, but in two rounds instead of 2(p-1) steps.
+  for (int p : {2, 4, 5}) {
+    Case c;
+    c.algorithm = Algorithm::kDirect;
+    c.compressed = true;
+    c.nranks = p;
+    c.count = 1000 * static_cast<size_t>(p);
+    const CaseRun run = run_case(c, false);
+    for (int r = 0; r < p; ++r) {
+      EXPECT_EQ(run.outcome.bytes_sent[static_cast<size_t>(r)],
+                2 * static_cast<uint64_t>(p - 1) * 1000 * kElem);
+    }
+  }
+}
+TEST(Compressed, OnlyAllReduceAndOnlyWithTheFlag) {
+  PlanRequest r;
+  r.nranks = 4;
+  r.count = 100;
+  Plan plan;
+  EXPECT_EQ(make_plan(Algorithm::kDirect, r, &plan).code(), Code::kUnsupported);
+  EXPECT_EQ(make_plan(Algorithm::kSparse, r, &plan).code(), Code::kUnsupported);
+  r.compressed = true;
+  EXPECT_EQ(make_plan(Algorithm::kHalvingDoubling, r, &plan).code(), Code::kUnsupported);
+  EXPECT_TRUE(make_plan(Algorithm::kDirect, r, &plan).ok());
+  r.collective = Collective::kReduceScatter;
+  EXPECT_EQ(make_plan(Algorithm::kDirect, r, &plan).code(), Code::kInvalidArgument);
+}
+TEST(Compressed, SimulatorCatchesAFrameNobodyWrites) {
+  PlanRequest r;
+  r.nranks = 1;
+  r.count = 4;
+  r.compressed = true;
+  Plan plan;
+  plan.frames.push_back(FrameSlot{4, Stage::kWorker});
+  Op copy;
+  copy.kind = OpKind::kCopy;
+  copy.src = Span{Buf::kSend, 0, 4};
+  copy.dst = Span{Buf::kFrame, 0, 4};
+  plan.ops.push_back(copy);
+  EXPECT_NE(sim::check_plan(r, plan, false), "");
+}
+
 TEST(Names, ParseRoundTrips) {
-  for (Algorithm a : {Algorithm::kAuto, Algorithm::kRing, Algorithm::kHalvingDoubling,
-                      Algorithm::kTree, Algorithm::kHierarchical}) {
+  for (Algorithm a :
+       {Algorithm::kAuto, Algorithm::kRing, Algorithm::kHalvingDoubling, Algorithm::kTree,
+        Algorithm::kHierarchical, Algorithm::kDirect, Algorithm::kSparse}) {
     Algorithm back = Algorithm::kAuto;
     ASSERT_TRUE(parse_algorithm(algorithm_name(a), &back).ok());
     EXPECT_EQ(back, a);

@@ -131,6 +131,8 @@ struct RankOptions {
   std::chrono::milliseconds timeout{10000};
   // host_ids[r] for rank r ("" = one host per rank).
   std::vector<std::string> host_ids;
+  // The transport of rank r (default: loopback TCP).
+  std::function<std::unique_ptr<transport::Transport>(int)> transport;
 };
 
 // Runs body(comm) on nranks threads, each with its own communicator over loopback TCP.
@@ -141,7 +143,7 @@ inline void run_ranks(int nranks, const std::function<void(Communicator&)>& body
   for (int r = 0; r < nranks; ++r) {
     threads.emplace_back([&, r] {
       CommOptions options;
-      options.transport = loopback_transport(ro.nsocks);
+      options.transport = ro.transport ? ro.transport(r) : loopback_transport(ro.nsocks);
       options.timeout = ro.timeout;
       options.host_id = ro.host_ids.empty() ? "host" + std::to_string(r) : ro.host_ids[r];
       std::unique_ptr<Communicator> comm;

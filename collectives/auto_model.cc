@@ -1,0 +1,39 @@
+#include "collectives/auto_model.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace gradpack::coll {
+
+Prediction predict(const LinkModel& m, size_t bytes, size_t wire_bytes, bool sparse) {
+  Prediction p;
+  const double n = m.nranks;
+  const double s = static_cast<double>(bytes);
+  const double w = static_cast<double>(wire_bytes);
+  if (m.nranks <= 1 || m.link_Bps <= 0 || m.encode_Bps <= 0 || m.decode_Bps <= 0) return p;
+  // Uncompressed: the measured small-message time plus the ring's 2(n-1)/n of the buffer.
+  p.uncompressed_s = m.latency_s + 2 * (n - 1) / n * s / m.link_Bps;
+  // Log-step algorithms take ceil(log2 n) rounds for small messages, the compressed ones two.
+  const double rounds = std::max(1.0, std::ceil(std::log2(n)));
+  const double latency = m.latency_s * std::max(1.0, 2 / rounds);
+  if (sparse) {
+    // Every rank's frame to every rank; one encode of the buffer, n frames decoded (their cost
+    // follows their size).
+    p.compressed_s = latency + (n - 1) * w / m.link_Bps + s / m.encode_Bps + n * w / m.decode_Bps;
+  } else {
+    // Frames of 1/n of the buffer to each owner and back; the buffer encoded once (worker and
+    // server stages together) and decoded (2 - 1/n) times (the owner's sums, the final chunks).
+    p.compressed_s = latency + 2 * (n - 1) / n * w / m.link_Bps + s / m.encode_Bps +
+                     (2 - 1 / n) * s / m.decode_Bps;
+  }
+  p.compress = p.compressed_s <= kAutoMargin * p.uncompressed_s;
+  return p;
+}
+
+bool sparse_wins(int nranks, size_t sparse_frame_bytes, size_t dense_frame_bytes) {
+  const double n = nranks;
+  return (n - 1) * static_cast<double>(sparse_frame_bytes) <
+         (n - 1) / n * static_cast<double>(sparse_frame_bytes + dense_frame_bytes);
+}
+
+}  // namespace gradpack::coll
