@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ pkg-config   # build
   libgtest-dev libgmock-dev          # tests
+  dataset-fashion-mnist zlib1g-dev
   libbenchmark-dev                   # bench/codec_bench
   clang libclang-rt-14-dev           # libFuzzer for tests/fuzz
   clang-format                       # style

@@ -4,14 +4,21 @@
 // wrong elements. sendrecv (every rank sends to rank+1 and receives from rank-1, as nccl-tests'
 // sendrecv_perf) has no in-place layout: its in-place columns print N/A.
 //
+// With -z the all-reduce is compressed: one layout (out-of-place), and per row the bytes each rank
+// sent per call (gp_comm_stats), the codec the library used and, with -c, the worst error of a
+// run without error feedback against the exact sum, allowed the codec's bound (docs/tools.md).
+//
 // It uses only the public C API of libgradpack.so, so it also exercises the installed ABI.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -21,6 +28,7 @@
 
 namespace {
 
+using gradpack::tools::CodecErrorModel;
 using gradpack::tools::Collective;
 using gradpack::tools::Measurement;
 using gradpack::tools::PerfOptions;
@@ -70,14 +78,22 @@ class RowRunner {
     row.op = op_;
     row.coll = ctx_->opts.collective;
     row.root = gradpack::tools::CollectiveHasRoot(row.coll) ? ctx_->opts.root : -1;
+    row.compressed = compressed();
     row.out_of_place = RunLayout(false);
-    row.in_place = RunLayout(true);
+    // -z measures one layout: the in-place one would say the same about the codec, and the
+    // compression columns need the width.
+    if (compressed()) {
+      row.in_place.skipped = true;
+    } else {
+      row.in_place = RunLayout(true);
+    }
     return row;
   }
 
  private:
   Collective coll() const { return ctx_->opts.collective; }
   bool reduces() const { return gradpack::tools::CollectiveReduces(coll()); }
+  bool compressed() const { return gradpack::tools::Compressed(ctx_->opts); }
   uint64_t n() const { return static_cast<uint64_t>(ctx_->nranks); }
   uint64_t rank() const { return static_cast<uint64_t>(ctx_->rank); }
   // sendrecv's peers: the ring rank+1 (sent to) and rank-1 (received from).
@@ -136,15 +152,17 @@ class RowRunner {
     gradpack::tools::FillSentinel(dtype_, RecvCount(), bufs_.recv.data());
   }
 
-  void Call(bool in_place) {
+  // allreduce_opts: those of the timed calls unless given (the -z check turns error feedback off).
+  void Call(bool in_place, const gp_allreduce_opts_t* allreduce_opts = nullptr) {
     const void* send = in_place ? bufs_.inplace_send : bufs_.send.data();
     void* recv = in_place ? bufs_.inplace_recv : bufs_.recv.data();
     gp_comm_t* comm = ctx_->comm;
+    if (allreduce_opts == nullptr) allreduce_opts = &ctx_->allreduce_opts;
     switch (coll()) {
       case Collective::kAllReduce:
         return CheckCall(
             ctx_->rank, "gp_allreduce",
-            gp_allreduce(comm, send, recv, shape_.rank_count, dtype_, op_, &ctx_->allreduce_opts));
+            gp_allreduce(comm, send, recv, shape_.rank_count, dtype_, op_, allreduce_opts));
       case Collective::kReduceScatter:
         return CheckCall(ctx_->rank, "gp_reduce_scatter",
                          gp_reduce_scatter(comm, send, recv, shape_.rank_count, dtype_, op_));
@@ -207,6 +225,89 @@ class RowRunner {
     return wrong;
   }
 
+  // -z -c: this rank's elements whose distance to the exact result (fp64, from every rank's input,
+  // which every rank can compute) exceeds the codec's bound (CompressedErrorBound), and in
+  // *max_abs_error the largest distance (infinity for a NaN). Every absmax is over the whole
+  // buffer, which only makes the bound looser.
+  int64_t CountOutOfBound(bool in_place, const CodecErrorModel& model, double* max_abs_error,
+                          double* result_absmax) const {
+    const void* recv = in_place ? bufs_.inplace_recv : bufs_.recv.data();
+    const uint64_t rc = shape_.rank_count;
+    auto input = [&](int r, uint64_t i) {
+      return static_cast<double>(gradpack::tools::InputValue(true, op_, r, i));
+    };
+    gradpack::tools::ErrorBoundInput bound_in;
+    bound_in.dtype = dtype_;
+    bound_in.op = op_;
+    bound_in.nranks = ctx_->nranks;
+    for (int r = 0; r < ctx_->nranks; ++r) {
+      double absmax = 0;
+      for (uint64_t i = 0; i < rc; ++i) absmax = std::max(absmax, std::fabs(input(r, i)));
+      bound_in.sum_rank_absmax += absmax;
+    }
+    for (uint64_t i = 0; i < rc; ++i) {
+      double sum = 0;
+      for (int r = 0; r < ctx_->nranks; ++r) sum += input(r, i);
+      bound_in.result_absmax = std::max(bound_in.result_absmax, std::fabs(sum));
+    }
+    int64_t wrong = 0;
+    double worst = 0;
+    for (uint64_t i = 0; i < rc; ++i) {
+      double sum = 0;
+      double abs_sum = 0;
+      for (int r = 0; r < ctx_->nranks; ++r) {
+        sum += input(r, i);
+        abs_sum += std::fabs(input(r, i));
+      }
+      const double ref = op_ == GP_AVG ? sum / ctx_->nranks : sum;
+      bound_in.element_abs_sum = abs_sum;
+      const double err = std::fabs(gradpack::tools::LoadElement(dtype_, recv, i) - ref);
+      // A NaN fails the comparison: it is wrong, and the worst error.
+      if (!(err <= gradpack::tools::CompressedErrorBound(model, bound_in))) ++wrong;
+      worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : std::max(worst, err);
+    }
+    *max_abs_error = worst;
+    *result_absmax = op_ == GP_AVG ? bound_in.result_absmax / ctx_->nranks : bound_in.result_absmax;
+    return wrong;
+  }
+
+  gp_comm_stats_t Stats() const {
+    gp_comm_stats_t stats;
+    std::memset(&stats, 0, sizeof(stats));
+    stats.struct_size = sizeof(stats);
+    CheckCall(ctx_->rank, "gp_comm_stats", gp_comm_stats(ctx_->comm, &stats));
+    return stats;
+  }
+
+  // The -z check: one more call without error feedback (so that the timed calls' residuals do not
+  // enter it) on fresh data, every element within the bound of the codec the library used.
+  void CheckCompressed(bool in_place, Measurement* m) {
+    gp_allreduce_opts_t check_opts = ctx_->allreduce_opts;
+    check_opts.error_feedback = 0;
+    Fill(in_place);
+    Call(in_place, &check_opts);
+    const gp_comm_stats_t stats = Stats();
+    const std::string used(stats.last_codec, strnlen(stats.last_codec, sizeof(stats.last_codec)));
+    const auto model = gradpack::tools::ParseCodecErrorModel(used);
+    if (!model) {
+      std::fprintf(stderr,
+                   "gradpack-perf: rank %d: gp_comm_stats.last_codec \"%s\" is no codec spec\n",
+                   ctx_->rank, used.c_str());
+      std::fflush(stdout);
+      std::_Exit(kExitRuntime);
+    }
+    double max_abs_error = 0;
+    double result_absmax = 0;
+    int64_t wrong = CountOutOfBound(in_place, *model, &max_abs_error, &result_absmax);
+    CheckCall(ctx_->rank, "gp_allreduce",
+              gp_allreduce(ctx_->comm, &wrong, &wrong, 1, GP_INT64, GP_SUM, nullptr));
+    CheckCall(
+        ctx_->rank, "gp_allreduce",
+        gp_allreduce(ctx_->comm, &max_abs_error, &max_abs_error, 1, GP_FLOAT64, GP_MAX, nullptr));
+    m->wrong = wrong;
+    m->max_error = result_absmax > 0 ? max_abs_error / result_absmax : max_abs_error;
+  }
+
   Measurement RunLayout(bool in_place) {
     const PerfOptions& opts = ctx_->opts;
     if (in_place && !gradpack::tools::CollectiveHasInPlace(coll())) {
@@ -218,13 +319,36 @@ class RowRunner {
     Fill(in_place);
     for (int i = 0; i < opts.warmup; ++i) Call(in_place);
     CheckCall(ctx_->rank, "gp_barrier", gp_barrier(ctx_->comm));
+    gp_comm_stats_t before{};
+    if (compressed()) before = Stats();
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < opts.iters; ++i) Call(in_place);
     const auto end = std::chrono::steady_clock::now();
+    // Read before any other call: last_codec is that of the last all-reduce.
+    gp_comm_stats_t after{};
+    if (compressed()) after = Stats();
     double seconds = std::chrono::duration<double>(end - start).count() / opts.iters;
     // The slowest rank's time, as nccl-tests reports by default.
     CheckCall(ctx_->rank, "gp_allreduce",
               gp_allreduce(ctx_->comm, &seconds, &seconds, 1, GP_FLOAT64, GP_MAX, nullptr));
+    if (compressed()) {
+      Measurement m = gradpack::tools::Measure(coll(), ctx_->nranks, shape_.bytes, seconds, -1);
+      // Bytes this rank handed to the transport per call; the table shows the mean over ranks.
+      double wire[2];
+      wire[0] = static_cast<double>(after.bytes_sent - before.bytes_sent) / opts.iters;
+      wire[1] = wire[0];
+      CheckCall(ctx_->rank, "gp_allreduce",
+                gp_allreduce(ctx_->comm, &wire[0], &wire[0], 1, GP_FLOAT64, GP_SUM, nullptr));
+      CheckCall(ctx_->rank, "gp_allreduce",
+                gp_allreduce(ctx_->comm, &wire[1], &wire[1], 1, GP_FLOAT64, GP_MAX, nullptr));
+      m.wire_bytes = wire[0] / ctx_->nranks;
+      m.wire_bytes_max = wire[1];
+      m.codec_used.assign(after.last_codec, strnlen(after.last_codec, sizeof(after.last_codec)));
+      m.algorithm_used.assign(after.last_algorithm,
+                              strnlen(after.last_algorithm, sizeof(after.last_algorithm)));
+      if (opts.check != 0) CheckCompressed(in_place, &m);
+      return m;
+    }
     int64_t wrong = -1;
     if (opts.check != 0) {
       // The timed runs reduced their own outputs again (in place): check a run on fresh data.
@@ -256,6 +380,7 @@ void PrintHeader(const Context& ctx) {
   CheckCall(ctx.rank, "gp_allgather",
             gp_allgather(ctx.comm, record, all.data(), kRankRecordBytes, GP_UINT8));
   if (ctx.rank != 0 || o.json) return;
+  const bool compressed = gradpack::tools::Compressed(o);
   const char* isa = std::getenv("GRADPACK_CPU_ISA");
   std::printf(
       "# gradpack-perf %s: nranks %d algorithm %s gradpack %s (header %d.%d.%d) cpu isa %s\n",
@@ -281,7 +406,14 @@ void PrintHeader(const Context& ctx) {
     std::printf("#  Rank %2d Pid %7s on %s\n", r, rec.substr(0, space).c_str(),
                 space == std::string::npos ? "?" : rec.substr(space + 1).c_str());
   }
-  std::printf("#\n%s", gradpack::tools::TableHeader().c_str());
+  if (compressed) {
+    std::printf(
+        "#\n# Compressed: codec %s, error feedback %s (the check: without it). Out-of-place only;"
+        "\n# time, algbw, busbw of the uncompressed size; wire: bytes sent per rank per call\n",
+        o.codec.c_str(), o.error_feedback ? "on" : "off");
+  }
+  std::printf("#\n%s", compressed ? gradpack::tools::CompressedTableHeader().c_str()
+                                  : gradpack::tools::TableHeader().c_str());
 }
 
 }  // namespace
@@ -297,10 +429,28 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (gradpack::tools::Compressed(opts)) {
+    // A bad spec is a usage error, found before the communicator is joined. "auto" names no codec;
+    // "auto:<spec>" names one.
+    std::string spec = opts.codec;
+    if (spec.rfind("auto:", 0) == 0) spec = spec.substr(5);
+    if (spec != "auto") {
+      gp_codec_t* codec = nullptr;
+      if (gp_codec_create(spec.c_str(), &codec) != GP_OK) {
+        std::fprintf(stderr, "gradpack-perf: -z %s: %s\n", opts.codec.c_str(), gp_last_error());
+        return kExitUsage;
+      }
+      gp_codec_destroy(codec);
+    }
+  }
+
   Context ctx;
   ctx.opts = opts;
   gp_allreduce_opts_init(&ctx.allreduce_opts);
   ctx.allreduce_opts.algorithm = opts.algorithm;
+  // Without -z the all-reduce is not compressed, whatever GRADPACK_COMPRESS says.
+  ctx.allreduce_opts.codec = gradpack::tools::Compressed(opts) ? ctx.opts.codec.c_str() : "off";
+  ctx.allreduce_opts.error_feedback = ctx.opts.error_feedback ? 1 : 0;
   {
     // Before the communicator exists, the rank comes from the launcher's environment.
     const char* env_rank = std::getenv("GRADPACK_RANK");
@@ -326,6 +476,7 @@ int main(int argc, char** argv) {
   std::vector<gp_redop_t> ops = opts.ops;
   if (!gradpack::tools::CollectiveReduces(opts.collective)) ops = {GP_SUM};
   int64_t total_wrong = 0;
+  double max_error = -1;
   double busbw_sum = 0;
   int busbw_count = 0;
   for (gp_dtype_t dtype : opts.dtypes) {
@@ -337,12 +488,14 @@ int main(int argc, char** argv) {
         for (const Measurement* m : {&row.out_of_place, &row.in_place}) {
           if (m->skipped) continue;
           if (m->wrong > 0) total_wrong += m->wrong;
+          max_error = std::max(max_error, m->max_error);
           busbw_sum += m->busbw;
           ++busbw_count;
         }
         if (ctx.rank == 0) {
           const std::string line =
-              opts.json ? gradpack::tools::FormatJsonRow(row, ctx.nranks, opts.algorithm)
+              opts.json ? gradpack::tools::FormatJsonRow(row, ctx.nranks, opts.algorithm,
+                                                         opts.codec, opts.error_feedback)
                         : gradpack::tools::FormatRow(row);
           std::fputs(line.c_str(), stdout);
           std::fflush(stdout);
@@ -353,10 +506,16 @@ int main(int argc, char** argv) {
   if (ctx.rank == 0 && !opts.json) {
     std::printf("# Out of bounds values : %" PRId64 " %s\n", total_wrong,
                 total_wrong == 0 ? "OK" : "FAILED");
-    std::printf("# Avg bus bandwidth    : %g \n#\n",
-                busbw_count > 0 ? busbw_sum / busbw_count : 0.0);
+    std::printf("# Avg bus bandwidth    : %g \n", busbw_count > 0 ? busbw_sum / busbw_count : 0.0);
+    if (gradpack::tools::Compressed(opts) && max_error >= 0) {
+      std::printf("# Max relative error   : %.3g\n", max_error);
+    }
+    std::printf("#\n");
   }
   std::fflush(stdout);
+  // No rank leaves before rank 0 has printed everything: a rank that exits 1 (wrong elements)
+  // makes gradpack-run stop the others, rank 0 included.
+  CheckCall(ctx.rank, "gp_barrier", gp_barrier(ctx.comm));
   CheckCall(ctx.rank, "gp_comm_destroy", gp_comm_destroy(ctx.comm));
   return total_wrong == 0 ? 0 : kExitRuntime;
 }

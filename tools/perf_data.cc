@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
 #include <cmath>
 #include <cstring>
+#include <string>
 
 namespace gradpack::tools {
 
@@ -192,6 +194,79 @@ double ExpectedReduction(gp_dtype_t dtype, gp_redop_t op, int nranks, uint64_t i
   int64_t result = Wrap(dtype, acc);
   if (op == GP_AVG) result = Wrap(dtype, result / nranks);
   return static_cast<double>(result);
+}
+
+namespace {
+
+// "q<b>[:option...]" -> the quantizer's model; nullopt when text is not one.
+std::optional<CodecErrorModel> ParseQuant(std::string_view text) {
+  if (text.size() < 2 || text[0] != 'q') return std::nullopt;
+  const size_t colon = text.find(':');
+  const std::string_view digits =
+      text.substr(1, colon == std::string_view::npos ? colon : colon - 1);
+  int bits = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), bits);
+  if (ec != std::errc() || end != digits.data() + digits.size() || bits < 2 || bits > 16) {
+    return std::nullopt;
+  }
+  CodecErrorModel m;
+  m.exact = false;
+  m.bits = bits;
+  m.stochastic = colon != std::string_view::npos &&
+                 text.substr(colon).find(":round=stochastic") != std::string_view::npos;
+  // docs/codecs.md: L = 2^(b-1) - 1; nearest absmax/(2L), stochastic absmax/L.
+  const double levels = std::ldexp(1.0, bits - 1) - 1;
+  m.eps = m.stochastic ? 1 / levels : 1 / (2 * levels);
+  return m;
+}
+
+}  // namespace
+
+std::optional<CodecErrorModel> ParseCodecErrorModel(std::string_view spec) {
+  CodecErrorModel m;
+  if (spec == "none") return m;
+  if (spec == "fp16" || spec == "bf16") {
+    m.exact = false;
+    m.eps = spec == "fp16" ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
+    return m;
+  }
+  if (spec.substr(0, 5) == "topk:") {
+    const std::string_view rest = spec.substr(5);
+    const size_t plus = rest.find('+');
+    const std::string_view fraction = rest.substr(0, plus);
+    // The fraction is the library's to check; here only that there is one.
+    if (fraction.empty() || fraction.find(':') != std::string_view::npos) return std::nullopt;
+    if (plus != std::string_view::npos) {
+      auto q = ParseQuant(rest.substr(plus + 1));
+      if (!q) return std::nullopt;
+      m = *q;
+    }
+    m.exact = false;
+    m.topk = true;
+    return m;
+  }
+  return ParseQuant(spec);
+}
+
+double CompressedErrorBound(const CodecErrorModel& model, const ErrorBoundInput& in) {
+  const double n = std::max(in.nranks, 1);
+  double bound = 0;
+  if (!model.exact) {
+    const double s = in.sum_rank_absmax;
+    const double reduced_absmax = in.result_absmax + model.eps * s;
+    bound = model.eps * (s + reduced_absmax);
+    if (model.topk) bound += in.element_abs_sum;
+    bound += (n + 2) * std::ldexp(1.0, -22) * (s + in.result_absmax);
+    if (in.dtype == GP_FLOAT16 || in.dtype == GP_BFLOAT16) {
+      // Two roundings to the dtype of at most u = Epsilon / 2 each.
+      bound += Epsilon(in.dtype) * (in.result_absmax + bound);
+    }
+  }
+  if (in.op == GP_AVG) {
+    bound /= n;
+    bound += 2 * Epsilon(in.dtype) * in.result_absmax / n;
+  }
+  return bound;
 }
 
 bool Matches(gp_dtype_t dtype, gp_redop_t op, bool reduces, double got, double expected) {

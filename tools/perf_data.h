@@ -4,6 +4,8 @@
 #define GRADPACK_TOOLS_PERF_DATA_H_
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
 
 #include "gradpack/gradpack.h"
 
@@ -36,6 +38,46 @@ void StoreElement(gp_dtype_t dtype, void* buf, uint64_t i, double value);
 // Whether a received value is right. Exact except for avg of a floating dtype, where the library
 // may divide in a different precision: there two units in the last place of dtype are allowed.
 bool Matches(gp_dtype_t dtype, gp_redop_t op, bool reduces, double got, double expected);
+
+// How far a compressed all-reduce may be from the exact sum: what gradpack-perf -z -c allows
+// (docs/tools.md "The check with -z"), from the per-encode bounds of docs/codecs.md.
+struct CodecErrorModel {
+  bool exact = true;  // "none": the result must equal the expected one
+  double eps = 0;     // one encode: |v - decoded| <= eps * absmax (q<b>, fp16, bf16)
+  bool topk = false;  // an element may be dropped whole
+  int bits = 0;       // q<b>'s b (0: not quantized)
+  bool stochastic = false;
+};
+
+// The model of a codec spec as gp_comm_stats.last_codec gives it (canonical, "q8:block=256:..."),
+// or as short as -z takes it ("q8", "topk:0.01+q4", "fp16", "none"). nullopt: not a codec spec
+// (e.g. "auto", which names no codec).
+//   q<b> nearest: eps = 1/(2^b - 2); stochastic: 1/(2^(b-1) - 1); fp16: 2^-11; bf16: 2^-8;
+//   topk:<f>: eps 0 (fp32 values), topk:<f>+q<b>: q<b>'s eps; both drop elements.
+std::optional<CodecErrorModel> ParseCodecErrorModel(std::string_view spec);
+
+// What the bound of one element depends on. Every absmax may be taken over the whole buffer
+// (conservative).
+struct ErrorBoundInput {
+  gp_dtype_t dtype = GP_FLOAT32;  // of the data (fp16/bf16 add their rounding of the result)
+  gp_redop_t op = GP_SUM;         // GP_SUM or GP_AVG (avg: the sum's bound / nranks)
+  int nranks = 1;
+  double sum_rank_absmax = 0;  // sum over ranks r of max |x_r|
+  double result_absmax = 0;    // max |sum over ranks of x_r| (the sum, also for avg)
+  double element_abs_sum = 0;  // sum over ranks r of |x_r[i]| (used by top-k)
+};
+
+// The largest |got - ref| allowed for one element, ref the exact (fp64) result:
+//   q = eps * (S + A'),  S = sum_rank_absmax,  A' = result_absmax + eps * S
+//       (each rank's input is encoded once, the reduced value once more; A' bounds the absmax of
+//       the reduced values, which already carry the first error)
+//   + element_abs_sum for top-k (an element may be dropped whole, on any rank or after the sum)
+//   + (nranks + 2) * 2^-22 * (S + result_absmax): fp32 arithmetic (sums, scales)
+//   + 2 * u * (result_absmax + the above) for fp16/bf16 data, u = 2^-11 / 2^-8 (the decode and
+//     the result are rounded to the dtype)
+// For GP_AVG the whole is divided by nranks, plus two units in the last place of the dtype
+// (Matches()). For an exact model ("none") it is 0 (0 plus the avg allowance for GP_AVG).
+double CompressedErrorBound(const CodecErrorModel& model, const ErrorBoundInput& in);
 
 // IEEE half and bfloat16 conversions (round to nearest even; NaN stays NaN).
 uint16_t FloatToHalf(float value);

@@ -36,8 +36,9 @@ struct AlgoEntry {
   gp_algo_t algo;
 };
 constexpr AlgoEntry kAlgos[] = {
-    {"auto", GP_ALGO_AUTO}, {"ring", GP_ALGO_RING}, {"hd", GP_ALGO_HD},
-    {"tree", GP_ALGO_TREE}, {"hier", GP_ALGO_HIER},
+    {"auto", GP_ALGO_AUTO},     {"ring", GP_ALGO_RING}, {"hd", GP_ALGO_HD},
+    {"tree", GP_ALGO_TREE},     {"hier", GP_ALGO_HIER}, {"direct", GP_ALGO_DIRECT},
+    {"sparse", GP_ALGO_SPARSE},
 };
 
 struct CollectiveEntry {
@@ -57,18 +58,23 @@ std::optional<int64_t> ParseInt(std::string_view text) {
   return value;
 }
 
-// Accepts "-x VALUE", "-xVALUE", "--long VALUE" and "--long=VALUE".
+// Accepts "-x VALUE", "-xVALUE", "--long VALUE" and "--long=VALUE". A long-only flag has no
+// short form; its short_name only tells ApplyFlag which flag it is.
 struct Flag {
   char short_name;
   const char* long_name;
   bool takes_value;
+  bool long_only = false;
 };
 constexpr Flag kFlags[] = {
-    {'b', "minbytes", true},  {'e', "maxbytes", true},  {'f', "stepfactor", true},
-    {'i', "stepbytes", true}, {'n', "iters", true},     {'w', "warmup_iters", true},
-    {'c', "check", true},     {'o', "op", true},        {'d', "datatype", true},
-    {'r', "root", true},      {'a', "algorithm", true}, {'C', "collective", true},
-    {'j', "json", false},     {'h', "help", false},
+    {'b', "minbytes", true},   {'e', "maxbytes", true},
+    {'f', "stepfactor", true}, {'i', "stepbytes", true},
+    {'n', "iters", true},      {'w', "warmup_iters", true},
+    {'c', "check", true},      {'o', "op", true},
+    {'d', "datatype", true},   {'r', "root", true},
+    {'a', "algorithm", true},  {'C', "collective", true},
+    {'z', "codec", true},      {'E', "error-feedback", true, true},
+    {'j', "json", false},      {'h', "help", false},
 };
 
 std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
@@ -142,7 +148,7 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
           return std::nullopt;
         }
       }
-      return "-a: unknown algorithm " + Quote(value) + " (auto|ring|hd|tree|hier)";
+      return "-a: unknown algorithm " + Quote(value) + " (auto|ring|hd|tree|hier|direct|sparse)";
     case 'C':
       for (const auto& e : kCollectives) {
         if (value == e.name) {
@@ -152,6 +158,25 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
       }
       return "-C: unknown collective " + Quote(value) +
              " (all_reduce|reduce_scatter|all_gather|broadcast|sendrecv)";
+    case 'z':
+      // The library parses the spec (gradpack-perf checks it with gp_codec_create before the
+      // communicator is joined); here only what is not a codec at all.
+      if (value.empty() || value == "off") {
+        return "-z: expected a codec spec (q8, q4, topk:0.01+q8, fp16, bf16, none, auto, auto:q4), "
+               "got " +
+               Quote(value) + "; leave -z out for an uncompressed all-reduce";
+      }
+      out->codec = std::string(value);
+      return std::nullopt;
+    case 'E':
+      if (value == "on") {
+        out->error_feedback = true;
+      } else if (value == "off") {
+        out->error_feedback = false;
+      } else {
+        return "--error-feedback: expected on or off, got " + Quote(value);
+      }
+      return std::nullopt;
     case 'j':
       out->json = true;
       return std::nullopt;
@@ -167,7 +192,7 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
 const char* const kPerfHelp =
     R"(usage: gradpack-perf [-b MINBYTES] [-e MAXBYTES] [-f FACTOR | -i INCREMENT] [-n ITERS]
                      [-w WARMUP] [-c CHECK] [-o OP] [-d TYPE] [-r ROOT] [-a ALGO] [-C COLL]
-                     [--json] [-h]
+                     [-z CODEC [--error-feedback on|off]] [--json] [-h]
 
 Measures gradpack collectives the way nccl-tests' *_perf programs do. Every rank is a process
 that joins the communicator from the environment (gp_comm_init_from_env: GRADPACK_RANK,
@@ -192,12 +217,24 @@ Options (short and long forms; sizes take K, M, G suffixes = 2^10, 2^20, 2^30):
   -d, --datatype TYPE    float | half | bfloat16 | double | int32 | int64 | int8 | uint8 | all
                          (default float)
   -r, --root R           root of broadcast (default 0)
-  -a, --algorithm A      all_reduce algorithm: auto | ring | hd | tree | hier (default auto;
-                         auto leaves the choice to the library and GRADPACK_ALGO)
+  -a, --algorithm A      all_reduce algorithm: auto | ring | hd | tree | hier | direct | sparse
+                         (default auto: the choice is left to the library and GRADPACK_ALGO;
+                         direct needs -z, sparse needs a top-k codec)
   -C, --collective C     all_reduce | reduce_scatter | all_gather | broadcast | sendrecv
                          (default all_reduce). sendrecv: every rank sends the size to rank+1
                          and receives it from rank-1 (gp_sendrecv); it has no in-place layout,
                          so those columns print N/A
+  -z, --codec SPEC       compressed all_reduce with this codec (docs/codecs.md: q8, q4,
+                         topk:0.01+q8, fp16, bf16, none, ...; auto or auto:SPEC: compress only
+                         where the library predicts it is faster). Default: not compressed.
+                         The table then has one layout (out-of-place) and the columns wire
+                         (bytes each rank sent per call), maxerr (the check's worst error
+                         relative to max |sum|) and codec (what the library used: none when
+                         auto did not compress); time, algbw and busbw stay those of the
+                         uncompressed size. The check (-c) runs without error feedback and
+                         allows the codec's error bound (docs/tools.md)
+      --error-feedback on|off
+                         error feedback of the timed calls with -z (default on)
   -j, --json             one JSON object per row on stdout instead of the table
   -h, --help             this text
 
@@ -223,7 +260,7 @@ std::optional<std::string> ParsePerfArgs(int argc, const char* const* argv, Perf
       }
     } else if (arg.size() >= 2 && arg[0] == '-' && arg[1] != '-') {
       for (const auto& f : kFlags) {
-        if (arg[1] == f.short_name) flag = &f;
+        if (arg[1] == f.short_name && !f.long_only) flag = &f;
       }
       if (arg.size() > 2) inline_value = arg.substr(2);
     }
@@ -243,6 +280,26 @@ std::optional<std::string> ParsePerfArgs(int argc, const char* const* argv, Perf
     if (auto err = ApplyFlag(flag->short_name, value, &factor_given, out)) return err;
   }
   if (!factor_given) out->step_factor = 0;
+  if (Compressed(*out) && out->collective != Collective::kAllReduce) {
+    return std::string("-z compresses all_reduce only; -C ") + CollectiveName(out->collective) +
+           " cannot take it (leave -z out, or use -C all_reduce)";
+  }
+  // gradpack.h: lossy codecs take float, half and bfloat16 with sum or avg ("none" takes all).
+  if (Compressed(*out) && out->codec != "none") {
+    for (gp_redop_t op : out->ops) {
+      if (op != GP_SUM && op != GP_AVG) {
+        return std::string("-z ") + out->codec +
+               ": a compressed all_reduce takes -o sum or avg, not " + RedopName(op);
+      }
+    }
+    for (gp_dtype_t dtype : out->dtypes) {
+      if (dtype != GP_FLOAT32 && dtype != GP_FLOAT16 && dtype != GP_BFLOAT16) {
+        return std::string("-z ") + out->codec +
+               ": a compressed all_reduce takes -d float, half or bfloat16, not " +
+               DtypeName(dtype);
+      }
+    }
+  }
   if (out->min_bytes > out->max_bytes) {
     return "-b " + std::to_string(out->min_bytes) + " is larger than -e " +
            std::to_string(out->max_bytes);
@@ -402,17 +459,109 @@ const char* RowRedop(const Row& row) {
   return CollectiveReduces(row.coll) ? RedopName(row.op) : "none";
 }
 
+std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// The compressed row: time algbw busbw wire #wrong maxerr codec (see CompressedTableHeader()).
+std::string FormatCompressedMeasurement(const Measurement& m) {
+  char wire[24];
+  char wrong[24];
+  char maxerr[24];
+  if (m.wire_bytes < 0) {
+    std::snprintf(wire, sizeof(wire), "%10s", "N/A");
+  } else if (m.wire_bytes < 1e10) {
+    std::snprintf(wire, sizeof(wire), "%10.0f", m.wire_bytes);
+  } else {
+    std::snprintf(wire, sizeof(wire), "%10.3g", m.wire_bytes);
+  }
+  if (m.wrong < 0) {
+    std::snprintf(wrong, sizeof(wrong), "%6s", "N/A");
+  } else {
+    std::snprintf(wrong, sizeof(wrong), "%6" PRId64, m.wrong);
+  }
+  if (m.max_error < 0) {
+    std::snprintf(maxerr, sizeof(maxerr), "%8s", "N/A");
+  } else {
+    std::snprintf(maxerr, sizeof(maxerr), "%8.2e", m.max_error);
+  }
+  const std::string codec = m.codec_used.empty() ? "?" : ShortCodecName(m.codec_used);
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "%s  %7.2f  %7.2f  %s  %s  %s  %12s",
+                FormatTime(m.time_us).c_str(), m.algbw, m.busbw, wire, wrong, maxerr,
+                codec.c_str());
+  return buf;
+}
+
+std::string JsonCompression(const Measurement& m) {
+  // Byte counts keep every digit (JsonNumber's 6 would round 25564500 to 2.55645e+07).
+  auto bytes = [](double v) {
+    if (v < 0 || !std::isfinite(v)) return std::string("null");
+    char buf[40];
+    std::snprintf(buf, sizeof(buf), "%.10g", v);
+    return std::string(buf);
+  };
+  std::string out;
+  out += ",\"wire_bytes\":" + bytes(m.wire_bytes);
+  out += ",\"wire_bytes_max\":" + bytes(m.wire_bytes_max);
+  out += ",\"codec_used\":" + JsonString(m.codec_used);
+  out += ",\"algorithm_used\":" + JsonString(m.algorithm_used);
+  out += ",\"maxerr\":" + (m.max_error < 0 ? std::string("null") : JsonNumber(m.max_error));
+  return out;
+}
+
 }  // namespace
+
+std::string ShortCodecName(std::string_view canonical) {
+  // Options are ":key=value" after a q<b> (also inside top-k, after '+'); drop the default ones.
+  static constexpr std::string_view kDefaults[] = {"block=256", "round=nearest", "seed=0"};
+  std::string out;
+  size_t start = 0;
+  while (start <= canonical.size()) {
+    size_t end = canonical.find(':', start);
+    if (end == std::string_view::npos) end = canonical.size();
+    // Only a whole part that is a default option is dropped ('+' joins topk's fraction and its
+    // quantizer, "0.01+q8", which is kept).
+    const std::string_view part = canonical.substr(start, end - start);
+    bool is_default = false;
+    for (std::string_view d : kDefaults) is_default = is_default || part == d;
+    if (!is_default) {
+      if (!out.empty()) out += ':';
+      out += part;
+    }
+    start = end + 1;
+  }
+  return out;
+}
 
 std::string FormatRow(const Row& row) {
   char head[128];
+  if (row.compressed) {
+    std::snprintf(head, sizeof(head), "  %10" PRIu64 "  %12" PRIu64 "  %8s  %6s", row.shape.bytes,
+                  row.shape.count, DtypeName(row.dtype), RowRedop(row));
+    return std::string(head) + "  " + FormatCompressedMeasurement(row.out_of_place) + "\n";
+  }
   std::snprintf(head, sizeof(head), "  %10" PRIu64 "  %12" PRIu64 "  %8s  %6s  %6d",
                 row.shape.bytes, row.shape.count, DtypeName(row.dtype), RowRedop(row), row.root);
   return std::string(head) + "  " + FormatMeasurement(row.out_of_place) + "  " +
          FormatMeasurement(row.in_place) + "\n";
 }
 
-std::string FormatJsonRow(const Row& row, int nranks, gp_algo_t algo) {
+std::string FormatJsonRow(const Row& row, int nranks, gp_algo_t algo, const std::string& codec,
+                          bool error_feedback) {
   std::string out = "{\"collective\":\"";
   out += CollectiveName(row.coll);
   out += "\",\"nranks\":" + std::to_string(nranks);
@@ -426,8 +575,19 @@ std::string FormatJsonRow(const Row& row, int nranks, gp_algo_t algo) {
   out += "\",\"redop\":\"";
   out += RowRedop(row);
   out += "\",\"root\":" + std::to_string(row.root);
-  out += ",\"out_of_place\":" + JsonMeasurement(row.out_of_place);
-  out += ",\"in_place\":" + JsonMeasurement(row.in_place);
+  if (!codec.empty()) {
+    out += ",\"codec\":" + JsonString(codec);
+    out += ",\"error_feedback\":";
+    out += error_feedback ? "true" : "false";
+  }
+  auto measurement = [&](const Measurement& m) {
+    std::string j = JsonMeasurement(m);
+    // The compression fields go inside the layout's object, before its closing brace.
+    if (row.compressed && !m.skipped) j.insert(j.size() - 1, JsonCompression(m));
+    return j;
+  };
+  out += ",\"out_of_place\":" + measurement(row.out_of_place);
+  out += ",\"in_place\":" + measurement(row.in_place);
   out += "}\n";
   return out;
 }

@@ -10,9 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "tools/perf_table.h"
-
 #include "gradpack/gradpack.h"
+#include "tools/perf_table.h"
 
 namespace gradpack::tools {
 
@@ -31,6 +30,10 @@ struct PerfOptions {
   int root = 0;
   gp_algo_t algorithm = GP_ALGO_AUTO;
   Collective collective = Collective::kAllReduce;
+  // -z: gp_allreduce_opts_t.codec ("q8", "topk:0.01+q8", "auto", "auto:q4", ...); empty: the call
+  // is not compressed (codec "off", whatever GRADPACK_COMPRESS says).
+  std::string codec;
+  bool error_feedback = true;  // --error-feedback on|off, with -z only
   bool json = false;
   bool help = false;
 };
@@ -42,6 +45,9 @@ std::optional<std::string> ParsePerfArgs(int argc, const char* const* argv, Perf
 
 // "32M" -> 33554432: a decimal count with an optional K, M or G suffix (binary multiples).
 std::optional<uint64_t> ParseSize(std::string_view text);
+
+// Whether -z was given: the all-reduce runs compressed (only the out-of-place layout is run).
+inline bool Compressed(const PerfOptions& opts) { return !opts.codec.empty(); }
 
 // Names as nccl-tests prints them ("float", "half", "bfloat16", ...; "sum", "prod", ...).
 const char* DtypeName(gp_dtype_t dtype);
@@ -83,6 +89,12 @@ struct Measurement {
   double busbw = 0;
   int64_t wrong = -1;    // -1: not checked
   bool skipped = false;  // the collective has no such layout: every column is N/A (JSON null)
+  // With -z (time, algbw and busbw are still those of the uncompressed size):
+  double wire_bytes = -1;      // bytes_sent per rank per call (mean over ranks); -1: not measured
+  double wire_bytes_max = -1;  // the same, the largest rank
+  std::string codec_used;      // gp_comm_stats.last_codec after the timed calls (canonical)
+  std::string algorithm_used;  // gp_comm_stats.last_algorithm after the timed calls
+  double max_error = -1;       // max |got - ref| / max |ref| of the -c run; -1: not checked
 };
 
 struct Row {
@@ -91,17 +103,24 @@ struct Row {
   gp_redop_t op = GP_SUM;
   Collective coll = Collective::kAllReduce;
   int root = -1;
+  bool compressed = false;  // -z: the compressed table (no root, no in-place half)
   Measurement out_of_place;
   Measurement in_place;
 };
 
 Measurement Measure(Collective coll, int nranks, uint64_t bytes, double seconds, int64_t wrong);
 
-// The '#' column header lines (three lines, each ending in '\n').
-// One table line ending in '\n'.
+// "q8:block=256:round=nearest:seed=0" -> "q8": a canonical codec spec without the options that
+// have their default value, for the table's codec column (JSON keeps the canonical spec).
+std::string ShortCodecName(std::string_view canonical);
+
+// One table line ending in '\n' (the compressed layout when row.compressed; see
+// CompressedTableHeader() in tools/perf_table.h).
 std::string FormatRow(const Row& row);
-// One JSON object on one line ending in '\n'.
-std::string FormatJsonRow(const Row& row, int nranks, gp_algo_t algo);
+// One JSON object on one line ending in '\n'. codec: -z's spec ("" when not compressed: the
+// object then has no compression fields).
+std::string FormatJsonRow(const Row& row, int nranks, gp_algo_t algo, const std::string& codec = "",
+                          bool error_feedback = true);
 
 }  // namespace gradpack::tools
 

@@ -34,4 +34,28 @@ inline std::string TableHeader() {
   return out;
 }
 
+// gradpack-perf -z: one layout (out-of-place) and no root column, so that the compression columns
+// fit in 120: wire bytes per rank per call, the worst relative error of the check, the codec the
+// library used. time, algbw and busbw are those of the uncompressed size (the effective rates).
+inline std::string CompressedTableHeader() {
+  char buf[512];
+  std::string out;
+  const std::string title = "compressed, out-of-place";
+  const size_t width = 70;  // the measurement columns below
+  const size_t left = (width - title.size()) / 2;
+  std::snprintf(
+      buf, sizeof(buf), "# %10s  %12s  %8s  %6s  %s\n", "", "", "", "",
+      (std::string(left, ' ') + title + std::string(width - left - title.size(), ' ')).c_str());
+  out += buf;
+  std::snprintf(buf, sizeof(buf), "# %10s  %12s  %8s  %6s  %8s  %7s  %7s  %10s  %6s  %8s  %12s\n",
+                "size", "count", "type", "redop", "time", "algbw", "busbw", "wire", "#wrong",
+                "maxerr", "codec");
+  out += buf;
+  std::snprintf(buf, sizeof(buf), "# %10s  %12s  %8s  %6s  %8s  %7s  %7s  %10s  %6s  %8s  %12s\n",
+                "(B)", "(elements)", "", "", "(us)", "(GB/s)", "(GB/s)", "(B/rank)", "", "(rel)",
+                "(used)");
+  out += buf;
+  return out;
+}
+
 }  // namespace gradpack::tools

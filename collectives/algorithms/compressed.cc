@@ -129,9 +129,12 @@ Status sparse_plan(const PlanRequest& req, Plan* out) {
     b.recv(from, frames[static_cast<size_t>(from)]);
   }
   // Every rank sums the same frames in the same order (rank 0 first), so all get the same bits.
-  const Span acc{Buf::kAccum, 0, req.count};
+  // Compressed data is float: 4-byte elements are fp32 and sum in place; 16-bit ones are summed
+  // in an fp32 accumulator and rounded once.
+  const bool f32 = req.elem_size == 4;
+  const Span acc = f32 ? recv : Span{Buf::kAccum, 0, req.count};
   for (int r = 0; r < p; ++r) b.decode(frames[static_cast<size_t>(r)], acc, r != 0);
-  copy_segments(b, acc, recv);
+  if (!f32) copy_segments(b, acc, recv);
   return OkStatus();
 }
 

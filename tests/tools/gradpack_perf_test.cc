@@ -124,6 +124,59 @@ TEST(GradpackPerf, VclusterHierarchical) {
   EXPECT_NE(r.output.find("# Out of bounds values : 0 OK"), std::string::npos) << r.output;
 }
 
+// -z: the compressed table (one layout, no root: 11 columns) and its check against the exact sum
+// within q8's bound.
+TEST(GradpackPerf, CompressedAllReduceIsChecked) {
+  const auto r =
+      RunCommand(kRun + " --timeout 120 -n 2 -- " + kPerf + " -z q8 -c 1 -b 64K -e 64K -n 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  size_t data = 0;
+  for (const std::string& line : Lines(r.output)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto f = Fields(line);
+    // size count type redop time algbw busbw wire #wrong maxerr codec
+    ASSERT_EQ(f.size(), 11u) << line;
+    EXPECT_EQ(f[0], "65536") << line;
+    EXPECT_GT(std::stod(f[7]), 0) << line;              // wire bytes per rank per call
+    EXPECT_LT(std::stod(f[7]), 65536) << line;          // fewer than uncompressed
+    EXPECT_EQ(f[8], "0") << line;                       // #wrong
+    EXPECT_LE(std::stod(f[9]), 2.0 * 2 / 254) << line;  // maxerr: within q8's step
+    EXPECT_EQ(f[10], "q8") << line;
+    ++data;
+  }
+  EXPECT_EQ(data, 1u) << r.output;
+  for (const char* column : {"wire", "maxerr", "codec", "busbw", "#wrong"}) {
+    EXPECT_NE(r.output.find(column), std::string::npos) << column;
+  }
+  EXPECT_NE(r.output.find("# Compressed: codec q8, error feedback on"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("# Out of bounds values : 0 OK"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("# Max relative error   : "), std::string::npos) << r.output;
+
+  const auto j = RunCommand(kRun + " --timeout 120 -n 2 -- " + kPerf +
+                            " --json -z q8 --error-feedback off -b 4K -e 4K -n 2");
+  ASSERT_EQ(j.status, 0) << j.output;
+  for (const char* field :
+       {"\"codec\":\"q8\",\"error_feedback\":false",
+        "\"wrong\":0,\"wire_bytes\":", "\"codec_used\":\"q8:block=256:round=nearest:seed=0\"",
+        "\"maxerr\":", "\"in_place\":null"}) {
+    EXPECT_NE(j.output.find(field), std::string::npos) << field << "\n" << j.output;
+  }
+}
+
+TEST(GradpackPerf, CompressedUsageErrors) {
+  // Found before the communicator is joined: no launcher needed.
+  const auto coll = RunCommand(kPerf + " -z q8 -C all_gather");
+  EXPECT_EQ(coll.status, 2);
+  EXPECT_NE(coll.output.find("all_reduce only"), std::string::npos) << coll.output;
+  // The library's parser names the bad part of the spec.
+  const auto spec = RunCommand(kPerf + " -z q8:block=12");
+  EXPECT_EQ(spec.status, 2);
+  EXPECT_NE(spec.output.find("block=12"), std::string::npos) << spec.output;
+  EXPECT_EQ(RunCommand(kPerf + " -z auto:q99").status, 2);
+  EXPECT_EQ(RunCommand(kPerf + " -z q8 --error-feedback maybe").status, 2);
+}
+
 TEST(GradpackPerf, UsageErrorsAndHelp) {
   // Usage errors are found before the communicator is joined: no launcher needed.
   EXPECT_EQ(RunCommand(kPerf + " -d fp8").status, 2);

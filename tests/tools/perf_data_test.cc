@@ -3,9 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 namespace gradpack::tools {
@@ -145,6 +147,142 @@ TEST(PerfData, FillAndSentinel) {
   }
   FillSentinel(GP_FLOAT16, buf.size(), buf.data());
   for (uint64_t i = 0; i < buf.size(); ++i) EXPECT_EQ(LoadElement(GP_FLOAT16, buf.data(), i), 0);
+}
+
+TEST(PerfData, CodecErrorModels) {
+  auto q8 = ParseCodecErrorModel("q8");
+  ASSERT_TRUE(q8.has_value());
+  EXPECT_FALSE(q8->exact);
+  EXPECT_FALSE(q8->topk);
+  EXPECT_EQ(q8->bits, 8);
+  EXPECT_DOUBLE_EQ(q8->eps, 1.0 / 254);  // docs/codecs.md: absmax / (2^b - 2)
+  // The canonical form gp_comm_stats.last_codec reports.
+  auto canonical = ParseCodecErrorModel("q8:block=256:round=nearest:seed=0");
+  ASSERT_TRUE(canonical.has_value());
+  EXPECT_DOUBLE_EQ(canonical->eps, 1.0 / 254);
+  EXPECT_DOUBLE_EQ(ParseCodecErrorModel("q4")->eps, 1.0 / 14);
+  EXPECT_DOUBLE_EQ(ParseCodecErrorModel("q2:block=8")->eps, 1.0 / 2);
+  EXPECT_DOUBLE_EQ(ParseCodecErrorModel("q16")->eps, 1.0 / 65534);
+  // Stochastic rounding: absmax / (2^(b-1) - 1).
+  auto sr = ParseCodecErrorModel("q4:block=256:round=stochastic:seed=3");
+  ASSERT_TRUE(sr.has_value());
+  EXPECT_TRUE(sr->stochastic);
+  EXPECT_DOUBLE_EQ(sr->eps, 1.0 / 7);
+  EXPECT_DOUBLE_EQ(ParseCodecErrorModel("fp16")->eps, std::ldexp(1.0, -11));
+  EXPECT_DOUBLE_EQ(ParseCodecErrorModel("bf16")->eps, std::ldexp(1.0, -8));
+  auto none = ParseCodecErrorModel("none");
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->exact);
+
+  auto topk = ParseCodecErrorModel("topk:0.01");
+  ASSERT_TRUE(topk.has_value());
+  EXPECT_TRUE(topk->topk);
+  EXPECT_FALSE(topk->exact);
+  EXPECT_EQ(topk->eps, 0);
+  auto topk_q = ParseCodecErrorModel("topk:0.01+q8:block=256:round=nearest:seed=0");
+  ASSERT_TRUE(topk_q.has_value());
+  EXPECT_TRUE(topk_q->topk);
+  EXPECT_DOUBLE_EQ(topk_q->eps, 1.0 / 254);
+
+  for (const char* bad :
+       {"auto", "auto:q8", "off", "", "q", "q1", "q17", "qx", "topk:", "topk:0.1+fp16", "fp8"}) {
+    EXPECT_FALSE(ParseCodecErrorModel(bad).has_value()) << bad;
+  }
+}
+
+TEST(PerfData, QuantBound) {
+  const auto q8 = *ParseCodecErrorModel("q8");
+  ErrorBoundInput in;
+  in.dtype = GP_FLOAT32;
+  in.op = GP_SUM;
+  in.nranks = 4;
+  in.sum_rank_absmax = 20;  // four ranks of absmax 5
+  in.result_absmax = 20;
+  in.element_abs_sum = 7;  // not used without top-k
+  const double eps = 1.0 / 254;
+  const double want = eps * (20 + 20 + eps * 20) + (4 + 2) * std::ldexp(1.0, -22) * (20 + 20);
+  EXPECT_DOUBLE_EQ(CompressedErrorBound(q8, in), want);
+  // About 0.16: q8's step over 5 ranks' worth of absmax, far below one input's size.
+  EXPECT_NEAR(CompressedErrorBound(q8, in), 0.158, 0.001);
+  // q4: eps = 1/14 in the same formula.
+  EXPECT_DOUBLE_EQ(CompressedErrorBound(*ParseCodecErrorModel("q4"), in),
+                   (20 + 20 + 20.0 / 14) / 14 + 6 * std::ldexp(1.0, -22) * 40);
+  // avg: the sum's bound over nranks, plus two units in the last place of the result.
+  in.op = GP_AVG;
+  EXPECT_DOUBLE_EQ(CompressedErrorBound(q8, in), want / 4 + 2 * std::ldexp(1.0, -23) * 20 / 4);
+  // half data: the result's two roundings to half on top.
+  in.op = GP_SUM;
+  in.dtype = GP_FLOAT16;
+  EXPECT_DOUBLE_EQ(CompressedErrorBound(q8, in), want + std::ldexp(1.0, -10) * (20 + want));
+}
+
+TEST(PerfData, TopkBoundAllowsADroppedElement) {
+  const auto topk = *ParseCodecErrorModel("topk:0.01+q8");
+  const auto q8 = *ParseCodecErrorModel("q8");
+  ErrorBoundInput in;
+  in.nranks = 2;
+  in.sum_rank_absmax = 10;
+  in.result_absmax = 10;
+  in.element_abs_sum = 3;
+  // The quantizer's bound plus the element's whole magnitude on every rank.
+  EXPECT_DOUBLE_EQ(CompressedErrorBound(topk, in), CompressedErrorBound(q8, in) + 3);
+  const auto fp32_values = *ParseCodecErrorModel("topk:0.5");
+  EXPECT_DOUBLE_EQ(CompressedErrorBound(fp32_values, in), 3 + (2 + 2) * std::ldexp(1.0, -22) * 20);
+  // An element that was dropped everywhere (got 0, ref 3) is within it; 3.5 is not.
+  EXPECT_LE(3.0, CompressedErrorBound(topk, in));
+  EXPECT_GT(3.5, CompressedErrorBound(topk, in));
+}
+
+TEST(PerfData, ExactModelAllowsNothing) {
+  const auto none = *ParseCodecErrorModel("none");
+  ErrorBoundInput in;
+  in.nranks = 3;
+  in.sum_rank_absmax = 15;
+  in.result_absmax = 15;
+  in.element_abs_sum = 15;
+  EXPECT_EQ(CompressedErrorBound(none, in), 0);
+  in.op = GP_AVG;  // only avg's rounding allowance
+  EXPECT_DOUBLE_EQ(CompressedErrorBound(none, in), 2 * std::ldexp(1.0, -23) * 15 / 3);
+}
+
+// The bound holds for a simulated direct all-reduce: every rank's input quantized once (nearest,
+// block absmax), summed in fp64, the sum quantized once more.
+TEST(PerfData, QuantBoundHoldsForASimulatedDirectAllReduce) {
+  auto quantize = [](std::vector<double> v, int bits) {
+    const double levels = std::ldexp(1.0, bits - 1) - 1;
+    double absmax = 0;
+    for (double x : v) absmax = std::max(absmax, std::fabs(x));
+    if (absmax == 0) return v;
+    for (double& x : v) x = std::nearbyint(x * levels / absmax) * absmax / levels;
+    return v;
+  };
+  for (int bits : {2, 4, 8}) {
+    for (int nranks : {2, 3, 8}) {
+      const uint64_t count = 300;
+      std::vector<double> sum(count, 0), exact(count, 0);
+      ErrorBoundInput in;
+      in.nranks = nranks;
+      for (int r = 0; r < nranks; ++r) {
+        std::vector<double> x(count);
+        double absmax = 0;
+        for (uint64_t i = 0; i < count; ++i) {
+          x[i] = static_cast<double>(InputValue(true, GP_SUM, r, i));
+          exact[i] += x[i];
+          absmax = std::max(absmax, x[i]);
+        }
+        in.sum_rank_absmax += absmax;
+        const auto decoded = quantize(x, bits);
+        for (uint64_t i = 0; i < count; ++i) sum[i] += decoded[i];
+      }
+      for (double e : exact) in.result_absmax = std::max(in.result_absmax, std::fabs(e));
+      const auto got = quantize(sum, bits);
+      const auto model = *ParseCodecErrorModel("q" + std::to_string(bits));
+      for (uint64_t i = 0; i < count; ++i) {
+        EXPECT_LE(std::fabs(got[i] - exact[i]), CompressedErrorBound(model, in))
+            << "q" << bits << " nranks " << nranks << " element " << i;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -29,6 +29,9 @@ TEST(PerfOptions, DefaultsAreNcclTests) {
   EXPECT_EQ(o.root, 0);
   EXPECT_EQ(o.algorithm, GP_ALGO_AUTO);
   EXPECT_EQ(o.collective, Collective::kAllReduce);
+  EXPECT_EQ(o.codec, "");
+  EXPECT_FALSE(Compressed(o));
+  EXPECT_TRUE(o.error_feedback);
   EXPECT_FALSE(o.json);
 }
 
@@ -93,6 +96,68 @@ TEST(PerfOptions, UsageErrors) {
   auto err = Parse({"-C", "all_to_all"}, &o);
   ASSERT_TRUE(err.has_value());
   EXPECT_NE(err->find("sendrecv"), std::string::npos) << *err;  // the list of collectives
+}
+
+TEST(PerfOptions, CodecFlags) {
+  PerfOptions o;
+  ASSERT_EQ(Parse({"-z", "q8"}, &o), std::nullopt);
+  EXPECT_EQ(o.codec, "q8");
+  EXPECT_TRUE(Compressed(o));
+  EXPECT_TRUE(o.error_feedback);
+
+  PerfOptions l;
+  ASSERT_EQ(Parse({"--codec=topk:0.01+q8:block=64", "--error-feedback", "off", "-d", "half", "-o",
+                   "avg", "-a", "direct"},
+                  &l),
+            std::nullopt);
+  EXPECT_EQ(l.codec, "topk:0.01+q8:block=64");
+  EXPECT_FALSE(l.error_feedback);
+  EXPECT_EQ(l.dtypes, std::vector<gp_dtype_t>{GP_FLOAT16});
+  EXPECT_EQ(l.algorithm, GP_ALGO_DIRECT);
+
+  PerfOptions a;
+  ASSERT_EQ(Parse({"-zauto:q4", "--error-feedback=on", "-a", "sparse"}, &a), std::nullopt);
+  EXPECT_EQ(a.codec, "auto:q4");
+  EXPECT_TRUE(a.error_feedback);
+  EXPECT_EQ(a.algorithm, GP_ALGO_SPARSE);
+  EXPECT_STREQ(AlgoName(GP_ALGO_DIRECT), "direct");
+  EXPECT_STREQ(AlgoName(GP_ALGO_SPARSE), "sparse");
+
+  // "none" is a codec too, and takes every op and type.
+  PerfOptions n;
+  ASSERT_EQ(Parse({"-z", "none", "-o", "all", "-d", "all"}, &n), std::nullopt);
+
+  for (const char* flag : {"-z,", "--codec", "--error-feedback", "direct", "sparse"}) {
+    EXPECT_NE(std::string(kPerfHelp).find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST(PerfOptions, CodecUsageErrors) {
+  struct Case {
+    std::vector<const char*> args;
+    const char* message;  // a part of the error
+  };
+  const std::vector<Case> cases = {
+      {{"-z"}, "needs a value"},
+      {{"-z", ""}, "expected a codec spec"},
+      {{"-z", "off"}, "leave -z out"},
+      {{"-z", "q8", "-C", "reduce_scatter"}, "all_reduce only"},
+      {{"-C", "broadcast", "--codec", "q8"}, "-C broadcast"},
+      {{"-z", "q8", "-o", "max"}, "sum or avg, not max"},
+      {{"-z", "q4", "-o", "all"}, "sum or avg, not prod"},
+      {{"-z", "q8", "-d", "int32"}, "float, half or bfloat16, not int32"},
+      {{"-z", "q8", "-d", "double"}, "not double"},
+      {{"-z", "q8", "--error-feedback", "yes"}, "expected on or off"},
+      {{"-z", "q8", "--error-feedback"}, "needs a value"},
+      {{"-E", "on"}, "unknown argument"},  // --error-feedback has no short form
+      {{"-a", "star"}, "direct|sparse"},
+  };
+  for (const Case& c : cases) {
+    PerfOptions o;
+    const auto err = Parse(c.args, &o);
+    ASSERT_TRUE(err.has_value()) << c.args.front();
+    EXPECT_NE(err->find(c.message), std::string::npos) << *err;
+  }
 }
 
 TEST(PerfOptions, SendRecvIsACollective) {
@@ -268,6 +333,86 @@ TEST(PerfOptions, JsonRow) {
             "\"root\":-1,\"out_of_place\":{\"time_us\":104.858,\"algbw_gbps\":10,"
             "\"busbw_gbps\":15,\"wrong\":0},\"in_place\":{\"time_us\":209.715,\"algbw_gbps\":5,"
             "\"busbw_gbps\":7.5,\"wrong\":null}}\n");
+}
+
+Row CompressedRow() {
+  Row row = SampleRow();
+  row.compressed = true;
+  row.in_place = Measurement();
+  row.in_place.skipped = true;
+  row.out_of_place.wire_bytes = 199168;
+  row.out_of_place.wire_bytes_max = 199200;
+  row.out_of_place.codec_used = "topk:0.01+q8:block=256:round=nearest:seed=0";
+  row.out_of_place.algorithm_used = "direct";
+  row.out_of_place.max_error = 0.00394;
+  return row;
+}
+
+TEST(PerfOptions, CompressedRowLinesUpWithItsHeader) {
+  const std::string header = CompressedTableHeader();
+  const std::string row = FormatRow(CompressedRow());
+  EXPECT_EQ(row,
+            "     1048576        262144     float     sum    104.86    10.00    15.00      199168  "
+            "     0  3.94e-03  topk:0.01+q8\n");
+  EXPECT_LE(row.size(), 121u);  // 120 columns and the newline
+  size_t start = 0;
+  int lines = 0;
+  while (start < header.size()) {
+    const size_t end = header.find('\n', start);
+    const std::string line = header.substr(start, end - start);
+    EXPECT_EQ(line[0], '#');
+    EXPECT_EQ(line.size() + 1, row.size()) << line;
+    start = end + 1;
+    ++lines;
+  }
+  EXPECT_EQ(lines, 3);
+  for (const char* column : {"busbw", "wire", "#wrong", "maxerr", "codec"}) {
+    EXPECT_NE(header.find(column), std::string::npos) << column;
+  }
+  // Not measured, not checked, no codec reported.
+  Row empty = CompressedRow();
+  empty.out_of_place.wire_bytes = -1;
+  empty.out_of_place.max_error = -1;
+  empty.out_of_place.wrong = -1;
+  empty.out_of_place.codec_used = "none";
+  EXPECT_EQ(FormatRow(empty),
+            "     1048576        262144     float     sum    104.86    10.00    15.00         N/A  "
+            "   N/A       N/A          none\n");
+}
+
+TEST(PerfOptions, ShortCodecName) {
+  EXPECT_EQ(ShortCodecName("q8:block=256:round=nearest:seed=0"), "q8");
+  EXPECT_EQ(ShortCodecName("q4:block=64:round=stochastic:seed=7"),
+            "q4:block=64:round=stochastic:seed=7");
+  EXPECT_EQ(ShortCodecName("topk:0.01+q8:block=256:round=nearest:seed=0"), "topk:0.01+q8");
+  EXPECT_EQ(ShortCodecName("topk:0.01"), "topk:0.01");
+  EXPECT_EQ(ShortCodecName("none"), "none");
+  EXPECT_EQ(ShortCodecName("bf16"), "bf16");
+}
+
+TEST(PerfOptions, CompressedJsonRow) {
+  EXPECT_EQ(FormatJsonRow(CompressedRow(), 4, GP_ALGO_AUTO, "auto:topk:0.01+q8", false),
+            "{\"collective\":\"all_reduce\",\"nranks\":4,\"algorithm\":\"auto\",\"size\":1048576,"
+            "\"count\":262144,\"rank_count\":262144,\"type\":\"float\",\"redop\":\"sum\","
+            "\"root\":-1,\"codec\":\"auto:topk:0.01+q8\",\"error_feedback\":false,"
+            "\"out_of_place\":{\"time_us\":104.858,\"algbw_gbps\":10,\"busbw_gbps\":15,"
+            "\"wrong\":0,\"wire_bytes\":199168,\"wire_bytes_max\":199200,"
+            "\"codec_used\":\"topk:0.01+q8:block=256:round=nearest:seed=0\","
+            "\"algorithm_used\":\"direct\",\"maxerr\":0.00394},\"in_place\":null}\n");
+}
+
+TEST(PerfOptions, CompressedJsonKeepsEveryByte) {
+  Row row = CompressedRow();
+  row.out_of_place.wire_bytes = 25564500;
+  row.out_of_place.wire_bytes_max = 25564501.5;
+  const std::string json = FormatJsonRow(row, 4, GP_ALGO_AUTO, "q8", true);
+  EXPECT_NE(json.find("\"wire_bytes\":25564500,\"wire_bytes_max\":25564501.5"), std::string::npos)
+      << json;
+  row.out_of_place.wire_bytes = -1;
+  row.out_of_place.max_error = -1;
+  const std::string unmeasured = FormatJsonRow(row, 4, GP_ALGO_AUTO, "q8", true);
+  EXPECT_NE(unmeasured.find("\"wire_bytes\":null"), std::string::npos) << unmeasured;
+  EXPECT_NE(unmeasured.find("\"maxerr\":null"), std::string::npos) << unmeasured;
 }
 
 TEST(PerfOptions, Names) {

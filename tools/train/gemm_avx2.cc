@@ -1,0 +1,10 @@
+// Built with -mavx2 -mfma (tools/train/CMakeLists.txt); used only where the CPU has both.
+#include "tools/train/gemm.h"
+#include "tools/train/gemm_kernels.inc"
+
+namespace gradpack::train {
+
+extern const GemmKernels kGemmAvx2;
+const GemmKernels kGemmAvx2 = {MulAdd, TransposedMulAdd, "avx2"};
+
+}  // namespace gradpack::train
