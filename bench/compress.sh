@@ -17,7 +17,9 @@
 #                   "none" for unshaped links)
 #   -b MIN -e MAX -f F  sizes (default 4K .. 64M x4; ring-error: -b alone, default 1M)
 #   --iters N       timed iterations per size (gradpack-perf -n; default 20)
-#   -w W, -c C      warmup iterations (default 1), check (default 1)
+#   -w W, -c C      warmup iterations (default 12: auto confirms a predicted win on a buffer
+#                   under 1 MiB by timing its first 10 calls, which are not its steady state),
+#                   check (default 1)
 #   -z SPEC         ring-error: the codec (default q4)
 #   --ranks LIST    ring-error: the rank counts (default "2 3 4 5 8")
 #   --out DIR       results: every run's JSON lines and compress.txt (default bench/out/compress)
@@ -51,7 +53,7 @@ case $mode in
   *) die "unknown mode '$mode' (local, vcluster or ring-error)" ;;
 esac
 
-nranks=4 rate="" minb="" maxb="" factor="" iters=20 warmup=1 check=1 timeout_s=1200
+nranks=4 rate="" minb="" maxb="" factor="" iters=20 warmup=12 check=1 timeout_s=1200
 spec=q4 ranks_list="2 3 4 5 8"
 out=$root/bench/out/compress
 while [ $# -gt 0 ]; do

@@ -13,12 +13,12 @@ Prediction predict(const LinkModel& m, size_t bytes, size_t wire_bytes, bool spa
   if (m.nranks <= 1 || m.link_Bps <= 0 || m.encode_Bps <= 0 || m.decode_Bps <= 0) return p;
   // Uncompressed: the measured small-message time plus the ring's 2(n-1)/n of the buffer.
   p.uncompressed_s = m.latency_s + 2 * (n - 1) / n * s / m.link_Bps;
-  // The measured latency is ceil(lg n) rounds of one message (recursive doubling); the compressed
-  // plans send n-1 messages a round, in two rounds (direct) or one (sparse). Counting each message
-  // a round's worth of latency would overcharge them (a round's messages overlap); charging
-  // n / ceil(lg n) rounds keeps the model on the safe side of the 5 % auto may lose.
+  // Without a measured compressed latency: the measured one is ceil(lg n) rounds of one message
+  // (recursive doubling); the compressed plans send n-1 messages a round, charged as n / ceil(lg n)
+  // rounds (more than their two rounds, less than a round per message).
   const double rounds = std::max(1.0, std::ceil(std::log2(n)));
-  const double latency = m.latency_s * std::max(1.0, n / rounds);
+  const double latency = m.compressed_latency_s > 0 ? m.compressed_latency_s
+                                                    : m.latency_s * std::max(1.0, n / rounds);
   if (sparse) {
     // Every rank's frame to every rank; one encode of the buffer, n frames decoded (their cost
     // follows their size).

@@ -12,6 +12,9 @@ namespace gradpack::coll {
 struct LinkModel {
   int nranks = 1;
   double latency_s = 0;   // an 8-byte uncompressed all-reduce
+  // A compressed all-reduce of one quantization block per rank with the codec (0: unknown, then
+  // estimated from latency_s and the message count).
+  double compressed_latency_s = 0;
   double link_Bps = 0;    // bytes/s one rank sends to its ring neighbour while every rank does
   double encode_Bps = 0;  // input bytes/s the codec encodes with error feedback
   double decode_Bps = 0;  // input bytes/s it decodes and accumulates

@@ -547,9 +547,24 @@ Status Communicator::measure_link(const std::string& spec, LinkModel* out) {
   auto seconds = [](Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
-  // figures[0..3]: the latency, link, encode and decode times of this rank; the slowest rank's
+  // figures[0..4]: the latency, link, encode, decode and compressed-latency times of this rank; the
+  // slowest rank's
   // are everyone's (one all-reduce MAX), so the model is the same on every rank.
-  double figures[4] = {0, 0, 0, 0};
+  double figures[5] = {0, 0, 0, 0, 0};
+  // The probes are not the caller's calls: the counters and "last" fields stay as they were (the
+  // bytes they move are counted: they did cross the wire).
+  struct Restore {
+    Communicator* c;
+    uint64_t collectives, compressed, bypassed;
+    std::string codec, algorithm;
+    ~Restore() {
+      c->collectives_ = collectives;
+      c->compressed_calls_ = compressed;
+      c->bypassed_calls_ = bypassed;
+      c->last_codec_ = codec;
+      c->last_algorithm_ = algorithm;
+    }
+  } restore{this, collectives_, compressed_calls_, bypassed_calls_, last_codec_, last_algorithm_};
   constexpr size_t kLinkBytes = 4 << 20;
   // 16 MiB of fp32: large enough to be served from memory, not cache, as gradients are.
   constexpr size_t kCodecCount = 4 << 20;
@@ -594,9 +609,26 @@ Status Communicator::measure_link(const std::string& spec, LinkModel* out) {
       figures[3] = std::min(figures[3], seconds(t0));
     }
   }
-  double agreed[4];
+  {
+    // The compressed path's own latency: one quantization block per rank, as auto would run it
+    // (without error feedback, so no residual is made).
+    const size_t count = static_cast<size_t>(nranks_) * 256;
+    std::vector<float> in(count, 1.0f), sum(count);
+    gp_allreduce_opts_t opts;
+    std::memset(&opts, 0, sizeof(opts));
+    opts.struct_size = sizeof(opts);
+    opts.codec = spec.c_str();
+    opts.error_feedback = 0;
+    figures[4] = std::numeric_limits<double>::infinity();
+    for (int i = 0; i < 5; ++i) {
+      auto t0 = Clock::now();
+      GP_RETURN_IF_ERROR(allreduce(in.data(), sum.data(), count, GP_FLOAT32, GP_SUM, &opts));
+      figures[4] = std::min(figures[4], seconds(t0));
+    }
+  }
+  double agreed[5];
   GP_RETURN_IF_ERROR(
-      run(Collective::kAllReduce, figures, agreed, 4, GP_FLOAT64, GP_MAX, 0, Algorithm::kAuto, 0));
+      run(Collective::kAllReduce, figures, agreed, 5, GP_FLOAT64, GP_MAX, 0, Algorithm::kAuto, 0));
   if (!link_measured_) {
     link_.nranks = nranks_;
     link_.latency_s = agreed[0];
@@ -606,11 +638,12 @@ Status Communicator::measure_link(const std::string& spec, LinkModel* out) {
   LinkModel m = link_;
   m.encode_Bps = static_cast<double>(kCodecCount * 4) / std::max(agreed[2], 1e-9);
   m.decode_Bps = static_cast<double>(kCodecCount * 4) / std::max(agreed[3], 1e-9);
+  m.compressed_latency_s = agreed[4];
   GP_LOG_INFO(kColl,
-              "auto model for %s: all-reduce latency %.1f us, link %.0f MB/s, encode %.0f MB/s, "
-              "decode %.0f MB/s (slowest rank of %d)",
-              codecs->canonical.c_str(), m.latency_s * 1e6, m.link_Bps / 1e6, m.encode_Bps / 1e6,
-              m.decode_Bps / 1e6, nranks_);
+              "auto model for %s: all-reduce latency %.1f us (compressed %.1f us), link %.0f MB/s, "
+              "encode %.0f MB/s, decode %.0f MB/s (slowest rank of %d)",
+              codecs->canonical.c_str(), m.latency_s * 1e6, m.compressed_latency_s * 1e6,
+              m.link_Bps / 1e6, m.encode_Bps / 1e6, m.decode_Bps / 1e6, nranks_);
   *out = m;
   return OkStatus();
 }
@@ -710,25 +743,40 @@ Status Communicator::allreduce(const void* send, void* recv, size_t count, gp_dt
   const bool compressed_algorithm =
       algorithm == Algorithm::kDirect || algorithm == Algorithm::kSparse;
   bool compress = false;
+  AutoDecision* timed = nullptr;  // auto confirming a predicted win: this call is timed
   if (request.spec.empty() || (request.spec == "none" && !compressed_algorithm)) {
     compress = false;  // off, or none with an uncompressed algorithm: the plain all-reduce
   } else if (request.automatic) {
-    // Auto compresses only what it can (float sums on several ranks) and where it predicts a win.
+    // Auto compresses only what it can (float sums on several ranks) and where it predicts a win;
+    // below kAutoConfirmBelow a predicted win is confirmed by timing (docs/algorithms.md).
     if (float_sum && nranks_ > 1 && count > 0) {
-      LinkModel model;
-      GP_RETURN_IF_ERROR(link_model(request.spec, &model));
-      Codecs* codecs = nullptr;
-      GP_RETURN_IF_ERROR(codecs_for(request.spec, &codecs));
-      const size_t bytes = count * dtype_size(dtype);
-      const size_t wire = codecs->worker->max_encoded_bytes(count, dtype);
-      const Prediction p = predict(model, bytes, wire, codecs->topk);
-      compress = p.compress;
-      auto logged = std::make_tuple(request.spec, count, static_cast<int>(dtype));
-      if (auto_logged_.emplace(logged, compress).second) {
-        GP_LOG_INFO(kColl,
-                    "auto: %zu bytes on %d ranks: %s predicted %.3f ms, uncompressed %.3f ms: %s",
-                    bytes, nranks_, codecs->canonical.c_str(), p.compressed_s * 1e3,
-                    p.uncompressed_s * 1e3, compress ? "compress" : "send uncompressed");
+      AutoDecision& d =
+          auto_decisions_[std::make_tuple(request.spec, count, static_cast<int>(dtype))];
+      if (d.state == AutoDecision::kNew) {
+        LinkModel model;
+        GP_RETURN_IF_ERROR(link_model(request.spec, &model));
+        Codecs* codecs = nullptr;
+        GP_RETURN_IF_ERROR(codecs_for(request.spec, &codecs));
+        const size_t bytes = count * dtype_size(dtype);
+        const size_t wire = codecs->worker->max_encoded_bytes(count, dtype);
+        const Prediction p = predict(model, bytes, wire, codecs->topk);
+        const bool confirm = p.compress && bytes < kAutoConfirmBelow;
+        d.state = confirm ? AutoDecision::kTiming : AutoDecision::kDecided;
+        d.compress = p.compress;
+        GP_LOG_INFO(
+            kColl, "auto: %zu bytes on %d ranks: %s predicted %.3f ms, uncompressed %.3f ms: %s",
+            bytes, nranks_, codecs->canonical.c_str(), p.compressed_s * 1e3, p.uncompressed_s * 1e3,
+            confirm      ? "confirming by timing both"
+            : p.compress ? "compress"
+                         : "send uncompressed");
+      }
+      if (d.state == AutoDecision::kTiming) {
+        // Uncompressed and compressed calls alternate, so both meet the network in the same
+        // state (a shaped link's token bucket drains over the first calls).
+        compress = d.trial_calls % 2 == 1;
+        timed = &d;
+      } else {
+        compress = d.compress;
       }
     }
   } else {
@@ -740,113 +788,138 @@ Status Communicator::allreduce(const void* send, void* recv, size_t count, gp_dt
     compress = true;
   }
 
-  if (!compress) {
-    if (request.automatic) ++bypassed_calls_;
-    last_codec_ = "none";
-    if (compressed_algorithm) {
-      if (!algorithm_from_opts) {
-        algorithm = Algorithm::kAuto;  // GRADPACK_ALGO=direct|sparse steers compressed calls only
-      } else if (!request.automatic) {
-        return InvalidArgument(std::string("algorithm ") + algorithm_name(algorithm) +
-                               " needs a codec (gp_allreduce_opts_t.codec or GRADPACK_COMPRESS)");
-      } else {
-        algorithm = Algorithm::kAuto;
-      }
-    }
-    // A bucket that was compressed before and is not now: what it still owes goes with this call.
-    Residual* owed = float_sum ? residuals_->find(key) : nullptr;
-    if (owed != nullptr && owed->count == count) {
-      std::vector<float> sum(count);
-      const auto* r = static_cast<const uint8_t*>(owed->values());
-      for (size_t i = 0; i < count; ++i) {
-        float x = 0, v = 0;
-        switch (dtype) {
-          case GP_FLOAT16:
-            x = f16_to_f32(static_cast<const uint16_t*>(send)[i]);
-            break;
-          case GP_BFLOAT16:
-            x = bf16_to_f32(static_cast<const uint16_t*>(send)[i]);
-            break;
-          default:
-            x = static_cast<const float*>(send)[i];
-            break;
-        }
-        if (owed->bits == 16) {
-          v = bf16_to_f32(reinterpret_cast<const uint16_t*>(r)[i]);
+  auto execute = [&]() -> Status {
+    if (!compress) {
+      if (request.automatic) ++bypassed_calls_;
+      last_codec_ = "none";
+      if (compressed_algorithm) {
+        if (!algorithm_from_opts) {
+          algorithm = Algorithm::kAuto;  // GRADPACK_ALGO=direct|sparse steers compressed calls only
+        } else if (!request.automatic) {
+          return InvalidArgument(std::string("algorithm ") + algorithm_name(algorithm) +
+                                 " needs a codec (gp_allreduce_opts_t.codec or GRADPACK_COMPRESS)");
         } else {
-          v = reinterpret_cast<const float*>(r)[i];
-        }
-        sum[i] = x + v;
-      }
-      std::vector<uint8_t> merged(count * dtype_size(dtype));
-      for (size_t i = 0; i < count; ++i) {
-        if (dtype == GP_FLOAT16) {
-          reinterpret_cast<uint16_t*>(merged.data())[i] = f32_to_f16(sum[i]);
-        } else if (dtype == GP_BFLOAT16) {
-          reinterpret_cast<uint16_t*>(merged.data())[i] = f32_to_bf16(sum[i]);
-        } else {
-          reinterpret_cast<float*>(merged.data())[i] = sum[i];
+          algorithm = Algorithm::kAuto;
         }
       }
-      residuals_->erase(key);
-      return run(Collective::kAllReduce, merged.data(), recv, count, dtype, op, 0, algorithm,
-                 segment);
+      // A bucket that was compressed before and is not now: what it still owes goes with this call.
+      Residual* owed = float_sum ? residuals_->find(key) : nullptr;
+      if (owed != nullptr && owed->count == count) {
+        std::vector<float> sum(count);
+        const auto* r = static_cast<const uint8_t*>(owed->values());
+        for (size_t i = 0; i < count; ++i) {
+          float x = 0, v = 0;
+          switch (dtype) {
+            case GP_FLOAT16:
+              x = f16_to_f32(static_cast<const uint16_t*>(send)[i]);
+              break;
+            case GP_BFLOAT16:
+              x = bf16_to_f32(static_cast<const uint16_t*>(send)[i]);
+              break;
+            default:
+              x = static_cast<const float*>(send)[i];
+              break;
+          }
+          if (owed->bits == 16) {
+            v = bf16_to_f32(reinterpret_cast<const uint16_t*>(r)[i]);
+          } else {
+            v = reinterpret_cast<const float*>(r)[i];
+          }
+          sum[i] = x + v;
+        }
+        std::vector<uint8_t> merged(count * dtype_size(dtype));
+        for (size_t i = 0; i < count; ++i) {
+          if (dtype == GP_FLOAT16) {
+            reinterpret_cast<uint16_t*>(merged.data())[i] = f32_to_f16(sum[i]);
+          } else if (dtype == GP_BFLOAT16) {
+            reinterpret_cast<uint16_t*>(merged.data())[i] = f32_to_bf16(sum[i]);
+          } else {
+            reinterpret_cast<float*>(merged.data())[i] = sum[i];
+          }
+        }
+        residuals_->erase(key);
+        return run(Collective::kAllReduce, merged.data(), recv, count, dtype, op, 0, algorithm,
+                   segment);
+      }
+      return run(Collective::kAllReduce, send, recv, count, dtype, op, 0, algorithm, segment);
     }
-    return run(Collective::kAllReduce, send, recv, count, dtype, op, 0, algorithm, segment);
-  }
 
-  Codecs* codecs = nullptr;
-  GP_RETURN_IF_ERROR(codecs_for(request.spec, &codecs));
-  // The compressed algorithms: ring (re-encoding, a counter-example), hier, direct, sparse.
-  switch (algorithm) {
-    case Algorithm::kHalvingDoubling:
-    case Algorithm::kTree:
-      if (algorithm_from_opts) {
-        return InvalidArgument(std::string("compressed all-reduce has no ") +
-                               algorithm_name(algorithm) +
-                               " algorithm: use direct, sparse, hier or ring (docs/algorithms.md)");
-      }
-      algorithm = Algorithm::kAuto;
-      break;
-    case Algorithm::kSparse:
-      if (!codecs->topk) {
-        return InvalidArgument("the sparse algorithm all-gathers top-k frames: codec \"" +
-                               request.spec + "\" is not top-k (use direct)");
-      }
-      break;
-    default:
-      break;
-  }
-  if (algorithm == Algorithm::kAuto) {
-    PlanRequest shape;
-    shape.collective = Collective::kAllReduce;
-    shape.nranks = nranks_;
-    shape.count = count;
-    shape.elem_size = dtype_size(dtype);
-    shape.host_of_rank = host_of_rank_;
-    algorithm = select_algorithm(shape) == Algorithm::kHierarchical ? Algorithm::kHierarchical
-                                                                    : Algorithm::kDirect;
-    if (codecs->topk && sparse_wins(nranks_, codecs->worker->max_encoded_bytes(count, dtype),
-                                    codecs->server->max_encoded_bytes(count, dtype))) {
-      algorithm = Algorithm::kSparse;
+    Codecs* codecs = nullptr;
+    GP_RETURN_IF_ERROR(codecs_for(request.spec, &codecs));
+    // The compressed algorithms: ring (re-encoding, a counter-example), hier, direct, sparse.
+    switch (algorithm) {
+      case Algorithm::kHalvingDoubling:
+      case Algorithm::kTree:
+        if (algorithm_from_opts) {
+          return InvalidArgument(
+              std::string("compressed all-reduce has no ") + algorithm_name(algorithm) +
+              " algorithm: use direct, sparse, hier or ring (docs/algorithms.md)");
+        }
+        algorithm = Algorithm::kAuto;
+        break;
+      case Algorithm::kSparse:
+        if (!codecs->topk) {
+          return InvalidArgument("the sparse algorithm all-gathers top-k frames: codec \"" +
+                                 request.spec + "\" is not top-k (use direct)");
+        }
+        break;
+      default:
+        break;
     }
+    if (algorithm == Algorithm::kAuto) {
+      PlanRequest shape;
+      shape.collective = Collective::kAllReduce;
+      shape.nranks = nranks_;
+      shape.count = count;
+      shape.elem_size = dtype_size(dtype);
+      shape.host_of_rank = host_of_rank_;
+      algorithm = select_algorithm(shape) == Algorithm::kHierarchical ? Algorithm::kHierarchical
+                                                                      : Algorithm::kDirect;
+      if (codecs->topk && sparse_wins(nranks_, codecs->worker->max_encoded_bytes(count, dtype),
+                                      codecs->server->max_encoded_bytes(count, dtype))) {
+        algorithm = Algorithm::kSparse;
+      }
+    }
+    void* residual = nullptr;
+    if (error_feedback && !codecs->lossless) {
+      Residual* r = nullptr;
+      GP_RETURN_IF_ERROR(residuals_->get(key, count, residual_bits, &r));
+      residual = r->values();
+    }
+    CompressArgs args;
+    args.dtype = dtype;
+    args.worker = codecs->worker.get();
+    args.server = codecs->server.get();
+    args.residual = residual;
+    args.residual_bf16 = residual_bits == 16;
+    GP_RETURN_IF_ERROR(run(Collective::kAllReduce, send, recv, count, dtype, op, 0, algorithm,
+                           segment, -1, -1, &args, codecs->hash));
+    ++compressed_calls_;
+    last_codec_ = codecs->canonical;
+    return OkStatus();
+  };
+  if (timed == nullptr) return execute();
+  const auto t0 = std::chrono::steady_clock::now();
+  GP_RETURN_IF_ERROR(execute());
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // The first pair warms up (connections, buffers, a full token bucket); the rest are summed.
+  if (timed->trial_calls >= 2) (compress ? timed->compressed_s : timed->uncompressed_s) += took;
+  if (++timed->trial_calls == 2 * kAutoTrialCalls) {
+    // The slowest rank's times decide, the same on every rank.
+    double times[2] = {timed->uncompressed_s / (kAutoTrialCalls - 1),
+                       timed->compressed_s / (kAutoTrialCalls - 1)};
+    const uint64_t calls = collectives_;
+    GP_RETURN_IF_ERROR(
+        run(Collective::kAllReduce, times, times, 2, GP_FLOAT64, GP_MAX, 0, Algorithm::kAuto, 0));
+    collectives_ = calls;
+    timed->state = AutoDecision::kDecided;
+    timed->compress = times[1] <= kAutoMargin * times[0];
+    GP_LOG_INFO(kColl,
+                "auto: %zu bytes on %d ranks: measured %.3f ms compressed, %.3f ms "
+                "uncompressed: %s",
+                count * dtype_size(dtype), nranks_, times[1] * 1e3, times[0] * 1e3,
+                timed->compress ? "compress" : "send uncompressed");
   }
-  void* residual = nullptr;
-  if (error_feedback && !codecs->lossless) {
-    Residual* r = nullptr;
-    GP_RETURN_IF_ERROR(residuals_->get(key, count, residual_bits, &r));
-    residual = r->values();
-  }
-  CompressArgs args;
-  args.dtype = dtype;
-  args.worker = codecs->worker.get();
-  args.server = codecs->server.get();
-  args.residual = residual;
-  args.residual_bf16 = residual_bits == 16;
-  GP_RETURN_IF_ERROR(run(Collective::kAllReduce, send, recv, count, dtype, op, 0, algorithm,
-                         segment, -1, -1, &args, codecs->hash));
-  ++compressed_calls_;
-  last_codec_ = codecs->canonical;
   return OkStatus();
 }
 

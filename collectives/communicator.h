@@ -137,7 +137,19 @@ class Communicator {
   bool link_measured_ = false;
   LinkModel link_;                           // latency and link rate
   std::map<std::string, LinkModel> models_;  // by auto's codec: with its throughput
-  std::map<std::tuple<std::string, size_t, int>, bool> auto_logged_;
+  // "auto" per (codec, count, dtype): decided from the model, or (a predicted win on a small
+  // buffer, where the model is least sure) confirmed by timing kAutoTrialCalls calls each way,
+  // alternating.
+  struct AutoDecision {
+    enum State { kNew, kTiming, kDecided } state = kNew;
+    bool compress = false;
+    int trial_calls = 0;
+    double uncompressed_s = 0;  // summed over the timed calls after the first pair
+    double compressed_s = 0;
+  };
+  static constexpr size_t kAutoConfirmBelow = 1 << 20;
+  static constexpr int kAutoTrialCalls = 5;  // each way
+  std::map<std::tuple<std::string, size_t, int>, AutoDecision> auto_decisions_;
   uint64_t collectives_ = 0;
   uint64_t compressed_calls_ = 0;
   uint64_t bypassed_calls_ = 0;

@@ -460,6 +460,17 @@ TEST(Compressed, ReencodingRing) { sweep(Collective::kAllReduce, Algorithm::kRin
 TEST(Compressed, HierTwoPerHost) {
   sweep(Collective::kAllReduce, Algorithm::kHierarchical, two_per_host, true);
 }
+TEST(Compressed, HierRoundRobinHosts) {
+  // gradpack-run --vcluster puts rank i on host i % H.
+  sweep(
+      Collective::kAllReduce, Algorithm::kHierarchical,
+      [](int p) {
+        std::vector<int> h;
+        for (int r = 0; r < p; ++r) h.push_back(r % std::max(1, p / 2));
+        return h;
+      },
+      true);
+}
 TEST(Compressed, HierOneHost) {
   sweep(
       Collective::kAllReduce, Algorithm::kHierarchical,
