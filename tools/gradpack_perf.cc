@@ -136,6 +136,13 @@ class RowRunner {
   // input value).
   void Fill(bool in_place) {
     const bool red = reduces();
+    if (compressed()) {  // all-reduce only: gradient-like data
+      gradpack::tools::FillGradient(dtype_, ctx_->rank, 0, shape_.rank_count,
+                                    in_place ? const_cast<void*>(bufs_.inplace_send)
+                                             : bufs_.send.data());
+      if (!in_place) gradpack::tools::FillSentinel(dtype_, RecvCount(), bufs_.recv.data());
+      return;
+    }
     if (in_place) {
       unsigned char* base = bufs_.inplace.data();
       const uint64_t total = bufs_.inplace.size() / std::max<size_t>(elem_, 1);
@@ -233,8 +240,9 @@ class RowRunner {
                           double* result_absmax) const {
     const void* recv = in_place ? bufs_.inplace_recv : bufs_.recv.data();
     const uint64_t rc = shape_.rank_count;
+    // Every rank's input as it was stored (rounded to the dtype).
     auto input = [&](int r, uint64_t i) {
-      return static_cast<double>(gradpack::tools::InputValue(true, op_, r, i));
+      return gradpack::tools::RoundTo(dtype_, gradpack::tools::GradientValue(r, i));
     };
     gradpack::tools::ErrorBoundInput bound_in;
     bound_in.dtype = dtype_;

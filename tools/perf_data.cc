@@ -95,13 +95,14 @@ double Epsilon(gp_dtype_t dtype) {
   }
 }
 
+
+}  // namespace
+
 double RoundTo(gp_dtype_t dtype, double v) {
   unsigned char tmp[8];
   StoreElement(dtype, tmp, 0, v);
   return LoadElement(dtype, tmp, 0);
 }
-
-}  // namespace
 
 double LoadElement(gp_dtype_t dtype, const void* buf, uint64_t i) {
   switch (dtype) {
@@ -158,6 +159,21 @@ void FillInput(gp_dtype_t dtype, bool reduces, gp_redop_t op, int rank, uint64_t
   for (uint64_t i = 0; i < count; ++i) {
     StoreElement(dtype, dst, i,
                  static_cast<double>(InputValue(reduces, op, rank, first_index + i)));
+  }
+}
+
+double GradientValue(int rank, uint64_t index) {
+  uint64_t x = index * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(rank) + 1) * 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 31;
+  x *= 0x94D049BB133111EBull;
+  x ^= x >> 29;
+  const double u = static_cast<double>(x >> 40) / static_cast<double>(uint64_t{1} << 24) - 0.5;
+  return u * static_cast<double>(1 + index % 7);
+}
+
+void FillGradient(gp_dtype_t dtype, int rank, uint64_t first_index, uint64_t count, void* dst) {
+  for (uint64_t i = 0; i < count; ++i) {
+    StoreElement(dtype, dst, i, GradientValue(rank, first_index + i));
   }
 }
 

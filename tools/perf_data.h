@@ -19,6 +19,15 @@ namespace gradpack::tools {
 // should be overwritten are pre-filled with it.
 int64_t InputValue(bool reduces, gp_redop_t op, int rank, uint64_t index);
 
+// -z: gradient-like inputs, so that the codecs meet what they are made for (signed values of
+// varied magnitude, different on every rank) and errors do not cancel by construction: a
+// deterministic hash of (rank, index), uniform in [-0.5, 0.5) times 1 + index % 7.
+double GradientValue(int rank, uint64_t index);
+// v stored as dtype and read back.
+double RoundTo(gp_dtype_t dtype, double v);
+// dst[i] = GradientValue(rank, first_index + i), stored as dtype.
+void FillGradient(gp_dtype_t dtype, int rank, uint64_t first_index, uint64_t count, void* dst);
+
 // dst[i] = InputValue(reduces, op, rank, first_index + i) for i in [0, count), stored as dtype.
 void FillInput(gp_dtype_t dtype, bool reduces, gp_redop_t op, int rank, uint64_t first_index,
                uint64_t count, void* dst);
