@@ -266,7 +266,9 @@ std::optional<CodecErrorModel> ParseCodecErrorModel(std::string_view spec) {
 
 double CompressedErrorBound(const CodecErrorModel& model, const ErrorBoundInput& in) {
   const double n = std::max(in.nranks, 1);
-  double bound = 0;
+  // A lossless codec (none, or auto sending uncompressed) still sums non-integer inputs in the
+  // dtype, rounding up to n - 1 times.
+  double bound = (n - 1) * Epsilon(in.dtype) * in.element_abs_sum;
   if (!model.exact) {
     const double s = in.sum_rank_absmax;
     const double reduced_absmax = in.result_absmax + model.eps * s;

@@ -51,7 +51,7 @@ bool Matches(gp_dtype_t dtype, gp_redop_t op, bool reduces, double got, double e
 // How far a compressed all-reduce may be from the exact sum: what gradpack-perf -z -c allows
 // (docs/tools.md "The check with -z"), from the per-encode bounds of docs/codecs.md.
 struct CodecErrorModel {
-  bool exact = true;  // "none": the result must equal the expected one
+  bool exact = true;  // "none": only the summation's rounding in the dtype is allowed
   double eps = 0;     // one encode: |v - decoded| <= eps * absmax (q<b>, fp16, bf16)
   bool topk = false;  // an element may be dropped whole
   int bits = 0;       // q<b>'s b (0: not quantized)
@@ -85,7 +85,9 @@ struct ErrorBoundInput {
 //   + 2 * u * (result_absmax + the above) for fp16/bf16 data, u = 2^-11 / 2^-8 (the decode and
 //     the result are rounded to the dtype)
 // For GP_AVG the whole is divided by nranks, plus two units in the last place of the dtype
-// (Matches()). For an exact model ("none") it is 0 (0 plus the avg allowance for GP_AVG).
+// (Matches()). Every model, the exact one ("none", or auto sending uncompressed) too, also allows
+// the summation's own rounding in the dtype, (nranks - 1) * Epsilon(dtype) * element_abs_sum: zero
+// for one rank and for inputs whose partial sums are exact.
 double CompressedErrorBound(const CodecErrorModel& model, const ErrorBoundInput& in);
 
 // IEEE half and bfloat16 conversions (round to nearest even; NaN stays NaN).

@@ -233,16 +233,20 @@ TEST(PerfData, TopkBoundAllowsADroppedElement) {
   EXPECT_GT(3.5, CompressedErrorBound(topk, in));
 }
 
-TEST(PerfData, ExactModelAllowsNothing) {
+TEST(PerfData, ExactModelAllowsOnlyTheSummationsRounding) {
   const auto none = *ParseCodecErrorModel("none");
   ErrorBoundInput in;
-  in.nranks = 3;
+  in.nranks = 1;
   in.sum_rank_absmax = 15;
   in.result_absmax = 15;
   in.element_abs_sum = 15;
-  EXPECT_EQ(CompressedErrorBound(none, in), 0);
-  in.op = GP_AVG;  // only avg's rounding allowance
-  EXPECT_DOUBLE_EQ(CompressedErrorBound(none, in), 2 * std::ldexp(1.0, -23) * 15 / 3);
+  EXPECT_EQ(CompressedErrorBound(none, in), 0);  // one rank: nothing is summed
+  in.nranks = 3;
+  const double summation = 2 * std::ldexp(1.0, -23) * 15;  // (n - 1) roundings in fp32
+  EXPECT_DOUBLE_EQ(CompressedErrorBound(none, in), summation);
+  in.op = GP_AVG;  // plus avg's rounding allowance
+  EXPECT_DOUBLE_EQ(CompressedErrorBound(none, in),
+                   summation / 3 + 2 * std::ldexp(1.0, -23) * 15 / 3);
 }
 
 // The bound holds for a simulated direct all-reduce: every rank's input quantized once (nearest,
