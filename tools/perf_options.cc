@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "tools/json_string.h"
 #include "tools/size_suffix.h"
 
 namespace gradpack::tools {
@@ -457,23 +458,6 @@ std::string JsonMeasurement(const Measurement& m) {
 
 const char* RowRedop(const Row& row) {
   return CollectiveReduces(row.coll) ? RedopName(row.op) : "none";
-}
-
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
 }
 
 // The compressed row: time algbw busbw wire #wrong maxerr codec (see CompressedTableHeader()).

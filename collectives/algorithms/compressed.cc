@@ -207,30 +207,13 @@ Status ring_compressed_plan(const PlanRequest& req, Plan* out) {
 
 Status hier_compressed_plan(const PlanRequest& req, Plan* out) {
   PlanBuilder b(req, out);
-  const int p = req.nranks;
-  auto host = [&](int r) {
-    return req.host_of_rank.empty() ? r : req.host_of_rank[static_cast<size_t>(r)];
-  };
-  std::vector<int> local;
-  std::vector<int> leaders;
-  std::vector<bool> host_seen;
-  for (int r = 0; r < p; ++r) {
-    const auto h = static_cast<size_t>(host(r));
-    if (h >= host_seen.size()) host_seen.resize(h + 1, false);
-    if (!host_seen[h]) {
-      host_seen[h] = true;
-      leaders.push_back(r);
-    }
-    if (host(r) == host(req.rank)) local.push_back(r);
-  }
-  const int me_local =
-      static_cast<int>(std::find(local.begin(), local.end(), req.rank) - local.begin());
+  std::vector<int> local, leaders;
+  int me_local = 0, me_leader = -1;
+  host_groups(req, &local, &leaders, &me_local, &me_leader);
   const Span whole{Buf::kRecv, 0, req.count};
   copy_segments(b, Span{Buf::kSend, 0, req.count}, whole);
   chain_reduce(b, local, me_local, whole);
   if (me_local == 0) {
-    const int me_leader =
-        static_cast<int>(std::find(leaders.begin(), leaders.end(), req.rank) - leaders.begin());
     direct_allreduce(b, leaders, me_leader, whole, whole);
   }
   chain_broadcast(b, local, me_local, whole);

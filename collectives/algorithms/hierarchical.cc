@@ -12,35 +12,43 @@
 
 namespace gradpack::coll::algo {
 
-Status hier_plan(const PlanRequest& req, Plan* out) {
-  if (req.collective != Collective::kAllReduce) return ring_plan(req, out);
-  PlanBuilder b(req, out);
-  const int p = req.nranks;
+void host_groups(const PlanRequest& req, std::vector<int>* local, std::vector<int>* leaders,
+                 int* me_local, int* me_leader) {
   auto host = [&](int r) {
     return req.host_of_rank.empty() ? r : req.host_of_rank[static_cast<size_t>(r)];
   };
-  std::vector<int> local;    // ranks of this host, ascending; local[0] is the leader
-  std::vector<int> leaders;  // lowest rank of every host, ascending
+  local->clear();
+  leaders->clear();
   std::vector<bool> host_seen;
-  for (int r = 0; r < p; ++r) {
+  for (int r = 0; r < req.nranks; ++r) {
     const auto h = static_cast<size_t>(host(r));
     if (h >= host_seen.size()) host_seen.resize(h + 1, false);
     if (!host_seen[h]) {
       host_seen[h] = true;
-      leaders.push_back(r);
+      leaders->push_back(r);
     }
-    if (host(r) == host(req.rank)) local.push_back(r);
+    if (host(r) == host(req.rank)) local->push_back(r);
   }
-  const int me_local =
-      static_cast<int>(std::find(local.begin(), local.end(), req.rank) - local.begin());
+  auto index_of = [&](const std::vector<int>& v) {
+    auto it = std::find(v.begin(), v.end(), req.rank);
+    return it == v.end() ? -1 : static_cast<int>(it - v.begin());
+  };
+  *me_local = index_of(*local);
+  *me_leader = index_of(*leaders);
+}
+
+Status hier_plan(const PlanRequest& req, Plan* out) {
+  if (req.collective != Collective::kAllReduce) return ring_plan(req, out);
+  PlanBuilder b(req, out);
+  std::vector<int> local, leaders;
+  int me_local = 0, me_leader = -1;
+  host_groups(req, &local, &leaders, &me_local, &me_leader);
   const Span whole{Buf::kRecv, 0, req.count};
   for_segments(whole, b.segment(), [&](const Span& s) {
     b.copy(Span{Buf::kSend, s.offset, s.count}, s);
   });
   chain_reduce(b, local, me_local, whole);
   if (me_local == 0) {
-    const int me_leader =
-        static_cast<int>(std::find(leaders.begin(), leaders.end(), req.rank) - leaders.begin());
     if (req.count * req.elem_size <= kSmallMessageBytes) {
       hd_allreduce_inplace(b, leaders, me_leader, whole, req.elem_size);
     } else {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "gradpack/gradpack.h"
+#include "tools/json_string.h"
 #include "tools/train/fmnist_data.h"
 #include "tools/train/gemm.h"
 #include "tools/train/mlp.h"
@@ -105,24 +106,6 @@ std::vector<Bucket> MakeBuckets(const gradpack::train::Mlp& mlp, Bucketing how) 
     buckets.push_back({"fc" + std::to_string(l + 1), layer.offset, layer.size()});
   }
   return buckets;
-}
-
-// A JSON string literal of s.
-std::string Quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
 }
 
 struct Sums {
@@ -320,12 +303,13 @@ int main(int argc, char** argv) {
         "\"test_accuracy\":%.4f,\"wire_bytes\":%.0f,\"compressed_calls\":%" PRIu64
         ",\"seconds\":%.3f,\"allreduce_seconds\":%.3f,\"load_seconds\":%.3f,"
         "\"weights_identical\":%s}\n",
-        kTool, Quote(opts.codec).c_str(), Quote(grad_stats.last_codec).c_str(),
-        Quote(grad_stats.last_algorithm).c_str(), opts.error_feedback ? "true" : "false",
-        opts.residual_bits, gradpack::train::BucketingName(opts.bucket), nranks, opts.epochs,
-        opts.seed, opts.batch, opts.lr, opts.momentum, opts.weight_decay, hidden.c_str(),
-        mlp.num_params(), train.count, last.train_loss / last.train_seen,
-        last.test_loss / static_cast<double>(test.count),
+        kTool, gradpack::tools::JsonString(opts.codec).c_str(),
+        gradpack::tools::JsonString(grad_stats.last_codec).c_str(),
+        gradpack::tools::JsonString(grad_stats.last_algorithm).c_str(),
+        opts.error_feedback ? "true" : "false", opts.residual_bits,
+        gradpack::train::BucketingName(opts.bucket), nranks, opts.epochs, opts.seed, opts.batch,
+        opts.lr, opts.momentum, opts.weight_decay, hidden.c_str(), mlp.num_params(), train.count,
+        last.train_loss / last.train_seen, last.test_loss / static_cast<double>(test.count),
         last.test_correct / static_cast<double>(test.count), total_wire,
         grad_stats.compressed_calls, train_seconds, allreduce_seconds, load_seconds,
         identical ? "true" : "false");
