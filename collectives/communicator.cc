@@ -208,8 +208,8 @@ Status rendezvous_from_env(const std::map<std::string, std::string>& env, EnvRen
   return OkStatus();
 }
 
-Status Communicator::create(int rank, int nranks, std::shared_ptr<Store> store, CommOptions options,
-                            std::unique_ptr<Communicator>* out) {
+Status Communicator::configure(int rank, int nranks, const CommOptions& options,
+                               std::unique_ptr<Communicator>* out) {
   const Settings* settings = nullptr;
   GP_RETURN_IF_ERROR(Settings::global(&settings));
   if (nranks < 1 || rank < 0 || rank >= nranks) {
@@ -236,6 +236,16 @@ Status Communicator::create(int rank, int nranks, std::shared_ptr<Store> store, 
     Status st = parse_codec_request(comm->default_codec_, &parsed);
     if (!st.ok()) return InvalidArgument("GRADPACK_COMPRESS: " + st.message());
   }
+  *out = std::move(comm);
+  return OkStatus();
+}
+
+Status Communicator::create(int rank, int nranks, std::shared_ptr<Store> store, CommOptions options,
+                            std::unique_ptr<Communicator>* out) {
+  const Settings* settings = nullptr;
+  GP_RETURN_IF_ERROR(Settings::global(&settings));
+  std::unique_ptr<Communicator> comm;
+  GP_RETURN_IF_ERROR(configure(rank, nranks, options, &comm));
   if (options.transport != nullptr) {
     comm->transport_ = std::move(options.transport);
   } else {
@@ -285,6 +295,36 @@ Status Communicator::create_from_env(std::unique_ptr<Communicator>* out) {
   EnvRendezvous r;
   GP_RETURN_IF_ERROR(rendezvous_from_env(env, &r));
   return create(r.rank, r.nranks, r.url, out);
+}
+
+Status Communicator::create_from_handles(int rank, int nranks,
+                                         std::unique_ptr<transport::Transport> transport,
+                                         std::unique_ptr<transport::Listener> listener,
+                                         std::vector<transport::Handle> peers, CommOptions options,
+                                         std::unique_ptr<Communicator>* out) {
+  if (transport == nullptr || listener == nullptr) {
+    return InvalidArgument("create_from_handles needs the transport and the listener");
+  }
+  if (peers.size() != static_cast<size_t>(nranks)) {
+    return InvalidArgument("create_from_handles: " + std::to_string(peers.size()) +
+                           " handles for world size " + std::to_string(nranks));
+  }
+  std::unique_ptr<Communicator> comm;
+  GP_RETURN_IF_ERROR(configure(rank, nranks, options, &comm));
+  comm->transport_ = std::move(transport);
+  comm->listener_ = std::move(listener);
+  if (comm->transport_->device_count() < 1) {
+    return Unsupported(std::string("transport ") + comm->transport_->name() +
+                       " has no network device");
+  }
+  // One leader per node: no two ranks share a host, so nothing is reduced host-locally first.
+  comm->host_of_rank_.resize(static_cast<size_t>(nranks));
+  for (int p = 0; p < nranks; ++p) comm->host_of_rank_[static_cast<size_t>(p)] = p;
+  GP_RETURN_IF_ERROR(comm->connect_mesh(peers, std::chrono::steady_clock::now() + comm->timeout_));
+  GP_LOG_INFO(kColl, "rank %d of %d ready over %s (from handles)", rank, nranks,
+              comm->transport_->name());
+  *out = std::move(comm);
+  return OkStatus();
 }
 
 Communicator::~Communicator() { close_links(); }
@@ -347,7 +387,16 @@ Status Communicator::connect_all(Store& store) {
     }
     ++nhosts;
   }
+  return connect_mesh(handles, deadline);
+}
 
+Status Communicator::connect_mesh(const std::vector<transport::Handle>& handles,
+                                  std::chrono::steady_clock::time_point deadline) {
+  auto left = [&] {
+    return std::max(std::chrono::milliseconds(1),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now()));
+  };
   send_.resize(nranks_);
   recv_.resize(nranks_);
   for (int p = 0; p < nranks_; ++p) {

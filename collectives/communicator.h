@@ -57,6 +57,16 @@ class Communicator {
   static Status create(int rank, int nranks, const std::string& rendezvous,
                        std::unique_ptr<Communicator>* out);
   static Status create_from_env(std::unique_ptr<Communicator>* out);
+  // Joins a communicator whose rendezvous already happened elsewhere (the NCCL CollNet plugin:
+  // NCCL gathers every leader's listen handle and calls connect with all of them). `listener` was
+  // made by `transport` on its device 0 and published as peers[rank]; peers[p] is rank p's
+  // handle. Blocking and collective: every rank calls it with the same peers. Each rank counts as
+  // its own host (the callers are one leader per node). options.transport is ignored.
+  static Status create_from_handles(int rank, int nranks,
+                                    std::unique_ptr<transport::Transport> transport,
+                                    std::unique_ptr<transport::Listener> listener,
+                                    std::vector<transport::Handle> peers, CommOptions options,
+                                    std::unique_ptr<Communicator>* out);
   ~Communicator();
 
   int rank() const { return rank_; }
@@ -86,7 +96,14 @@ class Communicator {
 
  private:
   Communicator() = default;
+  // The settings and options of a new communicator, before it connects.
+  static Status configure(int rank, int nranks, const CommOptions& options,
+                          std::unique_ptr<Communicator>* out);
   Status connect_all(Store& store);
+  // Connects to every peer's handle and accepts one connection from each on listener_, then
+  // closes the listener and passes the mesh barrier.
+  Status connect_mesh(const std::vector<transport::Handle>& handles,
+                      std::chrono::steady_clock::time_point deadline);
   Status mesh_barrier();
   // Validates, plans, runs; marks the communicator broken on failure.
   // compress: the codecs and residual of a compressed all-reduce (null: uncompressed).

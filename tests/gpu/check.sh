@@ -7,11 +7,18 @@
 #      which must not skip here: GRADPACK_TEST_REQUIRE_CUDA=1 turns "no device" into a failure;
 #   4. runs the CPU codec unit tests (tests/unit_tests);
 #   5. runs codec_cuda_bench and prints its figures (GB/s and the ratio to a device-to-device copy);
-#   6. NCCL plugin check: a placeholder until issue 5.
-# Any failure stops the run with a non-zero status.
+#   6. NCCL plugin check (tests/gpu/nccl_allreduce_check.cc): two processes on this one GPU, each
+#      with its own NCCL_HOSTID so NCCL connects them through the network, NCCL_NET=gradpack and
+#      NCCL_NET_PLUGIN=libnccl-net-gradpack.so, NCCL_PROTO=^LL128, bootstrap on loopback;
+#      all-reduces fp32 of 1 MiB to 64 MiB and checks every size, printing algbw: first through
+#      the plugin alone (results exact), then with LD_PRELOAD=libgradpack-nccl.so and
+#      GRADPACK_COMPRESS=q8 (within q8's bound, and the interposer's log line must appear).
+# Any failure stops the run with a non-zero status. Without a GPU it stops at once with exit 77
+# and says why.
 #
 # Environment: BUILD_DIR (default build-gpu), GRADPACK_CUDA_ARCHITECTURES (default 90: H100/H200),
-# GRADPACK_CMAKE_ARGS (extra configure flags), CTEST_JOBS (default 4).
+# GRADPACK_CMAKE_ARGS (extra configure flags), CTEST_JOBS (default 4), NCCL_CHECK_MAX_MIB (default
+# 64), NCCL_CHECK_TIMEOUT (seconds per NCCL run, default 150).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -22,6 +29,10 @@ jobs=$(nproc)
 section() { printf '\n==== %s  [%ds]\n' "$1" $((SECONDS - start)); }
 
 section "GPU"
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+  echo "SKIP: no NVIDIA GPU here (nvidia-smi is missing or lists no GPU); this check needs one"
+  exit 77
+fi
 nvidia-smi -L
 
 section "configure ($build, CUDA architectures $archs)"
@@ -34,6 +45,16 @@ cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
 
 section "build"
 cmake --build "$build" -j "$jobs" --target codec_cuda_test codec_cuda_bench unit_tests
+# The NCCL check's pieces (and the executor kernels' CUDA test) exist when the toolkit has NCCL.
+nccl_targets=(nccl-net-gradpack gradpack-nccl nccl_allreduce_check accum_kernels_test)
+nccl_missing=""
+target_list=$(cmake --build "$build" --target help 2>/dev/null || true)
+for t in "${nccl_targets[@]}"; do
+  if ! grep -Eq "(^|[[:space:]])$t(:|[[:space:]]|$)" <<<"$target_list"; then nccl_missing+=" $t"; fi
+done
+if [[ -z "$nccl_missing" ]]; then
+  cmake --build "$build" -j "$jobs" --target "${nccl_targets[@]}"
+fi
 
 section "CUDA tests (ctest -L cuda)"
 (cd "$build" && GRADPACK_TEST_REQUIRE_CUDA=1 ctest -L cuda --output-on-failure --no-tests=error \
@@ -46,9 +67,58 @@ section "GPU codec benchmark"
 "$build/tests/cuda/codec_cuda_bench"
 
 section "NCCL plugin check"
-# Issue 5 fills this in: two processes on this one GPU, each with its own NCCL_HOSTID and
-# NCCL_NET=gradpack, all-reducing through the plugin with and without the interposer.
-echo "NCCL plugin check: not built yet (issue 5); skipped"
+if [[ -n "$nccl_missing" ]]; then
+  echo "FAIL: NCCL check not built (missing targets:$nccl_missing): does the CUDA toolkit have" \
+    "nccl.h and libnccl? (the configure output names what was not found)"
+  exit 1
+fi
+plugin=$(find "$build" -name 'libnccl-net-gradpack.so' -print -quit)
+interposer=$(find "$build" -name 'libgradpack-nccl.so' -print -quit)
+program=$(find "$build" -name nccl_allreduce_check -type f -perm -u+x -print -quit)
+plugin=$(realpath "$plugin")
+interposer=$(realpath "$interposer")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+max_mib=${NCCL_CHECK_MAX_MIB:-64}
+
+# run_pair LABEL EXPECT [VAR=VALUE...]: both ranks with the common NCCL environment plus the
+# given variables; rank 0 prints the table, both logs are shown on failure.
+run_pair() {
+  local label=$1 expect=$2
+  shift 2
+  local id="$work/$label.id" pids=() r status=0
+  rm -f "$id"
+  for r in 0 1; do
+    timeout "${NCCL_CHECK_TIMEOUT:-150}" env NCCL_HOSTID="gradpack-check-$r" NCCL_NET=gradpack \
+      NCCL_NET_PLUGIN="$plugin" NCCL_PROTO='^LL128' NCCL_SOCKET_IFNAME=lo GRADPACK_IFNAME=lo \
+      NCCL_DEBUG=WARN "$@" "$program" --rank "$r" --nranks 2 --id-file "$id" \
+      --expect "$expect" --max-mib "$max_mib" >"$work/$label.$r.out" 2>"$work/$label.$r.err" &
+    pids+=($!)
+  done
+  for r in 0 1; do
+    if ! wait "${pids[$r]}"; then status=1; fi
+  done
+  cat "$work/$label.0.out"
+  if ((status != 0)); then
+    for r in 0 1; do
+      echo "---- rank $r stderr (last 40 lines)"
+      tail -n 40 "$work/$label.$r.err"
+    done
+    echo "FAIL: NCCL all-reduce check \"$label\""
+    exit 1
+  fi
+}
+
+echo "-- through the plugin alone (NCCL_NET=gradpack), results exact"
+run_pair plugin exact
+echo "-- with the interposer (LD_PRELOAD=libgradpack-nccl.so, GRADPACK_COMPRESS=q8)"
+run_pair interposer q8 LD_PRELOAD="$interposer" GRADPACK_COMPRESS=q8 GRADPACK_LOG=info \
+  GRADPACK_LOG_SUBSYS=plugin
+if ! grep -q "ncclAllReduce interposer: compressing" "$work/interposer.0.err"; then
+  echo "FAIL: the interposer did not announce itself (GRADPACK_LOG=info); rank 0 stderr:"
+  tail -n 40 "$work/interposer.0.err"
+  exit 1
+fi
 
 elapsed=$((SECONDS - start))
 section "done"

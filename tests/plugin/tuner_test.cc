@@ -1,0 +1,159 @@
+// The tuner face's table rules (reference nccl-plugin-api.md §3): getCollInfo never fails, never
+// turns a disabled (-1) entry on, always leaves an enabled one, leaves nChannels alone, and
+// GRADPACK_TUNER=off changes nothing; with a compressed CollNet, large all-reduces across nodes
+// prefer CollNetChain/SIMPLE.
+#include "net_plugin/tuner/tuner.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace gt = gradpack::plugin::tuner;
+
+namespace {
+
+using Table = float[NCCL_NUM_ALGORITHMS][NCCL_NUM_PROTOCOLS];
+
+// NCCL's rows as float* (how it passes the table: float** over a float[7][3]).
+ncclResult_t get_info(void* ctx, ncclFunc_t f, size_t bytes, Table& table, int* channels) {
+  return gt::get_coll_info(ctx, f, bytes, 1, reinterpret_cast<float**>(&table[0][0]),
+                           NCCL_NUM_ALGORITHMS, NCCL_NUM_PROTOCOLS, 0, channels);
+}
+
+// A few table shapes NCCL makes: all enabled; CollNet off; only ring/simple; CollNet only chain.
+std::vector<std::vector<float>> tables() {
+  std::vector<std::vector<float>> out;
+  std::vector<float> all(NCCL_NUM_ALGORITHMS * NCCL_NUM_PROTOCOLS);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = 10.0f + static_cast<float>(i * 3 % 11);
+  out.push_back(all);
+  std::vector<float> no_collnet = all;
+  for (int a : {NCCL_ALGO_COLLNET_DIRECT, NCCL_ALGO_COLLNET_CHAIN}) {
+    for (int p = 0; p < NCCL_NUM_PROTOCOLS; ++p) no_collnet[a * NCCL_NUM_PROTOCOLS + p] = -1.0f;
+  }
+  out.push_back(no_collnet);
+  std::vector<float> ring_only(all.size(), -1.0f);
+  ring_only[NCCL_ALGO_RING * NCCL_NUM_PROTOCOLS + NCCL_PROTO_SIMPLE] = 5.0f;
+  out.push_back(ring_only);
+  std::vector<float> chain_only = ring_only;
+  chain_only[NCCL_ALGO_COLLNET_CHAIN * NCCL_NUM_PROTOCOLS + NCCL_PROTO_SIMPLE] = 50.0f;
+  out.push_back(chain_only);
+  std::vector<float> zeros(all.size(), 0.0f);
+  out.push_back(zeros);
+  return out;
+}
+
+// Every function, sizes 1 B to 1 GiB, every table: the rules hold; returns whether any entry
+// changed.
+bool check_rules(void* ctx) {
+  bool changed = false;
+  for (int f = 0; f <= ncclFuncRecv; ++f) {
+    for (size_t bytes = 1; bytes <= (size_t{1} << 30); bytes *= 4) {
+      for (const std::vector<float>& before : tables()) {
+        Table table;
+        std::memcpy(table, before.data(), sizeof(table));
+        int channels = 0;
+        EXPECT_EQ(get_info(ctx, static_cast<ncclFunc_t>(f), bytes, table, &channels), ncclSuccess);
+        EXPECT_EQ(channels, 0);
+        bool any_enabled = false;
+        for (int a = 0; a < NCCL_NUM_ALGORITHMS; ++a) {
+          for (int p = 0; p < NCCL_NUM_PROTOCOLS; ++p) {
+            const float was = before[static_cast<size_t>(a * NCCL_NUM_PROTOCOLS + p)];
+            const float now = table[a][p];
+            // Never enabled, never disabled.
+            EXPECT_EQ(now < 0, was < 0) << "func " << f << " bytes " << bytes << " algo " << a;
+            if (now >= 0) any_enabled = true;
+            if (now != was) changed = true;
+          }
+        }
+        EXPECT_TRUE(any_enabled);
+      }
+    }
+  }
+  return changed;
+}
+
+class TunerTest : public testing::Test {
+ protected:
+  void TearDown() override {
+    unsetenv("GRADPACK_TUNER");
+    unsetenv("GRADPACK_COLLNET_COMPRESS");
+  }
+};
+
+TEST_F(TunerTest, WithoutCompressedCollNetTheTablesAreUnchanged) {
+  unsetenv("GRADPACK_COLLNET_COMPRESS");
+  void* ctx = nullptr;
+  ncclTunerConstants_v5_t constants{};
+  ncclNvlDomainInfo_v5_t nvl{4, 1, 1};
+  ASSERT_EQ(gt::init(&ctx, 7, 4, 4, nullptr, &nvl, &constants), ncclSuccess);
+  EXPECT_FALSE(check_rules(ctx));
+  EXPECT_EQ(gt::finalize(ctx), ncclSuccess);
+}
+
+TEST_F(TunerTest, CompressedCollNetIsPreferredForLargeAllReducesOnly) {
+  setenv("GRADPACK_COLLNET_COMPRESS", "q8", 1);
+  setenv("GRADPACK_NET_SPEED_MBPS", "1000", 1);
+  void* ctx = nullptr;
+  ncclTunerConstants_v5_t constants{};
+  ASSERT_EQ(gt::init(&ctx, 7, 4, 4, nullptr, nullptr, &constants), ncclSuccess);
+  EXPECT_TRUE(check_rules(ctx));
+
+  std::vector<float> all = tables()[0];
+  Table table;
+  std::memcpy(table, all.data(), sizeof(table));
+  int channels = 0;
+  ASSERT_EQ(get_info(ctx, ncclFuncAllReduce, size_t{256} << 20, table, &channels), ncclSuccess);
+  for (int a = 0; a < NCCL_NUM_ALGORITHMS; ++a) {
+    for (int p = 0; p < NCCL_NUM_PROTOCOLS; ++p) {
+      if (a == NCCL_ALGO_COLLNET_CHAIN && p == NCCL_PROTO_SIMPLE) continue;
+      EXPECT_LT(table[NCCL_ALGO_COLLNET_CHAIN][NCCL_PROTO_SIMPLE], table[a][p]);
+    }
+  }
+  // A tiny all-reduce is latency-bound: compression does not pay, nothing changes.
+  std::memcpy(table, all.data(), sizeof(table));
+  ASSERT_EQ(get_info(ctx, ncclFuncAllReduce, 8, table, &channels), ncclSuccess);
+  EXPECT_EQ(std::memcmp(table, all.data(), sizeof(table)), 0);
+  // Other collectives are never steered.
+  std::memcpy(table, all.data(), sizeof(table));
+  ASSERT_EQ(get_info(ctx, ncclFuncAllGather, size_t{256} << 20, table, &channels), ncclSuccess);
+  EXPECT_EQ(std::memcmp(table, all.data(), sizeof(table)), 0);
+  EXPECT_EQ(gt::finalize(ctx), ncclSuccess);
+  unsetenv("GRADPACK_NET_SPEED_MBPS");
+}
+
+TEST_F(TunerTest, OneNodeIsNeverSteered) {
+  setenv("GRADPACK_COLLNET_COMPRESS", "q8", 1);
+  void* ctx = nullptr;
+  ASSERT_EQ(gt::init(&ctx, 7, 2, 1, nullptr, nullptr, nullptr), ncclSuccess);
+  EXPECT_FALSE(check_rules(ctx));
+  EXPECT_EQ(gt::finalize(ctx), ncclSuccess);
+}
+
+TEST_F(TunerTest, OffChangesNothing) {
+  setenv("GRADPACK_COLLNET_COMPRESS", "q8", 1);
+  setenv("GRADPACK_TUNER", "off", 1);
+  void* ctx = nullptr;
+  ASSERT_EQ(gt::init(&ctx, 7, 4, 4, nullptr, nullptr, nullptr), ncclSuccess);
+  EXPECT_FALSE(check_rules(ctx));
+  EXPECT_EQ(gt::finalize(ctx), ncclSuccess);
+}
+
+TEST_F(TunerTest, BadSettingsNeverFailAndChangeNothing) {
+  setenv("GRADPACK_TUNER", "sideways", 1);
+  void* ctx = nullptr;
+  ASSERT_EQ(gt::init(&ctx, 7, 4, 4, nullptr, nullptr, nullptr), ncclSuccess);
+  EXPECT_FALSE(check_rules(ctx));
+  EXPECT_EQ(gt::finalize(ctx), ncclSuccess);
+  unsetenv("GRADPACK_TUNER");
+  setenv("GRADPACK_COLLNET_COMPRESS", "q99", 1);
+  ASSERT_EQ(gt::init(&ctx, 7, 4, 4, nullptr, nullptr, nullptr), ncclSuccess);
+  EXPECT_FALSE(check_rules(ctx));
+  EXPECT_EQ(gt::finalize(ctx), ncclSuccess);
+  // A NULL context (a failed init NCCL ignored) is a tuner that changes nothing.
+  EXPECT_FALSE(check_rules(nullptr));
+  EXPECT_EQ(gt::finalize(nullptr), ncclSuccess);
+}
+
+}  // namespace
