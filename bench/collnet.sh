@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# CollNet through the plugin, compressed vs uncompressed, back to back on the same setup: a float32
+# sum of --size bytes through libnccl-net-gradpack.so's CollNet face as NCCL's CollNetChain issues
+# it (gradpack-collnet-bench: 2 MiB iallreduce calls, 8 in flight), one process per node.
+#
+#   bench/collnet.sh vcluster [-n N] [--rate RATE] [options]   N namespaced hosts, tbf on each link
+#   bench/collnet.sh local    [-n N] [options]                 N processes here (loopback)
+#
+# Runs uncompressed, then GRADPACK_COLLNET_COMPRESS=q8 and q4 (--codecs), and prints each run's
+# line and time(uncompressed) / time(codec), from the median times (time_ms; each the slowest
+# node's).
+# Options:
+#   -n N            nodes (and vcluster hosts; default 4)
+#   --rate RATE     tbf rate of every host link, both directions (vcluster; default 1gbit;
+#                   "none" for unshaped links)
+#   --size BYTES    the all-reduce (default 64M)
+#   --chunk BYTES   bytes per iallreduce (default 2M)
+#   --iters N       timed all-reduces per run (default 10; one warm-up before)
+#   --codecs LIST   the compressed runs (default "q8 q4")
+#   --out DIR       every run's output and collnet.txt (default bench/out/collnet)
+#   --timeout SEC   limit of each run (default 600)
+# Environment: BUILD_DIR (default build; configured and built when the binaries are missing),
+#   JOBS (build parallelism, default 2). The vcluster mode needs root (exit 77 otherwise) and
+#   holds /run/gradpack-vcluster.lock while the cluster it made is up.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$PWD
+build=${BUILD_DIR:-build}
+case $build in /*) ;; *) build=$root/$build ;; esac
+jobs=${JOBS:-2}
+vcluster=$root/scripts/vcluster.sh
+
+die() {
+  echo "collnet: $*" >&2
+  exit 1
+}
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+  exit "${1:-2}"
+}
+
+[ $# -ge 1 ] || usage
+mode=$1
+shift
+case $mode in
+  local | vcluster) ;;
+  -h | --help) usage 0 ;;
+  *) die "unknown mode '$mode' (vcluster or local)" ;;
+esac
+
+nodes=4 rate="" size=64M chunk=2M iters=10 codecs="q8 q4" timeout_s=600
+out=$root/bench/out/collnet
+while [ $# -gt 0 ]; do
+  case $1 in
+    -n) nodes=${2:?}; shift 2 ;;
+    --rate) rate=${2:?}; shift 2 ;;
+    --size) size=${2:?}; shift 2 ;;
+    --chunk) chunk=${2:?}; shift 2 ;;
+    --iters) iters=${2:?}; shift 2 ;;
+    --codecs) codecs=${2?}; shift 2 ;;
+    --out) out=${2:?}; shift 2 ;;
+    --timeout) timeout_s=${2:?}; shift 2 ;;
+    -h | --help) usage 0 ;;
+    *) die "unknown option '$1'" ;;
+  esac
+done
+if ! [[ $nodes =~ ^[0-9]+$ ]] || [ "$nodes" -lt 2 ]; then die "-n needs at least 2 nodes"; fi
+if [ "$mode" != vcluster ] && [ -n "$rate" ]; then die "--rate needs the vcluster mode"; fi
+if [ "$mode" = vcluster ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "collnet: the vcluster mode needs root (network namespaces)" >&2
+    exit 77
+  fi
+  : "${rate:=1gbit}"
+  if [ "$rate" = none ]; then rate=""; fi
+fi
+
+# --- build -------------------------------------------------------------------------------------
+gp_run=$build/tools/gradpack-run
+gp_bench=$build/tests/plugin/gradpack-collnet-bench
+if [ ! -x "$gp_run" ] || [ ! -x "$gp_bench" ]; then
+  if [ ! -f "$build/CMakeCache.txt" ]; then
+    generator=()
+    if command -v ninja >/dev/null; then generator=(-G Ninja); fi
+    echo "collnet: configuring $build"
+    cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+      -DGRADPACK_BUILD_TOOLS=ON >"${TMPDIR:-/tmp}/collnet-cmake.$$.log" ||
+      { cat "${TMPDIR:-/tmp}/collnet-cmake.$$.log"; die "cmake failed"; }
+    rm -f "${TMPDIR:-/tmp}/collnet-cmake.$$.log"
+  fi
+  echo "collnet: building gradpack-run gradpack-collnet-bench nccl-net-gradpack"
+  cmake --build "$build" --target gradpack-run gradpack-collnet-bench nccl-net-gradpack \
+    -j "$jobs" >/dev/null ||
+    die "could not build (cmake --build $build --target gradpack-run gradpack-collnet-bench)"
+fi
+
+# --- cleanup: everything started is stopped by PID; the vcluster made here is removed -----------
+pids=()
+made_vcluster=0
+cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
+  done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$made_vcluster" = 1 ]; then "$vcluster" down || true; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$out"
+
+launcher=("$gp_run" -n "$nodes" --timeout "$timeout_s")
+if [ "$mode" = vcluster ]; then
+  # Other scripts and tests use the same namespaces: wait for them, then own the cluster.
+  exec 9>/run/gradpack-vcluster.lock
+  flock -w 900 9 || die "the vcluster lock (/run/gradpack-vcluster.lock) is held by someone else"
+  up_args=("$nodes")
+  if [ -n "$rate" ]; then up_args+=(--rate "$rate"); fi
+  echo "collnet: \$ $vcluster up ${up_args[*]}"
+  "$vcluster" up "${up_args[@]}"
+  made_vcluster=1
+  launcher+=(--vcluster)
+else
+  # The plugin's device: loopback only, over TCP.
+  export GRADPACK_IFNAME="=lo" GRADPACK_TRANSPORT=tcp
+fi
+
+# Runs one setting in the background (so that a trap can stop it by PID), its output to
+# FILE.txt and FILE.err after printing the exact command. A failed run is reported and the rest
+# goes on.
+#   bench NAME CODEC     (CODEC empty: uncompressed)
+bench() {
+  local name=$1 codec=$2
+  local cmd=("${launcher[@]}" -- "$gp_bench" --size "$size" --chunk "$chunk" --iters "$iters")
+  if [ -n "$codec" ]; then
+    echo "collnet: \$ GRADPACK_COLLNET_COMPRESS=$codec ${cmd[*]}"
+    GRADPACK_COLLNET_COMPRESS=$codec "${cmd[@]}" >"$out/$name.txt" 2>"$out/$name.err" &
+  else
+    echo "collnet: \$ ${cmd[*]}"
+    env -u GRADPACK_COLLNET_COMPRESS "${cmd[@]}" >"$out/$name.txt" 2>"$out/$name.err" &
+  fi
+  local pid=$!
+  pids+=("$pid")
+  local rc=0
+  wait "$pid" || rc=$?
+  cat "$out/$name.txt"
+  if [ "$rc" != 0 ]; then
+    echo "collnet: warning: $name: exit status $rc: $(grep -v '^gradpack-run: rank .* was killed' \
+      "$out/$name.err" | head -3 | tr '\n' ' ')"
+  fi
+  return 0
+}
+
+bench off ""
+for c in $codecs; do bench "$c" "$c"; done
+
+if [ "$made_vcluster" = 1 ]; then
+  echo "collnet: \$ $vcluster down"
+  made_vcluster=0
+  "$vcluster" down
+fi
+
+# time(uncompressed) / time(codec), from the time_ms field of each run's line.
+time_of() {
+  sed -n 's/^collnet: .* time_ms=\([0-9.]*\) .*/\1/p' "$out/$1.txt" 2>/dev/null | head -1
+}
+{
+  echo "# CollNet float32 sum of $size, $chunk per iallreduce, $nodes nodes, $mode${rate:+, links $rate}"
+  base=$(time_of off)
+  printf "# %-8s %10s %8s\n" codec time_ms speedup
+  printf "  %-8s %10s %8s\n" off "${base:--}" 1.00
+  for c in $codecs; do
+    t=$(time_of "$c")
+    x=-
+    if [ -n "$base" ] && [ -n "$t" ]; then x=$(awk -v a="$base" -v b="$t" 'BEGIN{printf "%.2f", a/b}'); fi
+    printf "  %-8s %10s %8s\n" "$c" "${t:--}" "$x"
+  done
+} | tee "$out/collnet.txt"
+echo "collnet: every run's output and collnet.txt in $out"
