@@ -29,11 +29,13 @@
 #include <cmath>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "gradpack/gradpack.h"
 #include "tests/plugin/harness.h"
+#include "tools/size_suffix.h"
 
 #ifndef GRADPACK_PLUGIN_DEFAULT
 #define GRADPACK_PLUGIN_DEFAULT ""
@@ -65,32 +67,11 @@ struct Options {
   exit(code);
 }
 
-// "64M" -> 67108864; false when it is not a size.
+// "64M" -> 67108864 (tools/size_suffix.h); false when it is not a size.
 bool parse_size(const std::string& text, size_t* out) {
-  char* end = nullptr;
-  const unsigned long long v = strtoull(text.c_str(), &end, 10);
-  if (end == text.c_str()) return false;
-  int shift = 0;
-  switch (*end) {
-    case '\0':
-      break;
-    case 'K':
-    case 'k':
-      shift = 10;
-      break;
-    case 'M':
-    case 'm':
-      shift = 20;
-      break;
-    case 'G':
-    case 'g':
-      shift = 30;
-      break;
-    default:
-      return false;
-  }
-  if (*end != '\0' && end[1] != '\0') return false;
-  *out = static_cast<size_t>(v) << shift;
+  const std::optional<uint64_t> v = gradpack::tools::parse_size_suffix(text);
+  if (!v) return false;
+  *out = static_cast<size_t>(*v);
   return true;
 }
 
