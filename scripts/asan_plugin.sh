@@ -7,7 +7,8 @@
 #
 #   scripts/asan_plugin.sh [BUILD_DIR]     (default: build-asan next to this checkout's sources)
 #
-# Opt-in: on a 2-core machine the build takes several minutes (see docs/plugin.md, "Harness").
+# scripts/test.sh (the README's test command, CI) runs it before ctest; GRADPACK_ASAN=0 skips it there.
+# On a quiet 2-core machine it takes about 2.5 min (docs/plugin.md, "Harness").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build-asan}
