@@ -25,20 +25,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-root=$PWD
-build=${BUILD_DIR:-build}
-case $build in /*) ;; *) build=$root/$build ;; esac
-jobs=${JOBS:-2}
-vcluster=$root/scripts/vcluster.sh
-
-die() {
-  echo "collnet: $*" >&2
-  exit 1
-}
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-  exit "${1:-2}"
-}
+name="collnet"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [ $# -ge 1 ] || usage
 mode=$1
@@ -80,15 +69,8 @@ fi
 gp_run=$build/tools/gradpack-run
 gp_bench=$build/tests/plugin/gradpack-collnet-bench
 if [ ! -x "$gp_run" ] || [ ! -x "$gp_bench" ]; then
-  if [ ! -f "$build/CMakeCache.txt" ]; then
-    generator=()
-    if command -v ninja >/dev/null; then generator=(-G Ninja); fi
-    echo "collnet: configuring $build"
-    cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-      -DGRADPACK_BUILD_TOOLS=ON >"${TMPDIR:-/tmp}/collnet-cmake.$$.log" ||
-      { cat "${TMPDIR:-/tmp}/collnet-cmake.$$.log"; die "cmake failed"; }
-    rm -f "${TMPDIR:-/tmp}/collnet-cmake.$$.log"
-  fi
+  # shellcheck disable=SC2119
+  configure_build
   echo "collnet: building gradpack-run gradpack-collnet-bench nccl-net-gradpack"
   cmake --build "$build" --target gradpack-run gradpack-collnet-bench nccl-net-gradpack \
     -j "$jobs" >/dev/null ||

@@ -28,20 +28,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-root=$PWD
-build=${BUILD_DIR:-build}
-case $build in /*) ;; *) build=$root/$build ;; esac
-jobs=${JOBS:-2}
-vcluster=$root/scripts/vcluster.sh
-
-die() {
-  echo "compare: $*" >&2
-  exit 1
-}
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-  exit "${1:-2}"
-}
+name="compare"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [ $# -ge 1 ] || usage
 mode=$1
@@ -88,15 +77,7 @@ gp_perf=$build/tools/gradpack-perf
 gloo_perf=$build/bench/peers/gloo_perf
 mpi_perf=$build/bench/peers/mpi_perf
 if [ ! -x "$gp_run" ] || [ ! -x "$gp_perf" ] || [ ! -x "$gloo_perf" ] || [ ! -x "$mpi_perf" ]; then
-  if [ ! -f "$build/CMakeCache.txt" ]; then
-    generator=()
-    if command -v ninja >/dev/null; then generator=(-G Ninja); fi
-    echo "compare: configuring $build"
-    cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-      -DGRADPACK_BUILD_BENCH=ON -DGRADPACK_BUILD_TOOLS=ON >"${TMPDIR:-/tmp}/compare-cmake.$$.log" ||
-      { cat "${TMPDIR:-/tmp}/compare-cmake.$$.log"; die "cmake failed"; }
-    rm -f "${TMPDIR:-/tmp}/compare-cmake.$$.log"
-  fi
+  configure_build -DGRADPACK_BUILD_BENCH=ON
   for target in gradpack-run gradpack-perf gloo_perf mpi_perf; do
     echo "compare: building $target"
     cmake --build "$build" --target "$target" -j "$jobs" >/dev/null 2>&1 ||

@@ -29,20 +29,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-root=$PWD
-build=${BUILD_DIR:-build}
-case $build in /*) ;; *) build=$root/$build ;; esac
-jobs=${JOBS:-2}
-vcluster=$root/scripts/vcluster.sh
-
-die() {
-  echo "compress: $*" >&2
-  exit 1
-}
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-  exit "${1:-2}"
-}
+name="compress"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [ $# -ge 1 ] || usage
 mode=$1
@@ -88,15 +77,8 @@ command -v python3 >/dev/null || die "python3 is missing (it reads gradpack-perf
 gp_run=$build/tools/gradpack-run
 gp_perf=$build/tools/gradpack-perf
 if [ ! -x "$gp_run" ] || [ ! -x "$gp_perf" ]; then
-  if [ ! -f "$build/CMakeCache.txt" ]; then
-    generator=()
-    if command -v ninja >/dev/null; then generator=(-G Ninja); fi
-    echo "compress: configuring $build"
-    cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-      -DGRADPACK_BUILD_TOOLS=ON >"${TMPDIR:-/tmp}/compress-cmake.$$.log" ||
-      { cat "${TMPDIR:-/tmp}/compress-cmake.$$.log"; die "cmake failed"; }
-    rm -f "${TMPDIR:-/tmp}/compress-cmake.$$.log"
-  fi
+  # shellcheck disable=SC2119
+  configure_build
   echo "compress: building gradpack-run gradpack-perf"
   cmake --build "$build" --target gradpack-run gradpack-perf -j "$jobs" >/dev/null ||
     die "could not build (cmake --build $build --target gradpack-run gradpack-perf)"
