@@ -491,6 +491,9 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
     return Status(broken_.code(), "the communicator failed earlier and cannot be used: " +
                                       broken_.message() + " (destroy it)");
   }
+  if (cancelled_.load()) {
+    return fail(Status(Code::kRemote, "cancelled: the communicator is being closed"));
+  }
   if (!dtype_valid(dtype)) {
     return InvalidArgument("unknown dtype " + std::to_string(static_cast<int>(dtype)));
   }
@@ -537,6 +540,7 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   args.elem_size = elem;
   args.reduce = reduce;
   args.timeout = timeout_;
+  args.cancel = &cancelled_;
   args.header.sequence = sequence_;
   args.header.collective = collective;
   args.header.op = op;

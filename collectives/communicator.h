@@ -90,6 +90,12 @@ class Communicator {
   void stats(gp_comm_stats_t* out) const;
   // Error-feedback state (gp_residuals_*).
   ResidualStore& residuals() { return *residuals_; }
+  // Thread-safe, the one call another thread may make while a collective runs: that collective
+  // fails within ~10 ms (telling its peers, whose links then close) instead of waiting for peers
+  // up to the timeout, and so does every later one. For owners that must tear down while a call
+  // may still be in progress (the CollNet plugin's closeColl); destroy the communicator after.
+  void cancel() { cancelled_.store(true); }
+
   // The figures "auto" decides from, measuring them first if needed (collective: every rank must
   // call it, as every rank makes the all-reduce that triggers it).
   Status link_model(const std::string& spec, LinkModel* out);
@@ -140,6 +146,7 @@ class Communicator {
   Algorithm forced_algorithm_ = Algorithm::kAuto;  // GRADPACK_ALGO
   size_t default_segment_bytes_ = 1 << 20;
   std::atomic<bool> busy_{false};
+  std::atomic<bool> cancelled_{false};
   Status broken_;
   std::string last_algorithm_;
   // Plans by (collective, algorithm, count, elem size, root, segment bytes, peers), bounded.

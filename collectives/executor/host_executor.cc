@@ -505,18 +505,25 @@ Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& li
       idle_rounds = 0;
       continue;
     }
-    if (now - last_progress > args.timeout) {
-      std::string waiting;
+    auto waiting = [&] {
+      std::string ranks;
       for (int p = 0; p < nranks; ++p) {
         bool open = false;
         for (uint32_t i : recv_q[p]) open = open || states[i].state != State::kDone;
         for (uint32_t i : send_q[p]) open = open || states[i].state != State::kDone;
-        if (open) waiting += (waiting.empty() ? "" : ", ") + std::to_string(p);
+        if (open) ranks += (ranks.empty() ? "" : ", ") + std::to_string(p);
       }
+      return ranks + " in collective call #" + std::to_string(args.header.sequence);
+    };
+    if (args.cancel != nullptr && args.cancel->load(std::memory_order_relaxed)) {
+      return tell_peers(
+          Status(Code::kRemote,
+                 "cancelled: the communicator was closed while waiting for rank(s) " + waiting()));
+    }
+    if (now - last_progress > args.timeout) {
       return Status(Code::kTimeout, "no progress for " + std::to_string(args.timeout.count()) +
                                         " ms (GRADPACK_TIMEOUT_MS) while waiting for rank(s) " +
-                                        waiting + " in collective call #" +
-                                        std::to_string(args.header.sequence));
+                                        waiting());
     }
     // Nothing ready: yield a couple of rounds (a small message is often microseconds away), then
     // sleep until the transport completes something (bounded, to recheck the timeout).

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -72,6 +73,9 @@ struct ExecArgs {
   CollectiveHeader header;    // sent to every peer the plan talks to; tags are header.sequence
   const CompressArgs* compress = nullptr;     // required by compressed plans
   std::chrono::milliseconds timeout{120000};  // longest time without any progress
+  // Set by another thread to give up: a run waiting for its peers fails within one bounded wait
+  // (10 ms) instead of at its timeout (null: never).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 class HostExecutor {

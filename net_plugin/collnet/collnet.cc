@@ -215,8 +215,10 @@ class CollComm : public plugin::Tracked {
       stopping_ = true;
     }
     cv_.notify_all();
-    // The call in progress ends when it completes or when a peer's close breaks it; queued calls
-    // are abandoned (NCCL tears down without waiting for them).
+    // A call in progress is cancelled (a peer that never joins it would otherwise hold closeColl
+    // for GRADPACK_TIMEOUT_MS); queued calls are abandoned: NCCL tears down without waiting for
+    // them.
+    comm_->cancel();
     worker_.join();
     comm_.reset();
   }

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <barrier>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -497,6 +498,64 @@ TEST(CollNet, TeardownWithRequestsInFlightReturns) {
         int done = 0;
         (void)gp::test(first, &done, nullptr);
       }
+      EXPECT_EQ(gp::close_coll(me.coll), ncclSuccess);
+    }
+    EXPECT_EQ(gp::finalize(me.ctx), ncclSuccess);
+  });
+}
+
+// A peer that never joins the all-reduce in progress (alive, connected, silent) does not hold
+// the others' closeColl for GRADPACK_TIMEOUT_MS: the call in progress is cancelled, and the
+// silent peer's own later close returns too. Every node makes a first all-reduce; all but the
+// last queue a second one, which their workers start once the first is done.
+TEST(CollNet, CloseWhileAPeerNeverJoinsReturnsBeforeTheTimeout) {
+  const auto timeout = std::chrono::milliseconds(std::atoi(std::getenv("GRADPACK_TIMEOUT_MS")));
+  constexpr size_t kCount = 4096;
+  std::vector<Node> nodes(kNodes);
+  std::barrier sync(kNodes);
+  std::vector<float> region(kNodes * 4 * kCount, 1.0f);
+  run_nodes([&](int rank) {
+    Node& me = nodes[static_cast<size_t>(rank)];
+    EXPECT_EQ(gp::init(&me.ctx, 0x77, nullptr), ncclSuccess);
+    EXPECT_EQ(gp::listen(me.ctx, 0, me.handle, &me.lcomm), ncclSuccess);
+    sync.arrive_and_wait();
+    void* handles[kNodes];
+    for (int p = 0; p < kNodes; ++p) handles[p] = nodes[static_cast<size_t>(p)].handle;
+    EXPECT_EQ(gp::connect(handles, kNodes, rank, me.lcomm, &me.coll), ncclSuccess);
+    EXPECT_EQ(gp::close_listen(me.lcomm), ncclSuccess);
+    const bool silent = rank == kNodes - 1;
+    if (me.coll != nullptr) {
+      float* mine = region.data() + static_cast<size_t>(rank) * 4 * kCount;
+      void* first = nullptr;
+      void* second = nullptr;
+      EXPECT_EQ(gp::iallreduce(me.coll, mine, mine + kCount, kCount, ncclFloat32, ncclSum, nullptr,
+                               nullptr, &first),
+                ncclSuccess);
+      if (!silent) {
+        EXPECT_EQ(gp::iallreduce(me.coll, mine + 2 * kCount, mine + 3 * kCount, kCount, ncclFloat32,
+                                 ncclSum, nullptr, nullptr, &second),
+                  ncclSuccess);
+      }
+      int done = 0;
+      while (first != nullptr && done == 0) {
+        if (gp::test(first, &done, nullptr) != ncclSuccess) break;
+      }
+      EXPECT_EQ(done, 1);
+      EXPECT_EQ(mine[kCount], static_cast<float>(kNodes));
+      if (!silent) {
+        // Let the worker take up the second call (it waits for the silent node from then on).
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        done = 0;
+        EXPECT_EQ(gp::test(second, &done, nullptr), ncclSuccess);
+        EXPECT_EQ(done, 0);
+        const auto t0 = std::chrono::steady_clock::now();
+        EXPECT_EQ(gp::close_coll(me.coll), ncclSuccess);
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, timeout / 2)
+            << "closeColl waited for the silent node instead of cancelling the call in progress";
+      }
+    }
+    sync.arrive_and_wait();  // the others have closed
+    if (me.coll != nullptr && silent) {
       EXPECT_EQ(gp::close_coll(me.coll), ncclSuccess);
     }
     EXPECT_EQ(gp::finalize(me.ctx), ncclSuccess);
