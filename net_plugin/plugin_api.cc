@@ -323,20 +323,18 @@ class Plugin {
       transport::DeviceInfo info;
       GP_RETURN_IF_ERROR(transport->device_info(i, &info));
       std::string name = info.name.empty() ? std::string(backend_name(backend)) : info.name;
-      // Names must be unique: NCCL keys its topology by them.
-      std::string unique = name;
-      for (int n = 1; std::any_of(devices_.begin(), devices_.end(),
-                                  [&](const Device& d) { return unique == d.name; });
-           ++n) {
-        unique = name + "#" + std::to_string(n);
-      }
+      std::vector<std::string> taken;
+      for (const Device& d : devices_) taken.emplace_back(d.name);
       Device d;
       d.backend = backend;
       d.transport = transport.get();
       d.local = i;
-      d.name = intern(unique);
+      d.name = intern(unique_device_name(name, taken));
       d.pci_path = info.pci_path.empty() ? nullptr : intern(info.pci_path);
-      d.speed_mbps = speed_override > 0    ? static_cast<int>(speed_override)
+      // The override is for TCP interfaces (veth and shaped links misreport); an RDMA port's
+      // rate comes from the HCA and is right.
+      d.speed_mbps = speed_override > 0 && backend == Backend::kTcp
+                         ? static_cast<int>(speed_override)
                      : info.speed_mbps > 0 ? info.speed_mbps
                                            : kDefaultSpeedMbps;
       d.port = info.port;
@@ -351,28 +349,23 @@ class Plugin {
     GP_RETURN_IF_ERROR(Settings::global(&settings));
     const std::string& choice = settings->get(SettingId::kTransport);
     const int64_t speed = settings->get_int(SettingId::kNetSpeedMbps);
-    std::vector<std::unique_ptr<transport::Transport>> made;
     devices_.clear();
     transports_.clear();
-    if (choice != "tcp") {
-      std::unique_ptr<transport::Transport> ib;
-      Status status = transport::make_ibverbs_transport(&ib);
-      if (status.ok() && ib != nullptr && ib->device_count() > 0) {
-        GP_RETURN_IF_ERROR(add_transport(Backend::kIb, std::move(ib), speed));
-      } else if (choice == "ib") {
-        return Unsupported("GRADPACK_TRANSPORT=ib but no active RDMA port was found" +
-                           (status.ok() ? std::string() : ": " + status.message()) +
-                           "; unset it to use TCP");
+    std::vector<ChosenTransport> chosen;
+    GP_RETURN_IF_ERROR(choose_transports(
+        choice, transport::make_ibverbs_transport,
+        [](std::unique_ptr<transport::Transport>* out) {
+          return transport::make_tcp_transport(transport::TcpOptions{}, out);
+        },
+        &chosen));
+    for (auto& [backend, transport] : chosen) {
+      Status status = add_transport(backend, std::move(transport), speed);
+      if (!status.ok()) {
+        // No half-numbered table: the devices point into the transports.
+        devices_.clear();
+        transports_.clear();
+        return status;
       }
-    }
-    if (devices_.empty()) {
-      std::unique_ptr<transport::Transport> tcp;
-      GP_RETURN_IF_ERROR(transport::make_tcp_transport(transport::TcpOptions{}, &tcp));
-      GP_RETURN_IF_ERROR(add_transport(Backend::kTcp, std::move(tcp), speed));
-    }
-    if (devices_.empty()) {
-      transports_.clear();
-      return InvalidArgument("no network device found; set GRADPACK_IFNAME or NCCL_SOCKET_IFNAME");
     }
     std::string list;
     for (const Device& d : devices_) {
@@ -401,6 +394,49 @@ class Plugin {
 }  // namespace
 
 const char* backend_name(Backend backend) { return backend == Backend::kIb ? "ib" : "tcp"; }
+
+Status choose_transports(const std::string& choice, const TransportMaker& make_ib,
+                         const TransportMaker& make_tcp, std::vector<ChosenTransport>* out) {
+  out->clear();
+  if (choice != "auto" && choice != "tcp" && choice != "ib") {
+    return InvalidArgument("GRADPACK_TRANSPORT=" + choice + " is not one of auto, tcp, ib");
+  }
+  if (choice != "tcp") {
+    std::unique_ptr<transport::Transport> ib;
+    Status status = make_ib(&ib);
+    if (status.ok() && ib != nullptr && ib->device_count() > 0) {
+      out->emplace_back(Backend::kIb, std::move(ib));
+    } else {
+      const std::string why = status.ok() ? "no RDMA device has an active port" : status.message();
+      if (choice == "ib") {
+        return Unsupported("GRADPACK_TRANSPORT=ib but no RDMA device can be used (" + why +
+                           "); set it to auto or tcp to use the TCP interfaces");
+      }
+      info("no RDMA device listed (%s); TCP interfaces only", why.c_str());
+    }
+  }
+  if (choice != "ib") {
+    std::unique_ptr<transport::Transport> tcp;
+    Status status = make_tcp(&tcp);
+    if (!status.ok()) {
+      out->clear();  // the RDMA devices do not hide a wrong GRADPACK_IFNAME
+      return status;
+    }
+    if (tcp != nullptr && tcp->device_count() > 0) out->emplace_back(Backend::kTcp, std::move(tcp));
+  }
+  if (out->empty()) {
+    return InvalidArgument("no network device found; set GRADPACK_IFNAME or NCCL_SOCKET_IFNAME");
+  }
+  return OkStatus();
+}
+
+std::string unique_device_name(const std::string& name, const std::vector<std::string>& taken) {
+  std::string unique = name;
+  for (int n = 1; std::find(taken.begin(), taken.end(), unique) != taken.end(); ++n) {
+    unique = name + "#" + std::to_string(n);
+  }
+  return unique;
+}
 
 Status encode_plugin_handle(Backend backend, const transport::Handle& inner, void* out) {
   for (size_t i = kInnerBytes; i < transport::kHandleBytes; ++i) {

@@ -8,10 +8,12 @@
 // drops the transports, so nothing runs when the code is unmapped. Everything here lives in one
 // function-local static object; its destructor frees only what no thread can still be using.
 //
-// Devices. GRADPACK_TRANSPORT picks them: ib → the ibverbs devices (none is an error); tcp → the
-// network interfaces (GRADPACK_IFNAME, else NCCL_SOCKET_IFNAME, else all but loopback); auto →
-// the ibverbs devices when an active port exists, else the interfaces (as the host collectives
-// choose, and as NCCL prefers its IB transport over sockets). No device: init fails.
+// Devices. GRADPACK_TRANSPORT picks them: ib → the ibverbs devices with an active port (none is
+// an error); tcp → the network interfaces (GRADPACK_IFNAME, else NCCL_SOCKET_IFNAME, else all but
+// loopback), ibverbs never probed; auto → both, the RDMA devices first, so that device 0 is a fast
+// one (NCCL itself ranks the devices by speed). In auto, no RDMA device only leaves the interfaces
+// (logged at info), but an interface error (a GRADPACK_IFNAME that matches nothing) fails init even
+// when RDMA devices exist: a setting the user wrote is never ignored. No device: init fails.
 //
 // Handles. The 128 bytes NCCL carries from listen() to connect() are a 16-byte header (magic,
 // version, backend, CRC-32C of everything else) followed by the first 112 bytes of the transport's
@@ -25,8 +27,12 @@
 #include <array>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <new>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "net_plugin/nccl/nccl_abi.h"
@@ -54,6 +60,21 @@ struct DeviceRef {
   transport::Transport* transport = nullptr;  // valid while a reference is held
   int local = 0;
 };
+
+// The device choice, apart from the machine it runs on (discover() passes the real transports'
+// constructors; tests pass fakes). `choice` is GRADPACK_TRANSPORT's value. Fills *out with the
+// transports to number devices from, in device order, each with at least one device: auto →
+// [ib, tcp] or [tcp]; tcp → [tcp] (make_ib never called); ib → [ib] (make_tcp never called).
+// Errors: ib without a usable RDMA device → kUnsupported naming GRADPACK_TRANSPORT; make_tcp's
+// error as it is (auto too); no device at all → kInvalidArgument. *out is empty on error.
+using TransportMaker = std::function<Status(std::unique_ptr<transport::Transport>*)>;
+using ChosenTransport = std::pair<Backend, std::unique_ptr<transport::Transport>>;
+Status choose_transports(const std::string& choice, const TransportMaker& make_ib,
+                         const TransportMaker& make_tcp, std::vector<ChosenTransport>* out);
+
+// `name` if no device has it yet, else the first free of `name#1`, `name#2`, ... NCCL keys its
+// topology by device names, so two interfaces or HCAs reported with one name must differ here.
+std::string unique_device_name(const std::string& name, const std::vector<std::string>& taken);
 
 // Something a face created that must not outlive the plugin's transports (a comm NCCL forgot to
 // close). The last release() destroys what is still tracked, with a WARN.

@@ -23,10 +23,12 @@
 #include <vector>
 
 #include "collectives/communicator.h"
+#include "common/crc32c.h"
 #include "common/dtype.h"
 #include "common/settings.h"
 #include "compression/spec.h"
 #include "net_plugin/plugin_api.h"
+#include "net_plugin/tuner/measured_link.h"
 
 extern char** environ;
 
@@ -146,22 +148,6 @@ std::map<std::string, std::string> environment() {
   return env;
 }
 
-// GRADPACK_COLLNET_COMPRESS -> the codec spec the worker passes to gradpack's all-reduce ("" for
-// uncompressed), with stochastic rounding forced for quantizers (see the file comment).
-Status collnet_codec(const std::string& text, std::string* out) {
-  out->clear();
-  if (text.empty() || text == "off" || text == "none") return OkStatus();
-  CodecSpec spec;
-  Status st = parse_codec_spec(text, &spec);
-  if (!st.ok()) {
-    return InvalidArgument("GRADPACK_COLLNET_COMPRESS='" + text + "': " + st.message() +
-                           " (a codec spec such as q8, or empty for uncompressed)");
-  }
-  if (spec.quant.bits > 0) spec.quant.rounding = Rounding::kStochastic;
-  *out = spec.canonical();
-  return OkStatus();
-}
-
 struct Context {
   uint64_t comm_id = 0;
   std::string codec;  // "" uncompressed
@@ -169,6 +155,7 @@ struct Context {
 };
 
 struct ListenComm : plugin::Tracked {
+  uint64_t comm_id = 0;  // NCCL's, from init: the key of the figures connect publishes
   std::string codec;
   std::chrono::milliseconds timeout{0};
   plugin::Backend backend = plugin::Backend::kTcp;
@@ -305,7 +292,41 @@ class CollComm : public plugin::Tracked {
   std::thread worker_;
 };
 
+// Every node must compress alike (NCCL sends each chunk through all of them): one small
+// all-reduce of the codec's hash right after connecting, so that a node with a different
+// GRADPACK_COLLNET_COMPRESS fails connect with a message that says so, on every node at once.
+Status agree_on_codec(coll::Communicator& comm, const std::string& codec) {
+  const int64_t hash = codec.empty() ? 0 : static_cast<int64_t>(crc32c(codec.data(), codec.size()));
+  const int64_t mine[2] = {hash, -hash};
+  int64_t max[2] = {0, 0};
+  gp_allreduce_opts_t opts;
+  std::memset(&opts, 0, sizeof(opts));
+  opts.struct_size = sizeof(opts);
+  opts.codec = "off";
+  GP_RETURN_IF_ERROR(comm.allreduce(mine, max, 2, GP_INT64, GP_MAX, &opts));
+  if (max[0] != -max[1]) {  // the largest hash is not also the smallest
+    return InvalidArgument(
+        "GRADPACK_COLLNET_COMPRESS differs across the nodes of this communicator (this node: '" +
+        (codec.empty() ? std::string("off") : codec) + "'): set the same value on every node");
+  }
+  return OkStatus();
+}
+
 }  // namespace
+
+Status codec_from_setting(const std::string& text, std::string* out) {
+  out->clear();
+  if (text.empty() || text == "off" || text == "none") return OkStatus();
+  CodecSpec spec;
+  Status st = parse_codec_spec(text, &spec);
+  if (!st.ok()) {
+    return InvalidArgument("GRADPACK_COLLNET_COMPRESS='" + text + "': " + st.message() +
+                           " (a codec spec such as q8, or empty for uncompressed)");
+  }
+  if (spec.quant.bits > 0) spec.quant.rounding = Rounding::kStochastic;
+  *out = spec.canonical();
+  return OkStatus();
+}
 
 ncclResult_t init(void** ctx, uint64_t commId, ncclDebugLogger_t logFunction) {
   if (ctx == nullptr) return ncclInvalidArgument;
@@ -318,7 +339,8 @@ ncclResult_t init(void** ctx, uint64_t commId, ncclDebugLogger_t logFunction) {
     auto context = std::make_unique<Context>();
     context->comm_id = commId;
     context->timeout = std::chrono::milliseconds(settings.get_int(SettingId::kTimeoutMs));
-    GP_RETURN_IF_ERROR(collnet_codec(settings.get(SettingId::kCollnetCompress), &context->codec));
+    GP_RETURN_IF_ERROR(
+        codec_from_setting(settings.get(SettingId::kCollnetCompress), &context->codec));
     GP_RETURN_IF_ERROR(plugin::acquire(logFunction));
     if (!context->codec.empty()) {
       plugin::info("CollNet: float sums are compressed with %s (no error feedback)",
@@ -353,6 +375,7 @@ ncclResult_t listen(void* ctx, int dev, void* handle, void** listenComm) {
     plugin::DeviceRef ref;
     GP_RETURN_IF_ERROR(plugin::device(dev, &ref));
     auto lcomm = std::make_unique<ListenComm>();
+    lcomm->comm_id = context->comm_id;
     lcomm->codec = context->codec;
     lcomm->timeout = context->timeout;
     lcomm->backend = ref.backend;
@@ -409,6 +432,15 @@ ncclResult_t connect(void* handles[], int nranks, int rank, void* listenComm, vo
     GP_RETURN_IF_ERROR(coll::Communicator::create_from_handles(
         rank, nranks, std::move(lcomm->transport), std::move(lcomm->listener), std::move(peers),
         std::move(options), &comm));
+    GP_RETURN_IF_ERROR(agree_on_codec(*comm, lcomm->codec));
+    if (!lcomm->codec.empty() && nranks > 1) {
+      // The figures the tuner decides from (it has no communicator to measure with): the link,
+      // the codec's rates and latencies among these nodes, the slowest node's, so the same on
+      // every node. Collective, like connect itself; a fraction of a second.
+      coll::LinkModel model;
+      GP_RETURN_IF_ERROR(comm->link_model(lcomm->codec, &model));
+      publish_measured_link(lcomm->comm_id, lcomm->codec, model);
+    }
     auto* cc = new CollComm(std::move(comm), lcomm->codec);
     plugin::track(cc);
     *collComm = cc;

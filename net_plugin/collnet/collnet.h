@@ -7,9 +7,17 @@
 // and never throws.
 #pragma once
 
+#include <string>
+
+#include "common/status.h"
 #include "net_plugin/nccl/nccl_abi.h"
 
 namespace gradpack::plugin::collnet {
+
+// GRADPACK_COLLNET_COMPRESS -> the canonical codec spec CollNet's all-reduce uses ("" for
+// uncompressed), with stochastic rounding forced for quantizers (collnet.cc says why). The tuner
+// uses it too, to find the figures CollNet measured with that codec.
+Status codec_from_setting(const std::string& text, std::string* out);
 
 ncclResult_t init(void** ctx, uint64_t commId, ncclDebugLogger_t logFunction);
 ncclResult_t devices(int* ndev);

@@ -3,18 +3,34 @@
 // of nBytes across nNodes wins, CollNetChain/SIMPLE is made the cheapest entry of NCCL's table, so
 // NCCL sends that all-reduce through the compressed CollNet.
 //
+// The model's figures. CollNet's connect measures the link and the codec among the nodes and
+// publishes them under NCCL's commId (measured_link.h); until then, and where they cannot be
+// used, the tuner starts from the configured link (GRADPACK_NET_SPEED_MBPS, else the net plugin's
+// device speed) and typical codec rates. getCollInfo looks for new figures with one atomic load.
+//
+// Every rank must reach the same decision: NCCL picks the algorithm on each rank alone, and ranks
+// that picked differently would wait on each other forever. Measured figures are agreed within a
+// collComm (the slowest node's), and a communicator's collComms are combined by taking the slowest
+// of each figure, which does not depend on the order they arrive in. But only the ranks that head
+// a CollNet channel connect, so the measured figures are used only when every rank does: one rank
+// per node (nRanks == nNodes, each the head of every channel). Otherwise the configured figures
+// decide, the same on every rank. NCCL connects CollNet during comm init (ncclCollNetSetup), so
+// every rank has its figures before its first collective.
+//
 // Table rules (reference §3): an entry NCCL disabled (-1) is never enabled, no entry is disabled,
 // nChannels is left alone, and getCollInfo always returns ncclSuccess (2.28.9 fails the collective
 // otherwise). init never fails either (a failing tuner init fails NCCL's comm init): a bad setting
 // is logged and the tuner then changes nothing.
 #include "net_plugin/tuner/tuner.h"
 
+#include <atomic>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 
@@ -23,6 +39,9 @@
 #include "common/settings.h"
 #include "compression/codec.h"
 #include "compression/spec.h"
+#include "net_plugin/collnet/collnet.h"
+#include "net_plugin/plugin_api.h"
+#include "net_plugin/tuner/measured_link.h"
 
 extern char** environ;
 
@@ -30,19 +49,28 @@ namespace gradpack::plugin::tuner {
 
 namespace {
 
-// The model's figures where nothing was measured (documented in docs/plugin.md "Tuner"):
+// The model's figures until CollNet has measured them (documented in docs/plugin.md "Tuner"):
 constexpr double kDefaultLinkMbps = 10000;  // NCCL's own guess for an unknown NIC
 constexpr double kLatencyS = 100e-6;        // a small all-reduce among nodes over TCP
 constexpr double kEncodeBps = 2e9;          // input bytes/s a CPU core quantizes (q8, AVX2)
 constexpr double kDecodeBps = 4e9;          // input bytes/s it dequantizes and accumulates
 constexpr size_t kMinProbe = 1024;
 constexpr size_t kMaxProbe = size_t{1} << 32;
+constexpr size_t kNever = std::numeric_limits<size_t>::max();
+constexpr uint64_t kNoGeneration = std::numeric_limits<uint64_t>::max();
 
 struct Context {
   bool enabled = false;
+  uint64_t comm_id = 0;
   size_t nodes = 1;
-  // The smallest all-reduce (bytes) the model predicts compression to win for; SIZE_MAX: never.
-  size_t collnet_threshold = std::numeric_limits<size_t>::max();
+  bool use_measured = false;  // one rank per node: every rank measured (see the file comment)
+  std::string codec;          // the CollNet codec, canonical ("" uncompressed: nothing to do)
+  ncclDebugLogger_t logger = nullptr;
+  // The smallest all-reduce (bytes) the model predicts compression to win for; kNever: never.
+  std::atomic<size_t> collnet_threshold{kNever};
+  // The measured_link_generation() the threshold reflects (kNoGeneration: not looked yet).
+  std::atomic<uint64_t> seen{kNoGeneration};
+  std::mutex refresh_mu;
 };
 
 void log_to(ncclDebugLogger_t logger, ncclDebugLogLevel level, const char* fmt, ...)
@@ -71,20 +99,14 @@ std::map<std::string, std::string> environment() {
   return env;
 }
 
-// The smallest power-of-two all-reduce size from which the model predicts that `spec` wins on
-// `nodes` nodes linked at `mbps`; SIZE_MAX if it never does up to kMaxProbe.
-Status compression_threshold(const std::string& spec, size_t nodes, double mbps, size_t* out) {
-  *out = std::numeric_limits<size_t>::max();
+// The smallest power-of-two all-reduce size from which the model predicts that `spec` wins;
+// kNever if it never does up to kMaxProbe.
+Status compression_threshold(const std::string& spec, const coll::LinkModel& model, size_t* out) {
+  *out = kNever;
   CodecSpec parsed;
   GP_RETURN_IF_ERROR(parse_codec_spec(spec, &parsed));
   std::unique_ptr<Codec> codec;
   GP_RETURN_IF_ERROR(Codec::create(parsed.canonical(), &codec));
-  coll::LinkModel model;
-  model.nranks = static_cast<int>(nodes);
-  model.latency_s = kLatencyS;
-  model.link_Bps = mbps * 1e6 / 8;
-  model.encode_Bps = kEncodeBps;
-  model.decode_Bps = kDecodeBps;
   for (size_t bytes = kMinProbe; bytes <= kMaxProbe; bytes *= 2) {
     const size_t wire = codec->max_encoded_bytes(bytes / 4, GP_FLOAT32);
     if (wire == 0) return OkStatus();  // a codec that cannot take fp32: never
@@ -96,17 +118,56 @@ Status compression_threshold(const std::string& spec, size_t nodes, double mbps,
   return OkStatus();
 }
 
+void log_threshold(const Context& ctx, const char* source) {
+  const size_t threshold = ctx.collnet_threshold.load();
+  if (threshold == kNever) {
+    log_to(ctx.logger, NCCL_LOG_INFO, "%zu nodes, %s (%s): compression never wins, NCCL decides",
+           ctx.nodes, source, ctx.codec.c_str());
+  } else {
+    log_to(ctx.logger, NCCL_LOG_INFO,
+           "%zu nodes, %s: all-reduces of at least %zu bytes prefer the compressed CollNet (%s)",
+           ctx.nodes, source, threshold, ctx.codec.c_str());
+  }
+}
+
+// Recomputes the threshold when CollNet has published figures for these nodes and codec since
+// the last look. Cheap when nothing changed (NCCL calls getCollInfo for every collective).
+void refresh(Context* ctx) {
+  const uint64_t generation = measured_link_generation();
+  if (ctx->seen.load(std::memory_order_acquire) == generation) return;
+  std::lock_guard<std::mutex> lock(ctx->refresh_mu);
+  if (ctx->seen.load() == generation) return;
+  coll::LinkModel model;
+  if (ctx->use_measured &&
+      measured_link(ctx->comm_id, static_cast<int>(ctx->nodes), ctx->codec, &model)) {
+    size_t threshold = kNever;
+    Status st = compression_threshold(ctx->codec, model, &threshold);
+    if (st.ok()) {
+      ctx->collnet_threshold.store(threshold);
+      char source[160];
+      std::snprintf(source, sizeof(source),
+                    "measured by CollNet (link %.0f MB/s, latency %.0f us, encode %.0f MB/s)",
+                    model.link_Bps / 1e6, model.latency_s * 1e6, model.encode_Bps / 1e6);
+      log_threshold(*ctx, source);
+    }
+  }
+  ctx->seen.store(generation, std::memory_order_release);
+}
+
 }  // namespace
 
 ncclResult_t init(void** ctx, uint64_t commId, size_t nRanks, size_t nNodes,
                   ncclDebugLogger_t logFunction, ncclNvlDomainInfo_v5_t* nvlDomainInfo,
                   ncclTunerConstants_v5_t* constants) {
-  (void)commId, (void)nvlDomainInfo, (void)constants;
+  (void)nvlDomainInfo, (void)constants;
   if (ctx == nullptr) return ncclSuccess;  // nothing to keep; getCollInfo of NULL changes nothing
   auto* context = new (std::nothrow) Context;
   *ctx = context;
   if (context == nullptr) return ncclSuccess;
+  context->comm_id = commId;
   context->nodes = nNodes;
+  context->use_measured = nRanks == nNodes;
+  context->logger = logFunction;
   Settings settings;
   Status st = Settings::from_map(environment(), &settings);
   if (!st.ok()) {
@@ -115,23 +176,46 @@ ncclResult_t init(void** ctx, uint64_t commId, size_t nRanks, size_t nNodes,
   }
   if (settings.get(SettingId::kTuner) == "off") return ncclSuccess;
   context->enabled = true;
-  const std::string& codec = settings.get(SettingId::kCollnetCompress);
-  if (codec.empty() || codec == "off" || codec == "none" || nNodes < 2) return ncclSuccess;
-  const int64_t mbps = settings.get_int(SettingId::kNetSpeedMbps);
-  st = compression_threshold(codec, nNodes, mbps > 0 ? static_cast<double>(mbps) : kDefaultLinkMbps,
-                             &context->collnet_threshold);
+  st = collnet::codec_from_setting(settings.get(SettingId::kCollnetCompress), &context->codec);
+  if (!st.ok()) {
+    log_to(logFunction, NCCL_LOG_WARN, "%s; the tuner changes nothing", st.message().c_str());
+    context->codec.clear();
+    return ncclSuccess;
+  }
+  if (context->codec.empty() || nNodes < 2) return ncclSuccess;
+  // Until CollNet has measured: the configured link rate, else the net plugin's device 0 (NCCL
+  // initialised the net face of this library before the tuner), else NCCL's own guess.
+  double mbps = static_cast<double>(settings.get_int(SettingId::kNetSpeedMbps));
+  const char* source = "link of GRADPACK_NET_SPEED_MBPS";
+  ncclNetProperties_v11_t props;
+  if (mbps <= 0 && plugin::properties(0, &props).ok() && props.speed > 0) {
+    mbps = props.speed;
+    source = "link of the net plugin's device 0";
+  }
+  if (mbps <= 0) {
+    mbps = kDefaultLinkMbps;
+    source = "link assumed at 10 Gbit/s";
+  }
+  coll::LinkModel model;
+  model.nranks = static_cast<int>(nNodes);
+  model.latency_s = kLatencyS;
+  model.link_Bps = mbps * 1e6 / 8;
+  model.encode_Bps = kEncodeBps;
+  model.decode_Bps = kDecodeBps;
+  size_t threshold = kNever;
+  st = compression_threshold(context->codec, model, &threshold);
   if (!st.ok()) {
     log_to(logFunction, NCCL_LOG_WARN, "GRADPACK_COLLNET_COMPRESS: %s; the tuner changes nothing",
            st.message().c_str());
-    context->collnet_threshold = std::numeric_limits<size_t>::max();
+    context->codec.clear();
     return ncclSuccess;
   }
-  if (context->collnet_threshold != std::numeric_limits<size_t>::max()) {
-    log_to(logFunction, NCCL_LOG_INFO,
-           "%zu ranks on %zu nodes: all-reduces of at least %zu bytes prefer the compressed "
-           "CollNet (%s)",
-           nRanks, nNodes, context->collnet_threshold, codec.c_str());
-  }
+  context->collnet_threshold.store(threshold);
+  char text[192];
+  std::snprintf(text, sizeof(text), "%s (%.0f Mbit/s)%s", source, mbps,
+                context->use_measured ? ", until CollNet measures it"
+                                      : "; several ranks per node: not measured");
+  log_threshold(*context, text);
   return ncclSuccess;
 }
 
@@ -139,9 +223,12 @@ ncclResult_t get_coll_info(void* context, ncclFunc_t collType, size_t nBytes, in
                            float** collCostTable, int numAlgo, int numProto, int regBuff,
                            int* nChannels) {
   (void)numPipeOps, (void)regBuff, (void)nChannels;
-  const auto* ctx = static_cast<const Context*>(context);
-  if (ctx == nullptr || !ctx->enabled || collCostTable == nullptr) return ncclSuccess;
-  if (collType != ncclFuncAllReduce || ctx->nodes < 2 || nBytes < ctx->collnet_threshold) {
+  auto* ctx = static_cast<Context*>(context);
+  if (ctx == nullptr || !ctx->enabled || ctx->codec.empty() || collCostTable == nullptr) {
+    return ncclSuccess;
+  }
+  refresh(ctx);
+  if (collType != ncclFuncAllReduce || ctx->nodes < 2 || nBytes < ctx->collnet_threshold.load()) {
     return ncclSuccess;
   }
   // The table is float[numAlgo][numProto] behind a float** (reference §3); other shapes are a
@@ -161,7 +248,9 @@ ncclResult_t get_coll_info(void* context, ncclFunc_t collType, size_t nBytes, in
 }
 
 ncclResult_t finalize(void* context) {
-  delete static_cast<Context*>(context);
+  auto* ctx = static_cast<Context*>(context);
+  if (ctx != nullptr) forget_measured_links(ctx->comm_id);
+  delete ctx;
   return ncclSuccess;
 }
 

@@ -16,8 +16,9 @@
 // (time_ms), mean, fastest and slowest time of one all-reduce (each the slowest rank's), the
 // effective rate size / median time, and the check of the last result: exact without compression,
 // within the stochastic quantizer's bound with q<b> (docs/codecs.md: absmax / (2^(b-1) - 1) per
-// rounding, one rounding of every input and one of the reduced sum). Exit status 1 when the check
-// fails or a call does.
+// rounding, one rounding of every input and one of the reduced sum), and from which all-reduce
+// size the .so's tuner steers NCCL to CollNetChain, before CollNet connected (configured figures)
+// and after (the figures connect measured). Exit status 1 when the check fails or a call does.
 #include <dlfcn.h>
 #include <sched.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <deque>
 #include <optional>
 #include <string>
@@ -152,14 +154,48 @@ class Bench {
     if (lib == nullptr) return fail("dlopen " + o_.plugin + ": " + error);
     auto* net = static_cast<const ncclCollNet_v11_t*>(lib->symbol("ncclCollNetPlugin_v11"));
     if (net == nullptr) return fail(o_.plugin + " exports no ncclCollNetPlugin_v11");
+    // The tuner, as NCCL orders it: init before CollNet connects, getCollInfo once it has.
+    tuner_ = static_cast<const ncclTuner_v5_t*>(lib->symbol("ncclTunerPlugin_v5"));
+    if (tuner_ == nullptr) return fail(o_.plugin + " exports no ncclTunerPlugin_v5");
+    if (!ok(tuner_->init(&tuner_ctx_, 0, static_cast<size_t>(nranks_), static_cast<size_t>(nranks_),
+                         pt::harness_logger, nullptr, nullptr),
+            "tuner init")) {
+      return false;
+    }
+    tuner_before_ = tuner_steers_from();
     void* ctx = nullptr;
-    if (!ok(net->init(&ctx, 0, pt::harness_logger), "init")) return false;
-    bool passed = connect_and_run(*net, ctx);
-    ok(net->finalize(ctx), "finalize");
+    bool passed = ok(net->init(&ctx, 0, pt::harness_logger), "init");
+    if (passed) {
+      passed = connect_and_run(*net, ctx);
+      ok(net->finalize(ctx), "finalize");
+    }
+    ok(tuner_->finalize(tuner_ctx_), "tuner finalize");
     return passed && failed_ == 0;
   }
 
  private:
+  // The smallest all-reduce (a power of two from 1 KiB) for which the tuner makes CollNetChain
+  // the cheapest entry of a table where every algorithm is enabled; 0: none up to 4 GiB.
+  size_t tuner_steers_from() {
+    using Table = float[NCCL_NUM_ALGORITHMS][NCCL_NUM_PROTOCOLS];
+    for (size_t bytes = 1024; bytes <= (size_t{1} << 32); bytes *= 2) {
+      Table table;
+      for (auto& row : table) std::fill(std::begin(row), std::end(row), 1.0f);
+      int channels = 0;
+      if (!ok(tuner_->getCollInfo(tuner_ctx_, ncclFuncAllReduce, bytes, 1,
+                                  reinterpret_cast<float**>(&table[0][0]), NCCL_NUM_ALGORITHMS,
+                                  NCCL_NUM_PROTOCOLS, 0, &channels),
+              "tuner getCollInfo")) {
+        return 0;
+      }
+      if (table[NCCL_ALGO_COLLNET_CHAIN][NCCL_PROTO_SIMPLE] < 1.0f) return bytes;
+    }
+    return 0;
+  }
+  static std::string size_text(size_t bytes) {
+    return bytes == 0 ? std::string("never") : std::to_string(bytes);
+  }
+
   bool fail(const std::string& what) {
     fprintf(stderr, "gradpack-collnet-bench: rank %d: %s\n", rank_, what.c_str());
     ++failed_;
@@ -193,6 +229,7 @@ class Bench {
     const bool connected = ok(net.connect(handles.data(), nranks_, rank_, lcomm, &coll), "connect");
     ok(net.closeListen(lcomm), "closeListen");
     if (!connected) return false;
+    tuner_after_ = tuner_steers_from();  // from the figures connect measured, if it did
     const bool passed = allreduces(net, coll);
     ok(net.closeColl(coll), "closeColl");
     return passed;
@@ -322,11 +359,12 @@ class Bench {
       printf(
           "collnet: GRADPACK_COLLNET_COMPRESS=%s nodes=%d size=%zu chunk=%zu window=%d iters=%d "
           "time_ms=%.2f mean_ms=%.2f min_ms=%.2f max_ms=%.2f GB/s=%.3f maxerr=%.3e bound=%s "
-          "check=%s\n",
+          "check=%s tuner_collnet_from_bytes=%s(before connect),%s(after)\n",
           spec.empty() ? "(unset)" : spec.c_str(), nranks_, o_.size, o_.chunk, o_.window,
           static_cast<int>(times.size()), median * 1e3, mean * 1e3, fastest * 1e3, slowest * 1e3,
           static_cast<double>(o_.size) / median / 1e9, maxerr, bound_text,
-          bad > 0 ? "FAILED" : "ok");
+          bad > 0 ? "FAILED" : "ok", size_text(tuner_before_).c_str(),
+          size_text(tuner_after_).c_str());
       fflush(stdout);
     }
     if (eps < 0) return true;
@@ -338,6 +376,9 @@ class Bench {
   int rank_ = 0;
   int nranks_ = 1;
   int failed_ = 0;
+  const ncclTuner_v5_t* tuner_ = nullptr;
+  void* tuner_ctx_ = nullptr;
+  size_t tuner_before_ = 0, tuner_after_ = 0;
 };
 
 }  // namespace

@@ -23,7 +23,9 @@
 #include <thread>
 #include <vector>
 
+#include "collectives/auto_model.h"
 #include "common/float16.h"
+#include "net_plugin/tuner/measured_link.h"
 
 namespace gp = gradpack::plugin::collnet;
 
@@ -42,6 +44,7 @@ namespace {
 constexpr int kNodes = 4;
 constexpr int kWindow = 8;                     // NCCL_STEPS: requests in flight per group
 constexpr size_t kSlotBytes = 8 * 256 * 1024;  // 8 channels x the largest CollNetChain chunk
+constexpr uint64_t kStreamCommId = 0x1234;     // NCCL's commId for run_stream's communicator
 
 class LoopbackEnvironment : public testing::Environment {
  public:
@@ -262,7 +265,7 @@ void run_stream(bool compressed, std::vector<std::vector<std::vector<uint8_t>>>*
   run_nodes([&](int rank) {
     Node& me = nodes[static_cast<size_t>(rank)];
     // No ASSERT before the barriers below: a thread that left early would stall the others.
-    EXPECT_EQ(gp::init(&me.ctx, 0x1234, nullptr), ncclSuccess);
+    EXPECT_EQ(gp::init(&me.ctx, kStreamCommId, nullptr), ncclSuccess);
     int ndev = 0;
     EXPECT_EQ(gp::devices(&ndev), ncclSuccess);
     EXPECT_GE(ndev, 1);
@@ -464,6 +467,43 @@ TEST(CollNet, CompressedFloatSumsAreWithinQ8BoundAndIdenticalOnEveryNode) {
     }
   }
   EXPECT_EQ(compressed_calls, 4);  // fp32, fp16, bf16 and (uncompressed) fp64 sums
+  // connect measured the link and the codec among the nodes, for the tuner (measured_link.h).
+  std::string codec;
+  ASSERT_TRUE(gp::codec_from_setting("q8", &codec).ok());
+  gradpack::coll::LinkModel model;
+  ASSERT_TRUE(gradpack::plugin::measured_link(kStreamCommId, kNodes, codec, &model));
+  EXPECT_EQ(model.nranks, kNodes);
+  EXPECT_GT(model.latency_s, 0);
+  EXPECT_GT(model.link_Bps, 0);
+  EXPECT_GT(model.encode_Bps, 0);
+  EXPECT_GT(model.decode_Bps, 0);
+}
+
+// Nodes that compress differently cannot share a CollNet all-reduce: connect fails on every node,
+// saying which setting differs, instead of the first iallreduce failing (or mixing codecs).
+TEST(CollNet, NodesWithDifferentCodecsFailConnectOnEveryNode) {
+  std::vector<Node> nodes(kNodes);
+  for (int r = 0; r < kNodes; ++r) {  // contexts read the setting at init
+    if (r == kNodes - 1) {
+      unsetenv("GRADPACK_COLLNET_COMPRESS");
+    } else {
+      setenv("GRADPACK_COLLNET_COMPRESS", "q8", 1);
+    }
+    ASSERT_EQ(gp::init(&nodes[static_cast<size_t>(r)].ctx, 0x55, nullptr), ncclSuccess);
+  }
+  unsetenv("GRADPACK_COLLNET_COMPRESS");
+  std::barrier sync(kNodes);
+  run_nodes([&](int rank) {
+    Node& me = nodes[static_cast<size_t>(rank)];
+    EXPECT_EQ(gp::listen(me.ctx, 0, me.handle, &me.lcomm), ncclSuccess);
+    sync.arrive_and_wait();
+    void* handles[kNodes];
+    for (int p = 0; p < kNodes; ++p) handles[p] = nodes[static_cast<size_t>(p)].handle;
+    EXPECT_EQ(gp::connect(handles, kNodes, rank, me.lcomm, &me.coll), ncclInvalidArgument);
+    EXPECT_EQ(me.coll, nullptr);
+    EXPECT_EQ(gp::close_listen(me.lcomm), ncclSuccess);
+    EXPECT_EQ(gp::finalize(me.ctx), ncclSuccess);
+  });
 }
 
 // NCCL may tear down with all-reduces still queued (an aborted job): closeColl and finalize return,

@@ -1,14 +1,19 @@
 // The tuner face's table rules (reference nccl-plugin-api.md §3): getCollInfo never fails, never
 // turns a disabled (-1) entry on, always leaves an enabled one, leaves nChannels alone, and
 // GRADPACK_TUNER=off changes nothing; with a compressed CollNet, large all-reduces across nodes
-// prefer CollNetChain/SIMPLE.
+// prefer CollNetChain/SIMPLE, from the link CollNet measured once it has.
 #include "net_plugin/tuner/tuner.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
+
+#include "collectives/auto_model.h"
+#include "net_plugin/collnet/collnet.h"
+#include "net_plugin/tuner/measured_link.h"
 
 namespace gt = gradpack::plugin::tuner;
 
@@ -121,6 +126,83 @@ TEST_F(TunerTest, CompressedCollNetIsPreferredForLargeAllReducesOnly) {
   EXPECT_EQ(std::memcmp(table, all.data(), sizeof(table)), 0);
   EXPECT_EQ(gt::finalize(ctx), ncclSuccess);
   unsetenv("GRADPACK_NET_SPEED_MBPS");
+}
+
+// The smallest all-reduce (power of two from 1 KiB) for which the tuner steers NCCL's table to
+// CollNetChain; 0 if none up to 4 GiB.
+size_t smallest_steered(void* ctx) {
+  const std::vector<float> all = tables()[0];
+  for (size_t bytes = 1024; bytes <= (size_t{1} << 32); bytes *= 2) {
+    Table table;
+    std::memcpy(table, all.data(), sizeof(table));
+    int channels = 0;
+    EXPECT_EQ(get_info(ctx, ncclFuncAllReduce, bytes, table, &channels), ncclSuccess);
+    if (std::memcmp(table, all.data(), sizeof(table)) != 0) return bytes;
+  }
+  return 0;
+}
+
+// CollNet's connect publishes what it measured (measured_link.h) under NCCL's commId; from the
+// next getCollInfo on, the tuner decides from those figures instead of the configured link: only
+// its own communicator's, with its node count and codec, the slowest of each figure, and only
+// with one rank per node (where every rank measured, so every rank decides the same).
+TEST_F(TunerTest, TheThresholdFollowsTheLinkCollNetMeasured) {
+  namespace gpp = gradpack::plugin;
+  constexpr int kTunerNodes = 4;
+  constexpr uint64_t kComm = 0x7e57, kOtherComm = 0x7e58;
+  setenv("GRADPACK_COLLNET_COMPRESS", "q8", 1);
+  setenv("GRADPACK_NET_SPEED_MBPS", "1000", 1);
+  std::string codec;
+  ASSERT_TRUE(gpp::collnet::codec_from_setting("q8", &codec).ok());
+  void* ctx = nullptr;
+  ASSERT_EQ(gt::init(&ctx, kComm, kTunerNodes, kTunerNodes, nullptr, nullptr, nullptr),
+            ncclSuccess);
+  void* multi = nullptr;  // 8 ranks on the same 4 nodes: not every rank measures
+  ASSERT_EQ(gt::init(&multi, kComm, 2 * kTunerNodes, kTunerNodes, nullptr, nullptr, nullptr),
+            ncclSuccess);
+  unsetenv("GRADPACK_NET_SPEED_MBPS");
+  const size_t configured = smallest_steered(ctx);
+  EXPECT_GT(configured, 0u) << "at a configured 1 Gbit/s, q8 should win for large all-reduces";
+  EXPECT_EQ(smallest_steered(multi), configured);
+
+  gradpack::coll::LinkModel fast;  // a link far faster than the codec: compressing never pays
+  fast.nranks = kTunerNodes;
+  fast.latency_s = 10e-6;
+  fast.link_Bps = 1e12;
+  fast.encode_Bps = 1e8;
+  fast.decode_Bps = 1e8;
+  gpp::publish_measured_link(kComm, codec, fast);
+  EXPECT_EQ(smallest_steered(ctx), 0u);
+  EXPECT_FALSE(check_rules(ctx));
+  EXPECT_EQ(smallest_steered(multi), configured);  // the configured figures, as on every rank
+
+  // A second collComm of the same communicator on a slow link (8 Mbit/s): the slowest figures
+  // win, so compressing pays, from smaller sizes than at the configured 1 Gbit/s.
+  gradpack::coll::LinkModel slow = fast;
+  slow.latency_s = 100e-6;
+  slow.link_Bps = 1e6;
+  slow.encode_Bps = 2e9;
+  slow.decode_Bps = 4e9;
+  gpp::publish_measured_link(kComm, codec, slow);
+  const size_t measured_slow = smallest_steered(ctx);
+  EXPECT_GT(measured_slow, 0u);
+  EXPECT_LT(measured_slow, configured);
+
+  // Figures of another communicator, node count or codec are not this communicator's.
+  gpp::publish_measured_link(kOtherComm, codec, slow);
+  gradpack::coll::LinkModel other = slow;
+  other.nranks = kTunerNodes + 1;
+  other.link_Bps = 1e3;
+  gpp::publish_measured_link(kComm, codec, other);
+  other.nranks = kTunerNodes;
+  gpp::publish_measured_link(kComm, "q4", other);
+  EXPECT_EQ(smallest_steered(ctx), measured_slow);
+  EXPECT_TRUE(check_rules(ctx));
+  EXPECT_EQ(gt::finalize(multi), ncclSuccess);
+  EXPECT_EQ(gt::finalize(ctx), ncclSuccess);
+  gradpack::coll::LinkModel gone;
+  EXPECT_FALSE(gpp::measured_link(kComm, kTunerNodes, codec, &gone));  // forgotten at finalize
+  gpp::forget_measured_links(kOtherComm);
 }
 
 TEST_F(TunerTest, OneNodeIsNeverSteered) {
