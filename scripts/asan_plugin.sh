@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The NCCL net plugin's conformance harness under AddressSanitizer: configures a separate build
-# with -DGRADPACK_SANITIZE=address, builds only libnccl-net-gradpack.so and the harness, and runs
-# the harness (every test in its own process, as ctest runs them). An overrun (e.g. a send larger
-# than the posted receive written past it), a use after free at close or dlclose, or a leak is
-# reported by ASan and fails the run.
+# with -DGRADPACK_SANITIZE=address, builds only libnccl-net-gradpack.so and the tests, and runs
+# the harness (every test in its own process, as ctest runs them), then the CollNet and tuner
+# tests. An overrun (e.g. a send larger than the posted receive written past it), a use after
+# free at close, cancellation or dlclose, or a leak is reported by ASan and fails the run.
 #
 #   scripts/asan_plugin.sh [BUILD_DIR]     (default: build-asan next to this checkout's sources)
 #
@@ -19,7 +19,7 @@ mkdir -p "$build"
 cmake -S "$root" -B "$build" -G Ninja -DGRADPACK_SANITIZE=address -DGRADPACK_WITH_CUDA=OFF \
   -DGRADPACK_BUILD_BENCH=OFF -DGRADPACK_BUILD_TOOLS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   >"$build/asan-configure.log" 2>&1 || { cat "$build/asan-configure.log"; exit 1; }
-ninja -C "$build" -j "$jobs" nccl-net-gradpack plugin_net_conformance_tests
+ninja -C "$build" -j "$jobs" nccl-net-gradpack plugin_net_conformance_tests plugin_collnet_tuner_tests
 built=$(date +%s)
 
 tests=$build/tests/plugin/plugin_net_conformance_tests
@@ -36,6 +36,17 @@ for t in $("$tests" --gtest_list_tests | awk '/^[^ ]/ {s = $1} /^  / {print s $1
     echo "ok: $t"
   fi
 done
+# The CollNet and tuner faces (four node threads in one process: connect, compressed and
+# uncompressed streams, teardown and cancellation with calls in flight).
+collnet=$build/tests/plugin/plugin_collnet_tuner_tests
+if ! GRADPACK_IFNAME==lo GRADPACK_TRANSPORT=tcp GRADPACK_TIMEOUT_MS=20000 timeout 300 "$collnet" \
+    >"$build/asan-collnet-tuner.log" 2>&1; then
+  echo "FAIL (ASan): plugin_collnet_tuner_tests"
+  grep -E "ERROR: AddressSanitizer|ERROR: LeakSanitizer|FAILED|Failure" "$build/asan-collnet-tuner.log" | head -5
+  failed=$((failed + 1))
+else
+  echo "ok: plugin_collnet_tuner_tests"
+fi
 end=$(date +%s)
 echo "asan_plugin: build $((built - start)) s, tests $((end - built)) s, $failed failed"
 [ "$failed" -eq 0 ]
