@@ -5,8 +5,8 @@
 //
 // The model's figures. CollNet's connect measures the link and the codec among the nodes and
 // publishes them under NCCL's commId (measured_link.h); until then, and where they cannot be
-// used, the tuner starts from the configured link (GRADPACK_NET_SPEED_MBPS, else the net plugin's
-// device speed) and typical codec rates. getCollInfo looks for new figures with one atomic load.
+// used, the tuner starts from the configured link (GRADPACK_NET_SPEED_MBPS, else 10 Gbit/s) and
+// typical codec rates. getCollInfo looks for new figures with one atomic load.
 //
 // Every rank must reach the same decision: NCCL picks the algorithm on each rank alone, and ranks
 // that picked differently would wait on each other forever. Measured figures are agreed within a
@@ -40,7 +40,6 @@
 #include "compression/codec.h"
 #include "compression/spec.h"
 #include "net_plugin/collnet/collnet.h"
-#include "net_plugin/plugin_api.h"
 #include "net_plugin/tuner/measured_link.h"
 
 extern char** environ;
@@ -183,15 +182,10 @@ ncclResult_t init(void** ctx, uint64_t commId, size_t nRanks, size_t nNodes,
     return ncclSuccess;
   }
   if (context->codec.empty() || nNodes < 2) return ncclSuccess;
-  // Until CollNet has measured: the configured link rate, else the net plugin's device 0 (NCCL
-  // initialised the net face of this library before the tuner), else NCCL's own guess.
+  // Until CollNet has measured: the configured link rate, else NCCL's own guess. Not this
+  // machine's NIC speed: a figure that may differ between nodes could split the decision.
   double mbps = static_cast<double>(settings.get_int(SettingId::kNetSpeedMbps));
   const char* source = "link of GRADPACK_NET_SPEED_MBPS";
-  ncclNetProperties_v11_t props;
-  if (mbps <= 0 && plugin::properties(0, &props).ok() && props.speed > 0) {
-    mbps = props.speed;
-    source = "link of the net plugin's device 0";
-  }
   if (mbps <= 0) {
     mbps = kDefaultLinkMbps;
     source = "link assumed at 10 Gbit/s";
