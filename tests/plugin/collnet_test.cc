@@ -506,6 +506,20 @@ TEST(CollNet, NodesWithDifferentCodecsFailConnectOnEveryNode) {
   });
 }
 
+// NCCL's CollNet setup on node `rank`'s thread: init, listen, the all-gather of the handles (a
+// barrier), the collective connect, closeListen. EXPECTs only: a thread that left early would
+// stall the others at the barrier.
+void set_up_node(std::vector<Node>& nodes, int rank, std::barrier<>& sync, uint64_t comm_id) {
+  Node& me = nodes[static_cast<size_t>(rank)];
+  EXPECT_EQ(gp::init(&me.ctx, comm_id, nullptr), ncclSuccess);
+  EXPECT_EQ(gp::listen(me.ctx, 0, me.handle, &me.lcomm), ncclSuccess);
+  sync.arrive_and_wait();
+  void* handles[kNodes];
+  for (int p = 0; p < kNodes; ++p) handles[p] = nodes[static_cast<size_t>(p)].handle;
+  EXPECT_EQ(gp::connect(handles, kNodes, rank, me.lcomm, &me.coll), ncclSuccess);
+  EXPECT_EQ(gp::close_listen(me.lcomm), ncclSuccess);
+}
+
 // NCCL may tear down with all-reduces still queued (an aborted job): closeColl and finalize return,
 // on every node, whatever the calls in flight were doing.
 TEST(CollNet, TeardownWithRequestsInFlightReturns) {
@@ -513,13 +527,7 @@ TEST(CollNet, TeardownWithRequestsInFlightReturns) {
   std::barrier sync(kNodes);
   run_nodes([&](int rank) {
     Node& me = nodes[static_cast<size_t>(rank)];
-    EXPECT_EQ(gp::init(&me.ctx, 0x99, nullptr), ncclSuccess);
-    EXPECT_EQ(gp::listen(me.ctx, 0, me.handle, &me.lcomm), ncclSuccess);
-    sync.arrive_and_wait();
-    void* handles[kNodes];
-    for (int p = 0; p < kNodes; ++p) handles[p] = nodes[static_cast<size_t>(p)].handle;
-    EXPECT_EQ(gp::connect(handles, kNodes, rank, me.lcomm, &me.coll), ncclSuccess);
-    EXPECT_EQ(gp::close_listen(me.lcomm), ncclSuccess);
+    set_up_node(nodes, rank, sync, 0x99);
     std::vector<float> region(2 * kWindow * kSlotBytes / sizeof(float), 1.0f);
     const size_t count = kSlotBytes / sizeof(float);
     if (me.coll != nullptr) {
@@ -556,13 +564,7 @@ TEST(CollNet, CloseWhileAPeerNeverJoinsReturnsBeforeTheTimeout) {
   std::vector<float> region(kNodes * 4 * kCount, 1.0f);
   run_nodes([&](int rank) {
     Node& me = nodes[static_cast<size_t>(rank)];
-    EXPECT_EQ(gp::init(&me.ctx, 0x77, nullptr), ncclSuccess);
-    EXPECT_EQ(gp::listen(me.ctx, 0, me.handle, &me.lcomm), ncclSuccess);
-    sync.arrive_and_wait();
-    void* handles[kNodes];
-    for (int p = 0; p < kNodes; ++p) handles[p] = nodes[static_cast<size_t>(p)].handle;
-    EXPECT_EQ(gp::connect(handles, kNodes, rank, me.lcomm, &me.coll), ncclSuccess);
-    EXPECT_EQ(gp::close_listen(me.lcomm), ncclSuccess);
+    set_up_node(nodes, rank, sync, 0x77);
     const bool silent = rank == kNodes - 1;
     if (me.coll != nullptr) {
       float* mine = region.data() + static_cast<size_t>(rank) * 4 * kCount;
@@ -588,11 +590,14 @@ TEST(CollNet, CloseWhileAPeerNeverJoinsReturnsBeforeTheTimeout) {
         done = 0;
         EXPECT_EQ(gp::test(second, &done, nullptr), ncclSuccess);
         EXPECT_EQ(done, 0);
-        const auto t0 = std::chrono::steady_clock::now();
-        EXPECT_EQ(gp::close_coll(me.coll), ncclSuccess);
-        EXPECT_LT(std::chrono::steady_clock::now() - t0, timeout / 2)
-            << "closeColl waited for the silent node instead of cancelling the call in progress";
       }
+    }
+    sync.arrive_and_wait();  // nobody closes before all have tested (a close breaks the others)
+    if (me.coll != nullptr && !silent) {
+      const auto t0 = std::chrono::steady_clock::now();
+      EXPECT_EQ(gp::close_coll(me.coll), ncclSuccess);
+      EXPECT_LT(std::chrono::steady_clock::now() - t0, timeout / 2)
+          << "closeColl waited for the silent node instead of cancelling the call in progress";
     }
     sync.arrive_and_wait();  // the others have closed
     if (me.coll != nullptr && silent) {
@@ -609,13 +614,7 @@ TEST(CollNet, FinalizeClosesWhatWasLeftOpen) {
   std::barrier sync(kNodes);
   run_nodes([&](int rank) {
     Node& me = nodes[static_cast<size_t>(rank)];
-    EXPECT_EQ(gp::init(&me.ctx, 0x77, nullptr), ncclSuccess);
-    EXPECT_EQ(gp::listen(me.ctx, 0, me.handle, &me.lcomm), ncclSuccess);
-    sync.arrive_and_wait();
-    void* handles[kNodes];
-    for (int p = 0; p < kNodes; ++p) handles[p] = nodes[static_cast<size_t>(p)].handle;
-    EXPECT_EQ(gp::connect(handles, kNodes, rank, me.lcomm, &me.coll), ncclSuccess);
-    EXPECT_EQ(gp::close_listen(me.lcomm), ncclSuccess);
+    set_up_node(nodes, rank, sync, 0x77);
     std::vector<float>& data = buffers[static_cast<size_t>(rank)];  // outlives the comms
     void* request = nullptr;
     if (me.coll != nullptr) {

@@ -99,6 +99,13 @@ std::vector<std::pair<Backend, std::string>> listed(const std::vector<ChosenTran
 
 using Listed = std::vector<std::pair<Backend, std::string>>;
 
+// An ibverbs transport that cannot be used: its constructor fails (no libibverbs), or it has no
+// device with an active port.
+TransportMaker unusable_rdma(bool fails, int* calls) {
+  return fails ? fake_maker("ib", {"mlx5_0:1"}, calls, Unsupported("libibverbs.so.1 not found"))
+               : fake_maker("ib", {}, calls);
+}
+
 TEST(ChooseTransports, AutoListsTheRdmaDevicesFirstThenTheInterfaces) {
   int ib_calls = 0, tcp_calls = 0;
   std::vector<ChosenTransport> chosen;
@@ -118,9 +125,7 @@ TEST(ChooseTransports, AutoWithoutRdmaListsTheInterfaces) {
     SCOPED_TRACE(ib_fails ? "the ibverbs transport fails" : "it has no device");
     int ib_calls = 0, tcp_calls = 0;
     std::vector<ChosenTransport> chosen;
-    TransportMaker make_ib = ib_fails ? fake_maker("ib", {"mlx5_0:1"}, &ib_calls,
-                                                   Unsupported("libibverbs.so.1 not found"))
-                                      : fake_maker("ib", {}, &ib_calls);
+    TransportMaker make_ib = unusable_rdma(ib_fails, &ib_calls);
     ASSERT_TRUE(
         choose_transports("auto", make_ib, fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen).ok());
     EXPECT_EQ(listed(chosen), (Listed{{Backend::kTcp, "eth0"}}));
@@ -164,9 +169,7 @@ TEST(ChooseTransports, IbWithoutRdmaIsUnsupportedNamingTheSetting) {
     SCOPED_TRACE(ib_fails ? "the ibverbs transport fails" : "it has no device");
     int ib_calls = 0, tcp_calls = 0;
     std::vector<ChosenTransport> chosen;
-    TransportMaker make_ib = ib_fails ? fake_maker("ib", {"mlx5_0:1"}, &ib_calls,
-                                                   Unsupported("libibverbs.so.1 not found"))
-                                      : fake_maker("ib", {}, &ib_calls);
+    TransportMaker make_ib = unusable_rdma(ib_fails, &ib_calls);
     Status status =
         choose_transports("ib", make_ib, fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen);
     EXPECT_EQ(status.code(), Code::kUnsupported);
