@@ -11,10 +11,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "collectives/auto_model.h"
 #include "collectives/communicator.h"
 #include "common/crc32c.h"
 #include "common/dtype.h"
@@ -312,6 +315,60 @@ Status agree_on_codec(coll::Communicator& comm, const std::string& codec) {
   return OkStatus();
 }
 
+// The sizes where the cost model is least sure (a small all-reduce's time is mostly overheads
+// the model only estimates, and shaped links let short bursts through faster than their rate):
+// 16 KiB to 512 KiB, NCCL's CollNetChain chunks of up to 8 channels.
+constexpr size_t kProbeMin = size_t{16} << 10;
+constexpr size_t kProbeMax = size_t{512} << 10;
+constexpr int kProbeRounds = 3;
+
+// Times an fp32 sum of every probe size uncompressed and with `codec`, alternating, kProbeRounds
+// times; each node's best time per size and way, then the slowest node's (one all-reduce MAX), so
+// every node computes the same answer: the smallest probed size from which the codec was at least
+// 1/kAutoMargin faster at every larger probed size (MeasuredLink::kNoProbedWin: at none).
+Status probe_small_sizes(coll::Communicator& comm, const std::string& codec, size_t* win_bytes) {
+  using Clock = std::chrono::steady_clock;
+  std::vector<size_t> sizes;
+  for (size_t s = kProbeMin; s <= kProbeMax; s *= 2) sizes.push_back(s);
+  std::vector<float> send(kProbeMax / sizeof(float)), recv(send.size());
+  uint32_t state = 0x9e3779b9u + static_cast<uint32_t>(comm.rank());
+  for (float& v : send) {  // gradient-like: signed, varied magnitudes
+    state = state * 1664525u + 1013904223u;
+    v = (static_cast<float>(state >> 8) / 16777216.0f - 0.5f) * 1e-2f;
+  }
+  std::vector<double> best(2 * sizes.size(), std::numeric_limits<double>::infinity());
+  for (int round = 0; round < kProbeRounds; ++round) {
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      for (int way = 0; way < 2; ++way) {
+        gp_allreduce_opts_t opts;
+        std::memset(&opts, 0, sizeof(opts));
+        opts.struct_size = sizeof(opts);
+        opts.codec = way == 0 ? "off" : codec.c_str();
+        opts.error_feedback = 0;
+        const auto t0 = Clock::now();
+        GP_RETURN_IF_ERROR(comm.allreduce(send.data(), recv.data(), sizes[i] / sizeof(float),
+                                          GP_FLOAT32, GP_SUM, &opts));
+        const double t = std::chrono::duration<double>(Clock::now() - t0).count();
+        best[2 * i + static_cast<size_t>(way)] =
+            std::min(best[2 * i + static_cast<size_t>(way)], t);
+      }
+    }
+  }
+  std::vector<double> slowest(best.size());
+  gp_allreduce_opts_t plain;
+  std::memset(&plain, 0, sizeof(plain));
+  plain.struct_size = sizeof(plain);
+  plain.codec = "off";
+  GP_RETURN_IF_ERROR(
+      comm.allreduce(best.data(), slowest.data(), best.size(), GP_FLOAT64, GP_MAX, &plain));
+  *win_bytes = MeasuredLink::kNoProbedWin;
+  for (size_t i = sizes.size(); i-- > 0;) {
+    if (!(slowest[2 * i + 1] <= coll::kAutoMargin * slowest[2 * i])) break;
+    *win_bytes = sizes[i];
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Status codec_from_setting(const std::string& text, std::string* out) {
@@ -435,11 +492,13 @@ ncclResult_t connect(void* handles[], int nranks, int rank, void* listenComm, vo
     GP_RETURN_IF_ERROR(agree_on_codec(*comm, lcomm->codec));
     if (!lcomm->codec.empty() && nranks > 1) {
       // The figures the tuner decides from (it has no communicator to measure with): the link,
-      // the codec's rates and latencies among these nodes, the slowest node's, so the same on
-      // every node. Collective, like connect itself; a fraction of a second.
-      coll::LinkModel model;
-      GP_RETURN_IF_ERROR(comm->link_model(lcomm->codec, &model));
-      publish_measured_link(lcomm->comm_id, lcomm->codec, model);
+      // the codec's rates and latencies among these nodes, and timed small all-reduces, each the
+      // slowest node's, so the same on every node. Collective, like connect itself; a fraction
+      // of a second.
+      MeasuredLink link;
+      GP_RETURN_IF_ERROR(comm->link_model(lcomm->codec, &link.model));
+      GP_RETURN_IF_ERROR(probe_small_sizes(*comm, lcomm->codec, &link.probed_win_bytes));
+      publish_measured_link(lcomm->comm_id, lcomm->codec, link);
     }
     auto* cc = new CollComm(std::move(comm), lcomm->codec);
     plugin::track(cc);

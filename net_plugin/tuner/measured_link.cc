@@ -12,7 +12,7 @@ namespace {
 
 struct Entry {
   std::string codec;
-  coll::LinkModel model;
+  MeasuredLink link;
 };
 
 struct Registry {
@@ -29,34 +29,35 @@ Registry& registry() {
 
 }  // namespace
 
-void publish_measured_link(uint64_t comm_id, const std::string& codec,
-                           const coll::LinkModel& model) {
+void publish_measured_link(uint64_t comm_id, const std::string& codec, const MeasuredLink& link) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
-  r.by_comm[comm_id].push_back(Entry{codec, model});
+  r.by_comm[comm_id].push_back(Entry{codec, link});
   r.generation.fetch_add(1, std::memory_order_release);
 }
 
-bool measured_link(uint64_t comm_id, int nodes, const std::string& codec, coll::LinkModel* out) {
+bool measured_link(uint64_t comm_id, int nodes, const std::string& codec, MeasuredLink* out) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
   auto it = r.by_comm.find(comm_id);
   if (it == r.by_comm.end()) return false;
   bool found = false;
-  coll::LinkModel slowest;
+  MeasuredLink slowest;
   for (const Entry& e : it->second) {
-    if (e.codec != codec || e.model.nranks != nodes) continue;
-    const coll::LinkModel& m = e.model;
+    if (e.codec != codec || e.link.model.nranks != nodes) continue;
+    const coll::LinkModel& m = e.link.model;
     if (!found) {
-      slowest = m;
+      slowest = e.link;
       found = true;
       continue;
     }
-    slowest.latency_s = std::max(slowest.latency_s, m.latency_s);
-    slowest.compressed_latency_s = std::max(slowest.compressed_latency_s, m.compressed_latency_s);
-    slowest.link_Bps = std::min(slowest.link_Bps, m.link_Bps);
-    slowest.encode_Bps = std::min(slowest.encode_Bps, m.encode_Bps);
-    slowest.decode_Bps = std::min(slowest.decode_Bps, m.decode_Bps);
+    coll::LinkModel& s = slowest.model;
+    s.latency_s = std::max(s.latency_s, m.latency_s);
+    s.compressed_latency_s = std::max(s.compressed_latency_s, m.compressed_latency_s);
+    s.link_Bps = std::min(s.link_Bps, m.link_Bps);
+    s.encode_Bps = std::min(s.encode_Bps, m.encode_Bps);
+    s.decode_Bps = std::min(s.decode_Bps, m.decode_Bps);
+    slowest.probed_win_bytes = std::max(slowest.probed_win_bytes, e.link.probed_win_bytes);
   }
   if (found) *out = slowest;
   return found;

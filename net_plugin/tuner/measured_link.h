@@ -1,24 +1,35 @@
-// The link figures CollNet's connect measured (Communicator::link_model), kept for the tuner: the
-// tuner has no communicator to measure with. Keyed by NCCL's commId, which NCCL passes to both
-// faces' init (comm->commHash), so a tuner sees only its own communicator's figures. Thread-safe.
+// The link figures CollNet's connect measured, kept for the tuner: the tuner has no communicator
+// to measure with. Keyed by NCCL's commId, which NCCL passes to both faces' init
+// (comm->commHash), so a tuner sees only its own communicator's figures. Thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "collectives/auto_model.h"
 
 namespace gradpack::plugin {
 
-// Records what one collComm of communicator `comm_id` measured among model.nranks nodes with
-// `codec` (a canonical spec).
-void publish_measured_link(uint64_t comm_id, const std::string& codec,
-                           const coll::LinkModel& model);
+struct MeasuredLink {
+  // The model's figures (Communicator::link_model): latencies, link rate, codec rates.
+  coll::LinkModel model;
+  // Timed all-reduces of the small sizes, where the model is least sure (collnet.cc, kProbeSizes):
+  // the smallest probed size from which the codec won at every larger probed size; kNoProbedWin
+  // if it won at none; 0 if nothing was probed.
+  static constexpr size_t kNoProbedWin = std::numeric_limits<size_t>::max();
+  size_t probed_win_bytes = 0;
+};
 
-// The figures communicator `comm_id` measured among `nodes` nodes with `codec`, the slowest of
-// its collComms' (the lowest rates, the highest latencies: a pure function of the set, whatever
-// order they were published in); false if none.
-bool measured_link(uint64_t comm_id, int nodes, const std::string& codec, coll::LinkModel* out);
+// Records what one collComm of communicator `comm_id` measured among link.model.nranks nodes with
+// `codec` (a canonical spec).
+void publish_measured_link(uint64_t comm_id, const std::string& codec, const MeasuredLink& link);
+
+// What communicator `comm_id` measured among `nodes` nodes with `codec`, the slowest of its
+// collComms' (the lowest rates, the highest latencies, the largest probed win: a pure function of
+// the set, whatever order they were published in); false if nothing.
+bool measured_link(uint64_t comm_id, int nodes, const std::string& codec, MeasuredLink* out);
 
 // Drops communicator `comm_id`'s figures (its tuner context is finalized).
 void forget_measured_links(uint64_t comm_id);

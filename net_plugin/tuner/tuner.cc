@@ -3,10 +3,11 @@
 // of nBytes across nNodes wins, CollNetChain/SIMPLE is made the cheapest entry of NCCL's table, so
 // NCCL sends that all-reduce through the compressed CollNet.
 //
-// The model's figures. CollNet's connect measures the link and the codec among the nodes and
-// publishes them under NCCL's commId (measured_link.h); until then, and where they cannot be
-// used, the tuner starts from the configured link (GRADPACK_NET_SPEED_MBPS, else 10 Gbit/s) and
-// typical codec rates. getCollInfo looks for new figures with one atomic load.
+// The model's figures. CollNet's connect measures the link and the codec among the nodes, and
+// times small all-reduces both ways, and publishes them under NCCL's commId (measured_link.h);
+// the timed calls decide the small sizes, the model the rest (combine()). Until then, and where
+// they cannot be used, the tuner starts from the configured link (GRADPACK_NET_SPEED_MBPS, else
+// 10 Gbit/s) and typical codec rates. getCollInfo looks for new figures with one atomic load.
 //
 // Every rank must reach the same decision: NCCL picks the algorithm on each rank alone, and ranks
 // that picked differently would wait on each other forever. Measured figures are agreed within a
@@ -23,6 +24,7 @@
 // is logged and the tuner then changes nothing.
 #include "net_plugin/tuner/tuner.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdarg>
 #include <cstdio>
@@ -129,6 +131,22 @@ void log_threshold(const Context& ctx, const char* source) {
   }
 }
 
+std::string bytes_text(size_t bytes) {
+  if (bytes == kNever) return "never";
+  if (bytes == 0) return "none";
+  return std::to_string(bytes) + " B";
+}
+
+// The threshold from the model's (`modelled`) and the timed small calls' (`probed`, see
+// MeasuredLink) answers. The timed calls decide within and just above their sizes, where the model
+// is least sure; beyond them, and whenever the model says compression never wins, the model does.
+size_t combine(size_t modelled, size_t probed) {
+  constexpr size_t kProbedUpTo = size_t{1} << 20;  // twice the largest probe
+  if (modelled == kNever || probed == 0) return modelled;
+  if (probed == MeasuredLink::kNoProbedWin) return std::max(modelled, kProbedUpTo);
+  return modelled <= kProbedUpTo ? probed : modelled;
+}
+
 // Recomputes the threshold when CollNet has published figures for these nodes and codec since
 // the last look. Cheap when nothing changed (NCCL calls getCollInfo for every collective).
 void refresh(Context* ctx) {
@@ -136,17 +154,21 @@ void refresh(Context* ctx) {
   if (ctx->seen.load(std::memory_order_acquire) == generation) return;
   std::lock_guard<std::mutex> lock(ctx->refresh_mu);
   if (ctx->seen.load() == generation) return;
-  coll::LinkModel model;
+  MeasuredLink link;
   if (ctx->use_measured &&
-      measured_link(ctx->comm_id, static_cast<int>(ctx->nodes), ctx->codec, &model)) {
-    size_t threshold = kNever;
-    Status st = compression_threshold(ctx->codec, model, &threshold);
+      measured_link(ctx->comm_id, static_cast<int>(ctx->nodes), ctx->codec, &link)) {
+    size_t modelled = kNever;
+    Status st = compression_threshold(ctx->codec, link.model, &modelled);
     if (st.ok()) {
+      const size_t threshold = combine(modelled, link.probed_win_bytes);
       ctx->collnet_threshold.store(threshold);
-      char source[160];
+      char source[256];
       std::snprintf(source, sizeof(source),
-                    "measured by CollNet (link %.0f MB/s, latency %.0f us, encode %.0f MB/s)",
-                    model.link_Bps / 1e6, model.latency_s * 1e6, model.encode_Bps / 1e6);
+                    "measured by CollNet (link %.0f MB/s, latency %.0f us, encode %.0f MB/s; "
+                    "model from %s, timed calls from %s)",
+                    link.model.link_Bps / 1e6, link.model.latency_s * 1e6,
+                    link.model.encode_Bps / 1e6, bytes_text(modelled).c_str(),
+                    bytes_text(link.probed_win_bytes).c_str());
       log_threshold(*ctx, source);
     }
   }

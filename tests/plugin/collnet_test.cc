@@ -467,16 +467,18 @@ TEST(CollNet, CompressedFloatSumsAreWithinQ8BoundAndIdenticalOnEveryNode) {
     }
   }
   EXPECT_EQ(compressed_calls, 4);  // fp32, fp16, bf16 and (uncompressed) fp64 sums
-  // connect measured the link and the codec among the nodes, for the tuner (measured_link.h).
+  // connect measured the link and the codec among the nodes, and timed small all-reduces both
+  // ways, for the tuner (measured_link.h).
   std::string codec;
   ASSERT_TRUE(gp::codec_from_setting("q8", &codec).ok());
-  gradpack::coll::LinkModel model;
-  ASSERT_TRUE(gradpack::plugin::measured_link(kStreamCommId, kNodes, codec, &model));
-  EXPECT_EQ(model.nranks, kNodes);
-  EXPECT_GT(model.latency_s, 0);
-  EXPECT_GT(model.link_Bps, 0);
-  EXPECT_GT(model.encode_Bps, 0);
-  EXPECT_GT(model.decode_Bps, 0);
+  gradpack::plugin::MeasuredLink link;
+  ASSERT_TRUE(gradpack::plugin::measured_link(kStreamCommId, kNodes, codec, &link));
+  EXPECT_EQ(link.model.nranks, kNodes);
+  EXPECT_GT(link.model.latency_s, 0);
+  EXPECT_GT(link.model.link_Bps, 0);
+  EXPECT_GT(link.model.encode_Bps, 0);
+  EXPECT_GT(link.model.decode_Bps, 0);
+  EXPECT_NE(link.probed_win_bytes, 0u) << "the small sizes were not timed";
 }
 
 // Nodes that compress differently cannot share a CollNet all-reduce: connect fails on every node,

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -142,6 +143,21 @@ size_t smallest_steered(void* ctx) {
   return 0;
 }
 
+// What CollNet's connect measures, as published: the model's figures only (probed_win_bytes 0,
+// nothing timed) or with the timed small calls' answer.
+gradpack::plugin::MeasuredLink measured(int nodes, double latency_s, double link_Bps,
+                                        double encode_Bps, double decode_Bps,
+                                        size_t probed_win_bytes = 0) {
+  gradpack::plugin::MeasuredLink link;
+  link.model.nranks = nodes;
+  link.model.latency_s = latency_s;
+  link.model.link_Bps = link_Bps;
+  link.model.encode_Bps = encode_Bps;
+  link.model.decode_Bps = decode_Bps;
+  link.probed_win_bytes = probed_win_bytes;
+  return link;
+}
+
 // CollNet's connect publishes what it measured (measured_link.h) under NCCL's commId; from the
 // next getCollInfo on, the tuner decides from those figures instead of the configured link: only
 // its own communicator's, with its node count and codec, the slowest of each figure, and only
@@ -165,24 +181,15 @@ TEST_F(TunerTest, TheThresholdFollowsTheLinkCollNetMeasured) {
   EXPECT_GT(configured, 0u) << "at a configured 1 Gbit/s, q8 should win for large all-reduces";
   EXPECT_EQ(smallest_steered(multi), configured);
 
-  gradpack::coll::LinkModel fast;  // a link far faster than the codec: compressing never pays
-  fast.nranks = kTunerNodes;
-  fast.latency_s = 10e-6;
-  fast.link_Bps = 1e12;
-  fast.encode_Bps = 1e8;
-  fast.decode_Bps = 1e8;
-  gpp::publish_measured_link(kComm, codec, fast);
+  // A link far faster than the codec: compressing never pays.
+  gpp::publish_measured_link(kComm, codec, measured(kTunerNodes, 10e-6, 1e12, 1e8, 1e8));
   EXPECT_EQ(smallest_steered(ctx), 0u);
   EXPECT_FALSE(check_rules(ctx));
   EXPECT_EQ(smallest_steered(multi), configured);  // the configured figures, as on every rank
 
   // A second collComm of the same communicator on a slow link (8 Mbit/s): the slowest figures
   // win, so compressing pays, from smaller sizes than at the configured 1 Gbit/s.
-  gradpack::coll::LinkModel slow = fast;
-  slow.latency_s = 100e-6;
-  slow.link_Bps = 1e6;
-  slow.encode_Bps = 2e9;
-  slow.decode_Bps = 4e9;
+  const gpp::MeasuredLink slow = measured(kTunerNodes, 100e-6, 1e6, 2e9, 4e9);
   gpp::publish_measured_link(kComm, codec, slow);
   const size_t measured_slow = smallest_steered(ctx);
   EXPECT_GT(measured_slow, 0u);
@@ -190,19 +197,69 @@ TEST_F(TunerTest, TheThresholdFollowsTheLinkCollNetMeasured) {
 
   // Figures of another communicator, node count or codec are not this communicator's.
   gpp::publish_measured_link(kOtherComm, codec, slow);
-  gradpack::coll::LinkModel other = slow;
-  other.nranks = kTunerNodes + 1;
-  other.link_Bps = 1e3;
-  gpp::publish_measured_link(kComm, codec, other);
-  other.nranks = kTunerNodes;
-  gpp::publish_measured_link(kComm, "q4", other);
+  gpp::publish_measured_link(kComm, codec, measured(kTunerNodes + 1, 1e-3, 1e3, 1e6, 1e6));
+  gpp::publish_measured_link(kComm, "q4", measured(kTunerNodes, 1e-3, 1e3, 1e6, 1e6));
   EXPECT_EQ(smallest_steered(ctx), measured_slow);
   EXPECT_TRUE(check_rules(ctx));
   EXPECT_EQ(gt::finalize(multi), ncclSuccess);
   EXPECT_EQ(gt::finalize(ctx), ncclSuccess);
-  gradpack::coll::LinkModel gone;
+  gpp::MeasuredLink gone;
   EXPECT_FALSE(gpp::measured_link(kComm, kTunerNodes, codec, &gone));  // forgotten at finalize
   gpp::forget_measured_links(kOtherComm);
+}
+
+// The timed small all-reduces decide the sizes they cover (the model is least sure there): the
+// largest answer of a communicator's collComms; no win among them means none below 1 MiB; and a
+// model that says compression never wins is not overruled.
+TEST_F(TunerTest, TimedSmallCallsDecideTheSmallSizes) {
+  namespace gpp = gradpack::plugin;
+  constexpr int kTunerNodes = 4;
+  constexpr size_t KiB = 1024;
+  std::string codec;
+  ASSERT_TRUE(gpp::collnet::codec_from_setting("q8", &codec).ok());
+  setenv("GRADPACK_COLLNET_COMPRESS", "q8", 1);
+  const gpp::MeasuredLink slow = measured(kTunerNodes, 100e-6, 1e6, 2e9, 4e9);  // 8 Mbit/s
+  struct Case {
+    const char* what;
+    std::vector<size_t> probed;  // one per collComm
+    size_t steered;              // from smallest_steered(): 0 for never
+    const gpp::MeasuredLink* model;
+  };
+  const gpp::MeasuredLink fast = measured(kTunerNodes, 10e-6, 1e12, 1e8, 1e8);
+  size_t model_only = 0;
+  {
+    void* ctx = nullptr;
+    ASSERT_EQ(gt::init(&ctx, 0x7e60, kTunerNodes, kTunerNodes, nullptr, nullptr, nullptr),
+              ncclSuccess);
+    gpp::publish_measured_link(0x7e60, codec, slow);
+    model_only = smallest_steered(ctx);
+    EXPECT_EQ(gt::finalize(ctx), ncclSuccess);
+  }
+  ASSERT_GT(model_only, 0u);
+  ASSERT_LE(model_only, 1024 * KiB);
+  const std::vector<Case> cases = {
+      {"timed win from 128 KiB", {128 * KiB}, 128 * KiB, &slow},
+      {"two collComms: the larger answer", {64 * KiB, 256 * KiB}, 256 * KiB, &slow},
+      {"no timed win: nothing below 1 MiB",
+       {gpp::MeasuredLink::kNoProbedWin},
+       std::max(model_only, 1024 * KiB),
+       &slow},
+      {"the model says never", {16 * KiB}, 0, &fast},
+  };
+  uint64_t comm = 0x7e70;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    void* ctx = nullptr;
+    ASSERT_EQ(gt::init(&ctx, ++comm, kTunerNodes, kTunerNodes, nullptr, nullptr, nullptr),
+              ncclSuccess);
+    for (size_t probed : c.probed) {
+      gpp::MeasuredLink link = *c.model;
+      link.probed_win_bytes = probed;
+      gpp::publish_measured_link(comm, codec, link);
+    }
+    EXPECT_EQ(smallest_steered(ctx), c.steered);
+    EXPECT_EQ(gt::finalize(ctx), ncclSuccess);
+  }
 }
 
 TEST_F(TunerTest, OneNodeIsNeverSteered) {
