@@ -89,16 +89,18 @@ Status Settings::from_map(const std::map<std::string, std::string>& env, Setting
   return OkStatus();
 }
 
+Status Settings::from_environment(Settings* out) {
+  std::map<std::string, std::string> env;
+  for (const SettingInfo& info : all_settings())
+    if (const char* v = std::getenv(info.variable)) env[info.variable] = v;
+  return from_map(env, out);
+}
+
 Status Settings::global(const Settings** out) {
   static std::once_flag once;
   static Settings settings;
   static Status status;
-  std::call_once(once, [] {
-    std::map<std::string, std::string> env;
-    for (const SettingInfo& info : all_settings())
-      if (const char* v = std::getenv(info.variable)) env[info.variable] = v;
-    status = from_map(env, &settings);
-  });
+  std::call_once(once, [] { status = from_environment(&settings); });
   *out = &settings;
   return status;
 }

@@ -39,6 +39,9 @@ class Settings {
  public:
   // Reads every declared variable from `env` (absent ones take their default) and validates them.
   static Status from_map(const std::map<std::string, std::string>& env, Settings* out);
+  // The same from the environment as it is now (not cached): for faces that NCCL initializes once
+  // per communicator, each possibly under a different environment.
+  static Status from_environment(Settings* out);
   // The process-wide settings read from the real environment on first use. A bad value is
   // returned as an error on every call, so each API entry point reports it.
   static Status global(const Settings** out);

@@ -17,7 +17,6 @@
 #include <cstring>
 #include <deque>
 #include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,8 +31,6 @@
 #include "compression/spec.h"
 #include "net_plugin/plugin_api.h"
 #include "net_plugin/tuner/measured_link.h"
-
-extern char** environ;
 
 namespace gradpack::plugin::collnet {
 
@@ -140,15 +137,6 @@ bool map_op(ncclRedOp_t in, gp_redop_t* out) {
     default:
       return false;
   }
-}
-
-std::map<std::string, std::string> environment() {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    const char* eq = std::strchr(*e, '=');
-    if (eq != nullptr) env.emplace(std::string(*e, static_cast<size_t>(eq - *e)), eq + 1);
-  }
-  return env;
 }
 
 struct Context {
@@ -392,7 +380,7 @@ ncclResult_t init(void** ctx, uint64_t commId, ncclDebugLogger_t logFunction) {
     // Read now, not from the cached process settings: each communicator may be made under a
     // different environment (NCCL too re-reads NCCL_COLLNET_ENABLE at every comm init).
     Settings settings;
-    GP_RETURN_IF_ERROR(Settings::from_map(environment(), &settings));
+    GP_RETURN_IF_ERROR(Settings::from_environment(&settings));
     auto context = std::make_unique<Context>();
     context->comm_id = commId;
     context->timeout = std::chrono::milliseconds(settings.get_int(SettingId::kTimeoutMs));

@@ -30,7 +30,6 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -43,8 +42,6 @@
 #include "compression/spec.h"
 #include "net_plugin/collnet/collnet.h"
 #include "net_plugin/tuner/measured_link.h"
-
-extern char** environ;
 
 namespace gradpack::plugin::tuner {
 
@@ -89,15 +86,6 @@ void log_to(ncclDebugLogger_t logger, ncclDebugLogLevel level, const char* fmt, 
   } else {
     GP_LOG_INFO(kPlugin, "tuner: %s", text);
   }
-}
-
-std::map<std::string, std::string> environment() {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    const char* eq = std::strchr(*e, '=');
-    if (eq != nullptr) env.emplace(std::string(*e, static_cast<size_t>(eq - *e)), eq + 1);
-  }
-  return env;
 }
 
 // The smallest power-of-two all-reduce size from which the model predicts that `spec` wins;
@@ -190,7 +178,7 @@ ncclResult_t init(void** ctx, uint64_t commId, size_t nRanks, size_t nNodes,
   context->use_measured = nRanks == nNodes;
   context->logger = logFunction;
   Settings settings;
-  Status st = Settings::from_map(environment(), &settings);
+  Status st = Settings::from_environment(&settings);
   if (!st.ok()) {
     log_to(logFunction, NCCL_LOG_WARN, "%s; the tuner changes nothing", st.message().c_str());
     return ncclSuccess;
