@@ -78,21 +78,7 @@ if [ ! -x "$gp_run" ] || [ ! -x "$gp_bench" ]; then
 fi
 
 # --- cleanup: everything started is stopped by PID; the vcluster made here is removed -----------
-pids=()
-made_vcluster=0
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
-  done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "$made_vcluster" = 1 ]; then "$vcluster" down || true; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+install_cleanup
 
 mkdir -p "$out"
 

@@ -95,22 +95,8 @@ fi
 
 # --- cleanup: everything started is stopped by PID; the vcluster made here is removed -----------
 work=$(mktemp -d "${TMPDIR:-/tmp}/gradpack-compare.XXXXXX")
-pids=()
-made_vcluster=0
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
-  done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "$made_vcluster" = 1 ]; then "$vcluster" down || true; fi
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+scratch+=("$work")
+install_cleanup
 
 # Runs a command in the background (so a trap can stop it by PID) and waits for it.
 run_bg() {
@@ -140,6 +126,7 @@ if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_
 mpi_args=(-np "$nranks" --mca mpi_yield_when_idle 1)
 if [ "$mode" = local ]; then
   # Loopback TCP, like gradpack and Gloo here: the same transport on all three sides.
+  # shellcheck disable=SC2054  # "self,tcp" is one value of --mca btl
   mpi_args+=(--oversubscribe --mca btl self,tcp --mca pml ob1)
 else
   hosts=$(awk '{print $2}' /run/gradpack-vcluster/hosts | paste -sd,)

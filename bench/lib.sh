@@ -28,3 +28,26 @@ configure_build() {
     -DGRADPACK_BUILD_TOOLS=ON "$@" >"$log" || { cat "$log"; die "cmake failed"; }
   rm -f "$log"
 }
+
+# Everything a script starts in the background is stopped by PID at exit (pids+=(PID)), the
+# vcluster it brought up is taken down (made_vcluster=1), and its scratch directories are removed
+# (scratch+=(DIR)). install_cleanup arms it.
+pids=()
+made_vcluster=0
+scratch=()
+cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
+  done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$made_vcluster" = 1 ]; then "$vcluster" down || true; fi
+  if [ "${#scratch[@]}" -gt 0 ]; then rm -rf "${scratch[@]}"; fi
+  exit "$rc"
+}
+install_cleanup() {
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
