@@ -152,6 +152,20 @@ bool open_pair(Comm& c, Pair* p) {
   return true;
 }
 
+// Tests `request` until it is done, as NCCL's progress thread does: an error code, or not done by
+// `deadline`, is a failure.
+testing::AssertionResult test_until_done(pt::Net& net, void* request, int* sizes,
+                                         Clock::time_point deadline) {
+  for (int done = 0; !done;) {
+    const ncclResult_t rc = net.test(request, &done, sizes);
+    if (rc != ncclSuccess) {
+      return testing::AssertionFailure() << "test returned " << pt::result_name(rc);
+    }
+    if (Clock::now() >= deadline) return testing::AssertionFailure() << "past the deadline";
+  }
+  return testing::AssertionSuccess();
+}
+
 bool close_pair(Comm& c, Pair& p) {
   PT_OK(c.net->close_send(p.send));
   PT_OK(c.net->close_recv(p.recv));
@@ -575,18 +589,11 @@ TEST(DataPath, ThirtyTwoOutstandingRequestsPerComm) {
     }
   }
   for (int i = 0; i < kN; ++i) {
-    int done = 0, sizes[64] = {};
-    while (!done) {
-      ASSERT_EQ(net->test(rreq[i], &done, sizes), ncclSuccess);
-      ASSERT_LT(Clock::now(), deadline);
-    }
+    int sizes[64] = {};
+    ASSERT_TRUE(test_until_done(*net, rreq[i], sizes, deadline));
     EXPECT_EQ(sizes[0], static_cast<int>(kSlot) - i);
     EXPECT_EQ(pt::check_pattern(rbuf.data() + i * kSlot, kSlot - i, 9, i), kSlot - i);
-    done = 0;
-    while (!done) {
-      ASSERT_EQ(net->test(sreq[i], &done, sizes), ncclSuccess);
-      ASSERT_LT(Clock::now(), deadline);
-    }
+    ASSERT_TRUE(test_until_done(*net, sreq[i], sizes, deadline));
   }
   EXPECT_EQ(net->dereg_mr(p.send, smh), ncclSuccess);
   EXPECT_EQ(net->dereg_mr(p.recv, rmh), ncclSuccess);
@@ -679,12 +686,7 @@ TEST(DataPath, IflushOfOneAcceptsANullRequest) {
   void* req = reinterpret_cast<void*>(0xdead);
   ASSERT_EQ(net->iflush(p.recv, 1, &ptr, &size, &mh, &req), ncclSuccess);
   if (req != nullptr) {  // a real flush request must complete
-    int done = 0;
-    const auto deadline = Clock::now() + std::chrono::seconds(10);
-    while (!done) {
-      ASSERT_EQ(net->test(req, &done, nullptr), ncclSuccess);
-      ASSERT_LT(Clock::now(), deadline);
-    }
+    ASSERT_TRUE(test_until_done(*net, req, nullptr, Clock::now() + std::chrono::seconds(10)));
   }
   EXPECT_EQ(net->dereg_mr(p.recv, mh), ncclSuccess);
   EXPECT_TRUE(close_pair(c, p));
@@ -744,20 +746,13 @@ TEST(DataPath, GroupedReceivesUpToMaxRecvs) {
         ASSERT_LT(Clock::now(), deadline);
       }
     }
-    int done = 0, got[64] = {};
-    while (!done) {
-      ASSERT_EQ(net->test(rreq, &done, got), ncclSuccess);
-      ASSERT_LT(Clock::now(), deadline);
-    }
+    int got[64] = {};
+    ASSERT_TRUE(test_until_done(*net, rreq, got, deadline));
     for (int i = 0; i < n; ++i) {
       const size_t size = 1000 * static_cast<size_t>(i) + 1;
       EXPECT_EQ(got[i], static_cast<int>(size)) << "buffer " << i;
       EXPECT_EQ(pt::check_pattern(rbuf.data() + i * kSlot, size, 10 + i, 0), size) << i;
-      done = 0;
-      while (!done) {
-        ASSERT_EQ(net->test(sreqs[i], &done, nullptr), ncclSuccess);
-        ASSERT_LT(Clock::now(), deadline);
-      }
+      ASSERT_TRUE(test_until_done(*net, sreqs[i], nullptr, deadline));
     }
   }
   EXPECT_EQ(net->dereg_mr(p.send, smh), ncclSuccess);
