@@ -285,6 +285,16 @@ Status Communicator::create(int rank, int nranks, const std::string& rendezvous,
   return create(rank, nranks, std::move(store), CommOptions{}, out);
 }
 
+gp_allreduce_opts_t internal_allreduce_opts(const char* codec) {
+  gp_allreduce_opts_t opts;
+  std::memset(&opts, 0, sizeof(opts));
+  opts.struct_size = sizeof(opts);
+  opts.algorithm = GP_ALGO_AUTO;
+  opts.codec = codec;
+  opts.error_feedback = 0;
+  return opts;
+}
+
 Status Communicator::create_from_env(std::unique_ptr<Communicator>* out) {
   std::map<std::string, std::string> env;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
@@ -667,11 +677,7 @@ Status Communicator::measure_link(const std::string& spec, LinkModel* out) {
     // (without error feedback, so no residual is made).
     const size_t count = static_cast<size_t>(nranks_) * 256;
     std::vector<float> in(count, 1.0f), sum(count);
-    gp_allreduce_opts_t opts;
-    std::memset(&opts, 0, sizeof(opts));
-    opts.struct_size = sizeof(opts);
-    opts.codec = spec.c_str();
-    opts.error_feedback = 0;
+    const gp_allreduce_opts_t opts = internal_allreduce_opts(spec.c_str());
     figures[4] = std::numeric_limits<double>::infinity();
     for (int i = 0; i < 5; ++i) {
       auto t0 = Clock::now();

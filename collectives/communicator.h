@@ -30,6 +30,10 @@
 
 namespace gradpack::coll {
 
+// Options for gradpack's own all-reduces (the link probes, the NCCL faces): GP_ALGO_AUTO, the
+// default segment, `codec`, and no error feedback (they have no tensors to keep residuals for).
+gp_allreduce_opts_t internal_allreduce_opts(const char* codec);
+
 struct CommOptions {
   // The transport to use; null: GRADPACK_TRANSPORT (ibverbs where an active port exists, else TCP).
   std::unique_ptr<transport::Transport> transport;

@@ -141,13 +141,15 @@ bool map_op(ncclRedOp_t in, gp_redop_t* out) {
 
 struct Context {
   uint64_t comm_id = 0;
-  std::string codec;  // "" uncompressed
+  std::string codec;      // "" uncompressed
+  bool for_tuner = true;  // GRADPACK_TUNER is on: connect measures the link for it
   std::chrono::milliseconds timeout{0};
 };
 
 struct ListenComm : plugin::Tracked {
   uint64_t comm_id = 0;  // NCCL's, from init: the key of the figures connect publishes
   std::string codec;
+  bool for_tuner = true;
   std::chrono::milliseconds timeout{0};
   plugin::Backend backend = plugin::Backend::kTcp;
   std::unique_ptr<transport::Transport> transport;  // a DeviceView
@@ -258,17 +260,12 @@ class CollComm : public plugin::Tracked {
   }
 
   Status allreduce(const Request& r) {
-    gp_allreduce_opts_t opts;
-    std::memset(&opts, 0, sizeof(opts));
-    opts.struct_size = sizeof(opts);
-    opts.algorithm = GP_ALGO_AUTO;
     // Explicit "off": GRADPACK_COMPRESS belongs to gp_allreduce and the interposer, not to CollNet.
     const bool float_sum =
         (r.dtype == GP_FLOAT32 || r.dtype == GP_FLOAT16 || r.dtype == GP_BFLOAT16) &&
         (r.op == GP_SUM || r.op == GP_AVG);
-    opts.codec = !codec_.empty() && float_sum ? codec_.c_str() : "off";
-    opts.error_feedback = 0;
-    opts.residual_bits = 0;
+    const gp_allreduce_opts_t opts =
+        coll::internal_allreduce_opts(!codec_.empty() && float_sum ? codec_.c_str() : "off");
     return comm_->allreduce(r.send, r.recv, r.count, r.dtype, r.op, &opts);
   }
 
@@ -284,22 +281,22 @@ class CollComm : public plugin::Tracked {
 };
 
 // Every node must compress alike (NCCL sends each chunk through all of them): one small
-// all-reduce of the codec's hash right after connecting, so that a node with a different
-// GRADPACK_COLLNET_COMPRESS fails connect with a message that says so, on every node at once.
-Status agree_on_codec(coll::Communicator& comm, const std::string& codec) {
+// all-reduce right after connecting, so that a node with a different GRADPACK_COLLNET_COMPRESS
+// fails connect with a message that says so, on every node at once. It also tells whether any
+// node's tuner wants the link measured (*measure: the same answer on every node, as the measuring
+// is collective).
+Status agree(coll::Communicator& comm, const std::string& codec, bool for_tuner, bool* measure) {
   const int64_t hash = codec.empty() ? 0 : static_cast<int64_t>(crc32c(codec.data(), codec.size()));
-  const int64_t mine[2] = {hash, -hash};
-  int64_t max[2] = {0, 0};
-  gp_allreduce_opts_t opts;
-  std::memset(&opts, 0, sizeof(opts));
-  opts.struct_size = sizeof(opts);
-  opts.codec = "off";
-  GP_RETURN_IF_ERROR(comm.allreduce(mine, max, 2, GP_INT64, GP_MAX, &opts));
+  const int64_t mine[3] = {hash, -hash, for_tuner ? 1 : 0};
+  int64_t max[3] = {0, 0, 0};
+  const gp_allreduce_opts_t opts = coll::internal_allreduce_opts("off");
+  GP_RETURN_IF_ERROR(comm.allreduce(mine, max, 3, GP_INT64, GP_MAX, &opts));
   if (max[0] != -max[1]) {  // the largest hash is not also the smallest
     return InvalidArgument(
         "GRADPACK_COLLNET_COMPRESS differs across the nodes of this communicator (this node: '" +
         (codec.empty() ? std::string("off") : codec) + "'): set the same value on every node");
   }
+  *measure = !codec.empty() && max[2] != 0;
   return OkStatus();
 }
 
@@ -328,11 +325,8 @@ Status probe_small_sizes(coll::Communicator& comm, const std::string& codec, siz
   for (int round = 0; round < kProbeRounds; ++round) {
     for (size_t i = 0; i < sizes.size(); ++i) {
       for (int way = 0; way < 2; ++way) {
-        gp_allreduce_opts_t opts;
-        std::memset(&opts, 0, sizeof(opts));
-        opts.struct_size = sizeof(opts);
-        opts.codec = way == 0 ? "off" : codec.c_str();
-        opts.error_feedback = 0;
+        const gp_allreduce_opts_t opts =
+            coll::internal_allreduce_opts(way == 0 ? "off" : codec.c_str());
         const auto t0 = Clock::now();
         GP_RETURN_IF_ERROR(comm.allreduce(send.data(), recv.data(), sizes[i] / sizeof(float),
                                           GP_FLOAT32, GP_SUM, &opts));
@@ -343,10 +337,7 @@ Status probe_small_sizes(coll::Communicator& comm, const std::string& codec, siz
     }
   }
   std::vector<double> slowest(best.size());
-  gp_allreduce_opts_t plain;
-  std::memset(&plain, 0, sizeof(plain));
-  plain.struct_size = sizeof(plain);
-  plain.codec = "off";
+  const gp_allreduce_opts_t plain = coll::internal_allreduce_opts("off");
   GP_RETURN_IF_ERROR(
       comm.allreduce(best.data(), slowest.data(), best.size(), GP_FLOAT64, GP_MAX, &plain));
   *win_bytes = MeasuredLink::kNoProbedWin;
@@ -384,6 +375,7 @@ ncclResult_t init(void** ctx, uint64_t commId, ncclDebugLogger_t logFunction) {
     auto context = std::make_unique<Context>();
     context->comm_id = commId;
     context->timeout = std::chrono::milliseconds(settings.get_int(SettingId::kTimeoutMs));
+    context->for_tuner = settings.get(SettingId::kTuner) != "off";
     GP_RETURN_IF_ERROR(
         codec_from_setting(settings.get(SettingId::kCollnetCompress), &context->codec));
     GP_RETURN_IF_ERROR(plugin::acquire(logFunction));
@@ -422,6 +414,7 @@ ncclResult_t listen(void* ctx, int dev, void* handle, void** listenComm) {
     auto lcomm = std::make_unique<ListenComm>();
     lcomm->comm_id = context->comm_id;
     lcomm->codec = context->codec;
+    lcomm->for_tuner = context->for_tuner;
     lcomm->timeout = context->timeout;
     lcomm->backend = ref.backend;
     lcomm->transport = std::make_unique<DeviceView>(ref.transport, ref.local);
@@ -477,8 +470,9 @@ ncclResult_t connect(void* handles[], int nranks, int rank, void* listenComm, vo
     GP_RETURN_IF_ERROR(coll::Communicator::create_from_handles(
         rank, nranks, std::move(lcomm->transport), std::move(lcomm->listener), std::move(peers),
         std::move(options), &comm));
-    GP_RETURN_IF_ERROR(agree_on_codec(*comm, lcomm->codec));
-    if (!lcomm->codec.empty() && nranks > 1) {
+    bool measure = false;
+    GP_RETURN_IF_ERROR(agree(*comm, lcomm->codec, lcomm->for_tuner, &measure));
+    if (measure && nranks > 1) {
       // The figures the tuner decides from (it has no communicator to measure with): the link,
       // the codec's rates and latencies among these nodes, and timed small all-reduces, each the
       // slowest node's, so the same on every node. Collective, like connect itself; a fraction

@@ -522,6 +522,43 @@ void set_up_node(std::vector<Node>& nodes, int rank, std::barrier<>& sync, uint6
   EXPECT_EQ(gp::close_listen(me.lcomm), ncclSuccess);
 }
 
+// connect measures the link only for a tuner: not when every node has GRADPACK_TUNER=off, and on
+// every node (the measuring is collective) when at least one node's tuner is on.
+TEST(CollNet, TheLinkIsMeasuredOnlyWhenSomeNodesTunerIsOn) {
+  std::string codec;
+  ASSERT_TRUE(gp::codec_from_setting("q8", &codec).ok());
+  for (int tuners_on : {0, 1}) {
+    SCOPED_TRACE(std::to_string(tuners_on) + " node(s) with the tuner on");
+    const uint64_t comm_id = 0x7a0 + static_cast<uint64_t>(tuners_on);
+    std::vector<Node> nodes(kNodes);
+    setenv("GRADPACK_COLLNET_COMPRESS", "q8", 1);
+    for (int r = 0; r < kNodes; ++r) {  // contexts read the settings at init
+      setenv("GRADPACK_TUNER", r < tuners_on ? "on" : "off", 1);
+      ASSERT_EQ(gp::init(&nodes[static_cast<size_t>(r)].ctx, comm_id, nullptr), ncclSuccess);
+    }
+    unsetenv("GRADPACK_TUNER");
+    unsetenv("GRADPACK_COLLNET_COMPRESS");
+    std::barrier sync(kNodes);
+    run_nodes([&](int rank) {
+      Node& me = nodes[static_cast<size_t>(rank)];
+      EXPECT_EQ(gp::listen(me.ctx, 0, me.handle, &me.lcomm), ncclSuccess);
+      sync.arrive_and_wait();
+      void* handles[kNodes];
+      for (int p = 0; p < kNodes; ++p) handles[p] = nodes[static_cast<size_t>(p)].handle;
+      EXPECT_EQ(gp::connect(handles, kNodes, rank, me.lcomm, &me.coll), ncclSuccess);
+      EXPECT_EQ(gp::close_listen(me.lcomm), ncclSuccess);
+      sync.arrive_and_wait();
+      if (me.coll != nullptr) {
+        EXPECT_EQ(gp::close_coll(me.coll), ncclSuccess);
+      }
+      EXPECT_EQ(gp::finalize(me.ctx), ncclSuccess);
+    });
+    gradpack::plugin::MeasuredLink link;
+    EXPECT_EQ(gradpack::plugin::measured_link(comm_id, kNodes, codec, &link), tuners_on > 0);
+    gradpack::plugin::forget_measured_links(comm_id);
+  }
+}
+
 // NCCL may tear down with all-reduces still queued (an aborted job): closeColl and finalize return,
 // on every node, whatever the calls in flight were doing.
 TEST(CollNet, TeardownWithRequestsInFlightReturns) {

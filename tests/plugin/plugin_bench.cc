@@ -62,8 +62,7 @@ struct Options {
   fprintf(code == 0 ? stdout : stderr,
           "usage: gradpack-plugin-bench [--plugin PATH] [--netns NS0,NS1] [--ifname IF]\n"
           "       [--size BYTES] [--depth N] [--messages N] [--check] [--idle-sleep-us N]\n"
-          "       [--vs-iperf3] "
-          "       [--iperf3-seconds S] [--iperf3-port P]\n"
+          "       [--vs-iperf3] [--iperf3-seconds S] [--iperf3-port P]\n"
           "NCCL's ring pattern (8 outstanding 1 MiB sends and receives per connection, both\n"
           "directions) through libnccl-net-gradpack.so between two processes.\n");
   exit(code);
