@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "collectives/communicator.h"
+#include "api/allreduce_options.h"
 #include "common/dtype.h"
 #include "common/status.h"
 #include "compression/codec.h"
@@ -165,7 +166,9 @@ gp_status_t gp_allreduce(gp_comm_t* comm, const void* send, void* recv, size_t c
                          gp_dtype_t dtype, gp_redop_t op, const gp_allreduce_opts_t* opts) {
   return guarded([&] {
     if (comm == nullptr) return gradpack::InvalidArgument("gp_allreduce: comm is NULL");
-    return comm->impl->allreduce(send, recv, count, dtype, op, opts);
+    gradpack::coll::AllreduceOptions options;
+    GP_RETURN_IF_ERROR(gradpack::api::from_c_options(opts, &options));
+    return comm->impl->allreduce(send, recv, count, dtype, op, options);
   });
 }
 

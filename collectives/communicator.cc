@@ -1,83 +1,26 @@
 #include "collectives/communicator.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
-#include <cmath>
-#include <cstddef>
-#include <cstdlib>
+#include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <limits>
-#include <thread>
 
 #include "collectives/reduce/reduce.h"
-#include "collectives/rendezvous/url.h"
+#include "collectives/rendezvous/env.h"
 #include "collectives/selector.h"
-#include "common/crc32c.h"
 #include "common/dtype.h"
-#include "common/float16.h"
 #include "common/little_endian.h"
 #include "common/log.h"
 #include "common/settings.h"
-#include "compression/spec.h"
-#include "net_plugin/transport/ibverbs/ibverbs_transport.h"
-#include "net_plugin/transport/tcp/tcp_transport.h"
-
-extern char** environ;
+#include "topology/host.h"
+#include "topology/link_probe.h"
+#include "transport/open.h"
 
 namespace gradpack::coll {
 
 namespace {
 
 constexpr size_t kMaxCachedPlans = 64;
-
-std::string read_first_line(const char* path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
-// hostname + boot id + network namespace: processes in different namespaces of one kernel (the
-// vcluster) are different hosts, as their traffic crosses a (shaped) link.
-std::string default_host_id() {
-  char name[256] = {};
-  gethostname(name, sizeof(name) - 1);
-  std::string id = name;
-  id += "/" + read_first_line("/proc/sys/kernel/random/boot_id");
-  char ns[128] = {};
-  ssize_t n = readlink("/proc/self/ns/net", ns, sizeof(ns) - 1);
-  if (n > 0) id += "/" + std::string(ns, static_cast<size_t>(n));
-  return id;
-}
-
-Status make_transport(const Settings& settings, std::unique_ptr<transport::Transport>* out) {
-  const std::string& choice = settings.get(SettingId::kTransport);
-  if (choice == "ib" || choice == "auto") {
-    std::unique_ptr<transport::Transport> ib;
-    Status st = transport::make_ibverbs_transport(&ib);
-    if (st.ok() && ib != nullptr && ib->device_count() > 0) {
-      *out = std::move(ib);
-      return OkStatus();
-    }
-    if (choice == "ib") {
-      return Unsupported("GRADPACK_TRANSPORT=ib but no active RDMA port was found" +
-                         (st.ok() ? std::string() : ": " + st.message()) + "; unset it to use TCP");
-    }
-  }
-  return transport::make_tcp_transport(transport::TcpOptions{}, out);
-}
-
-Status store_from_url(const std::string& url, int rank, std::chrono::milliseconds timeout,
-                      std::shared_ptr<Store>* out) {
-  RendezvousUrl parsed;
-  GP_RETURN_IF_ERROR(parse_rendezvous_url(url, &parsed));
-  if (parsed.kind == RendezvousUrl::Kind::kFile) return make_file_store(parsed.path, out);
-  return make_tcp_store(parsed.host, parsed.port, rank == 0, timeout, out);
-}
 
 std::vector<uint8_t> encode_entry(const transport::Handle& handle, int nranks,
                                   const std::string& host_id) {
@@ -99,32 +42,6 @@ Status decode_entry(const std::vector<uint8_t>& in, int peer, transport::Handle*
   return OkStatus();
 }
 
-// A codec option of gp_allreduce (gp_allreduce_opts_t.codec, GRADPACK_COMPRESS): "off" (spec
-// empty), "auto" or "auto:<spec>" (automatic, spec q8 by default), or a codec spec (including
-// "none").
-struct CodecRequest {
-  bool automatic = false;
-  std::string spec;
-};
-
-Status parse_codec_request(const std::string& text, CodecRequest* out) {
-  *out = CodecRequest{};
-  if (text.empty() || text == "off") return OkStatus();
-  std::string spec = text;
-  if (text == "auto" || text.rfind("auto:", 0) == 0) {
-    out->automatic = true;
-    spec = text.size() > 5 ? text.substr(5) : "q8";
-    if (spec == "none" || spec == "off") {
-      return InvalidArgument("codec \"" + text +
-                             "\": auto needs a lossy codec to choose (auto:q8)");
-    }
-  }
-  CodecSpec parsed;
-  GP_RETURN_IF_ERROR(parse_codec_spec(spec, &parsed));
-  out->spec = spec;
-  return OkStatus();
-}
-
 bool dtype_valid(gp_dtype_t dtype) { return dtype_size(dtype) != 0; }
 
 Status check_buffers(const void* send, const void* recv, size_t count, const char* what) {
@@ -134,79 +51,12 @@ Status check_buffers(const void* send, const void* recv, size_t count, const cha
   return OkStatus();
 }
 
-// Parses a decimal rank or size from an environment variable; -1 when absent.
-Status env_int(const std::map<std::string, std::string>& env, const std::string& name, int* out) {
-  auto it = env.find(name);
-  if (it == env.end() || it->second.empty()) {
-    *out = -1;
-    return OkStatus();
-  }
-  char* end = nullptr;
-  errno = 0;
-  long v = std::strtol(it->second.c_str(), &end, 10);
-  if (errno != 0 || *end != '\0' || v < 0 || v > (1 << 20)) {
-    return InvalidArgument(name + "='" + it->second + "' is not a rank or size (a decimal from 0)");
-  }
-  *out = static_cast<int>(v);
-  return OkStatus();
-}
-
-std::string env_get(const std::map<std::string, std::string>& env, const std::string& name) {
-  auto it = env.find(name);
-  return it == env.end() ? std::string() : it->second;
+bool is_float_sum(gp_dtype_t dtype, gp_redop_t op) {
+  return (dtype == GP_FLOAT32 || dtype == GP_FLOAT16 || dtype == GP_BFLOAT16) &&
+         (op == GP_SUM || op == GP_AVG);
 }
 
 }  // namespace
-
-Status rendezvous_from_env(const std::map<std::string, std::string>& env, EnvRendezvous* out) {
-  struct Source {
-    const char* rank;
-    const char* size;
-  };
-  const Source sources[] = {{"GRADPACK_RANK", "GRADPACK_WORLD_SIZE"},
-                            {"RANK", "WORLD_SIZE"},
-                            {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-                            {"SLURM_PROCID", "SLURM_NTASKS"}};
-  EnvRendezvous r;
-  for (const Source& s : sources) {
-    int rank = -1, size = -1;
-    GP_RETURN_IF_ERROR(env_int(env, s.rank, &rank));
-    GP_RETURN_IF_ERROR(env_int(env, s.size, &size));
-    if (rank < 0 && size < 0) continue;
-    if (rank < 0 || size < 0) {
-      return InvalidArgument(std::string(rank < 0 ? s.rank : s.size) + " is not set but " +
-                             (rank < 0 ? s.size : s.rank) + " is: set both");
-    }
-    r.rank = rank;
-    r.nranks = size;
-    r.source = std::string(s.rank) + "/" + s.size;
-    break;
-  }
-  if (r.rank < 0) {
-    return InvalidArgument(
-        "no rank in the environment: set GRADPACK_RANK and GRADPACK_WORLD_SIZE (or run under "
-        "torchrun, mpirun or srun)");
-  }
-  if (r.nranks < 1 || r.rank >= r.nranks) {
-    return InvalidArgument("rank " + std::to_string(r.rank) + " is outside world size " +
-                           std::to_string(r.nranks) + " (from " + r.source + ")");
-  }
-  std::string root = env_get(env, "GRADPACK_ROOT");
-  if (!root.empty()) {
-    r.url = root.find("://") == std::string::npos ? "tcp://" + root : root;
-  } else {
-    std::string addr = env_get(env, "MASTER_ADDR");
-    std::string port = env_get(env, "MASTER_PORT");
-    if (addr.empty() || port.empty()) {
-      return InvalidArgument(
-          "no rendezvous in the environment: set GRADPACK_ROOT=HOST:PORT (rank 0 serves there), "
-          "or MASTER_ADDR and MASTER_PORT");
-    }
-    r.url = "tcp://" + (addr.find(':') != std::string::npos ? "[" + addr + "]" : addr) + ":" + port;
-  }
-  *out = std::move(r);
-  return OkStatus();
-}
 
 Status Communicator::configure(int rank, int nranks, const CommOptions& options,
                                std::unique_ptr<Communicator>* out) {
@@ -224,18 +74,15 @@ Status Communicator::configure(int rank, int nranks, const CommOptions& options,
                        : std::chrono::milliseconds(settings->get_int(SettingId::kTimeoutMs));
   comm->host_id_ = !options.host_id.empty()                     ? options.host_id
                    : !settings->get(SettingId::kHostId).empty() ? settings->get(SettingId::kHostId)
-                                                                : default_host_id();
+                                                                : topology::default_host_id();
   GP_RETURN_IF_ERROR(parse_algorithm(settings->get(SettingId::kAlgo), &comm->forced_algorithm_));
   comm->default_segment_bytes_ = static_cast<size_t>(settings->get_int(SettingId::kSegmentBytes));
-  comm->default_codec_ = settings->get(SettingId::kCompress);
   comm->default_error_feedback_ = settings->get(SettingId::kErrorFeedback) == "on";
   comm->default_residual_bits_ = static_cast<int>(settings->get_int(SettingId::kResidualBits));
   comm->residuals_ = std::make_unique<ResidualStore>(rank, nranks);
-  {
-    CodecRequest parsed;
-    Status st = parse_codec_request(comm->default_codec_, &parsed);
-    if (!st.ok()) return InvalidArgument("GRADPACK_COMPRESS: " + st.message());
-  }
+  GP_RETURN_IF_ERROR(cpu::select_kernels(&comm->kernels_));
+  Status st = parse_codec_request(settings->get(SettingId::kCompress), &comm->default_codec_);
+  if (!st.ok()) return InvalidArgument("GRADPACK_COMPRESS: " + st.message());
   *out = std::move(comm);
   return OkStatus();
 }
@@ -249,23 +96,22 @@ Status Communicator::create(int rank, int nranks, std::shared_ptr<Store> store, 
   if (options.transport != nullptr) {
     comm->transport_ = std::move(options.transport);
   } else {
-    GP_RETURN_IF_ERROR(make_transport(*settings, &comm->transport_));
+    std::vector<transport::OpenedTransport> opened;
+    GP_RETURN_IF_ERROR(transport::open(*settings, &opened));
+    comm->transport_ = std::move(opened.front().transport);  // the first device: the fastest kind
   }
   if (comm->transport_->device_count() < 1) {
     return Unsupported(std::string("transport ") + comm->transport_->name() +
                        " found no network device: check GRADPACK_IFNAME / NCCL_SOCKET_IFNAME");
   }
   GP_RETURN_IF_ERROR(comm->connect_all(*store));
-  CodecRequest initial;
-  GP_RETURN_IF_ERROR(parse_codec_request(comm->default_codec_, &initial));
-  if (initial.automatic && nranks > 1) {  // measured now, so the first step is not slowed
-    LinkModel model;
-    GP_RETURN_IF_ERROR(comm->link_model(initial.spec, &model));
+  if (comm->default_codec_.automatic() && nranks > 1) {  // measured now, so that the first
+    topology::LinkModel model;                            // step is not slowed
+    GP_RETURN_IF_ERROR(comm->link_model(comm->default_codec_, &model));
   }
-  GP_LOG_INFO(kColl, "rank %d of %d ready over %s (%zu hosts)", rank, nranks,
+  GP_LOG_INFO(kColl, "rank %d of %d ready over %s (%d hosts)", rank, nranks,
               comm->transport_->name(),
-              static_cast<size_t>(
-                  *std::max_element(comm->host_of_rank_.begin(), comm->host_of_rank_.end()) + 1));
+              topology::host_count(comm->host_of_rank_));
   *out = std::move(comm);
   return OkStatus();
 }
@@ -285,25 +131,9 @@ Status Communicator::create(int rank, int nranks, const std::string& rendezvous,
   return create(rank, nranks, std::move(store), CommOptions{}, out);
 }
 
-gp_allreduce_opts_t internal_allreduce_opts(const char* codec) {
-  gp_allreduce_opts_t opts;
-  std::memset(&opts, 0, sizeof(opts));
-  opts.struct_size = sizeof(opts);
-  opts.algorithm = GP_ALGO_AUTO;
-  opts.codec = codec;
-  opts.error_feedback = 0;
-  return opts;
-}
-
 Status Communicator::create_from_env(std::unique_ptr<Communicator>* out) {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    const char* eq = std::strchr(*e, '=');
-    if (eq != nullptr)
-      env.emplace(std::string(*e, static_cast<size_t>(eq - *e)), std::string(eq + 1));
-  }
   EnvRendezvous r;
-  GP_RETURN_IF_ERROR(rendezvous_from_env(env, &r));
+  GP_RETURN_IF_ERROR(rendezvous_from_env(environment_map(), &r));
   return create(r.rank, r.nranks, r.url, out);
 }
 
@@ -387,16 +217,7 @@ Status Communicator::connect_all(Store& store) {
                              ": start every rank with the same size");
     }
   }
-  // Hosts numbered in order of their lowest rank, identically on every rank.
-  host_of_rank_.assign(nranks_, -1);
-  int nhosts = 0;
-  for (int p = 0; p < nranks_; ++p) {
-    if (host_of_rank_[p] >= 0) continue;
-    for (int q = p; q < nranks_; ++q) {
-      if (host_ids[q] == host_ids[p]) host_of_rank_[q] = nhosts;
-    }
-    ++nhosts;
-  }
+  host_of_rank_ = topology::group_hosts(host_ids);
   return connect_mesh(handles, deadline);
 }
 
@@ -571,150 +392,199 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   return OkStatus();
 }
 
-Status Communicator::codecs_for(const std::string& spec, Codecs** out) {
-  auto it = codecs_.find(spec);
-  if (it != codecs_.end()) {
-    *out = &it->second;
-    return OkStatus();
+class Communicator::Probe final : public topology::ProbeTarget {
+ public:
+  // `codec`: the codec the compressed probes use (its mode is ignored).
+  Probe(Communicator& comm, const CodecRequest& codec)
+      : comm_(comm),
+        collectives_(comm.collectives_),
+        compressed_calls_(comm.compressed_calls_),
+        bypassed_calls_(comm.bypassed_calls_),
+        last_codec_(comm.last_codec_),
+        last_algorithm_(comm.last_algorithm_) {
+    codec_ = codec;
+    codec_.mode = CodecRequest::Mode::kFixed;
   }
-  CodecSpec parsed;
-  GP_RETURN_IF_ERROR(parse_codec_spec(spec, &parsed));
-  Codecs c;
-  c.canonical = parsed.canonical();
-  c.topk = parsed.kind == CodecKind::kTopk;
-  c.lossless =
-      parsed.kind == CodecKind::kNone ||
-      (parsed.kind == CodecKind::kTopk && parsed.fraction >= 1.0 && parsed.quant.bits == 0);
-  // Ranks round with different streams, so stochastic rounding noise averages out in the sum.
-  CodecSpec worker = parsed;
-  worker.quant.seed += static_cast<uint64_t>(rank_) * 0x9E3779B97F4A7C15ull;
-  GP_RETURN_IF_ERROR(Codec::create(worker.canonical(), &c.worker));
-  // Reduced chunks are dense: top-k's server stage sends them through its value quantizer.
-  CodecSpec server = parsed;
-  if (c.topk) {
-    server = CodecSpec{};
-    if (parsed.quant.bits > 0) {
-      server.kind = CodecKind::kQuant;
-      server.quant = parsed.quant;
-    }
-  }
-  GP_RETURN_IF_ERROR(Codec::create(server.canonical(), &c.server));
-  const std::string both = c.canonical + "|" + server.canonical();
-  c.hash = crc32c(both.data(), both.size()) | 1u;  // never 0, which means "uncompressed"
-  *out = &codecs_.emplace(spec, std::move(c)).first->second;
-  return OkStatus();
-}
-
-Status Communicator::measure_link(const std::string& spec, LinkModel* out) {
-  using Clock = std::chrono::steady_clock;
-  auto seconds = [](Clock::time_point t0) {
-    return std::chrono::duration<double>(Clock::now() - t0).count();
-  };
-  // figures[0..4]: the latency, link, encode, decode and compressed-latency times of this rank; the
-  // slowest rank's
-  // are everyone's (one all-reduce MAX), so the model is the same on every rank.
-  double figures[5] = {0, 0, 0, 0, 0};
   // The probes are not the caller's calls: the counters and "last" fields stay as they were (the
   // bytes they move are counted: they did cross the wire).
-  struct Restore {
-    Communicator* c;
-    uint64_t collectives, compressed, bypassed;
-    std::string codec, algorithm;
-    ~Restore() {
-      c->collectives_ = collectives;
-      c->compressed_calls_ = compressed;
-      c->bypassed_calls_ = bypassed;
-      c->last_codec_ = codec;
-      c->last_algorithm_ = algorithm;
-    }
-  } restore{this, collectives_, compressed_calls_, bypassed_calls_, last_codec_, last_algorithm_};
-  constexpr size_t kLinkBytes = 4 << 20;
-  // 16 MiB of fp32: large enough to be served from memory, not cache, as gradients are.
-  constexpr size_t kCodecCount = 4 << 20;
-  if (!link_measured_) {
-    double x = 1, y = 0;
-    figures[0] = std::numeric_limits<double>::infinity();
-    for (int i = 0; i < 5; ++i) {
-      auto t0 = Clock::now();
-      GP_RETURN_IF_ERROR(
-          run(Collective::kAllReduce, &x, &y, 1, GP_FLOAT64, GP_SUM, 0, Algorithm::kAuto, 0));
-      figures[0] = std::min(figures[0], seconds(t0));
-    }
-    std::vector<uint8_t> a(kLinkBytes, 1), b(kLinkBytes);
-    figures[1] = std::numeric_limits<double>::infinity();
-    for (int i = 0; i < 3; ++i) {
-      auto t0 = Clock::now();
-      GP_RETURN_IF_ERROR(sendrecv(a.data(), (rank_ + 1) % nranks_, b.data(),
-                                  (rank_ - 1 + nranks_) % nranks_, kLinkBytes, GP_UINT8));
-      figures[1] = std::min(figures[1], seconds(t0));
-    }
+  ~Probe() override {
+    comm_.collectives_ = collectives_;
+    comm_.compressed_calls_ = compressed_calls_;
+    comm_.bypassed_calls_ = bypassed_calls_;
+    comm_.last_codec_ = last_codec_;
+    comm_.last_algorithm_ = last_algorithm_;
   }
-  Codecs* codecs = nullptr;
-  GP_RETURN_IF_ERROR(codecs_for(spec, &codecs));
-  {
-    std::vector<float> in(kCodecCount), residual(kCodecCount, 0.0f), sum(kCodecCount, 0.0f);
-    uint32_t state = 0x12345678u + static_cast<uint32_t>(rank_);
-    for (float& v : in) {  // gradient-like values: signed, varied magnitudes
-      state = state * 1664525u + 1013904223u;
-      v = (static_cast<float>(state >> 8) / 16777216.0f - 0.5f) * 1e-2f;
-    }
-    std::vector<uint8_t> frame(codecs->worker->max_encoded_bytes(kCodecCount, GP_FLOAT32));
-    figures[2] = figures[3] = std::numeric_limits<double>::infinity();
-    for (int i = 0; i < 2; ++i) {
-      size_t bytes = 0;
-      auto t0 = Clock::now();
-      GP_RETURN_IF_ERROR(codecs->worker->encode(in.data(), kCodecCount, GP_FLOAT32, residual.data(),
-                                                frame.data(), frame.size(), &bytes));
-      figures[2] = std::min(figures[2], seconds(t0));
-      t0 = Clock::now();
-      GP_RETURN_IF_ERROR(
-          decode_frame(frame.data(), bytes, sum.data(), kCodecCount, GP_FLOAT32, true));
-      figures[3] = std::min(figures[3], seconds(t0));
-    }
+  Probe(const Probe&) = delete;
+  Probe& operator=(const Probe&) = delete;
+
+  int rank() const override { return comm_.rank_; }
+  int nranks() const override { return comm_.nranks_; }
+  Status allreduce(const float* in, float* out, size_t count, bool compressed) override {
+    return comm_.allreduce(in, out, count, GP_FLOAT32, GP_SUM,
+                           AllreduceOptions::internal(compressed ? codec_ : CodecRequest{}));
   }
-  {
-    // The compressed path's own latency: one quantization block per rank, as auto would run it
-    // (without error feedback, so no residual is made).
-    const size_t count = static_cast<size_t>(nranks_) * 256;
-    std::vector<float> in(count, 1.0f), sum(count);
-    const gp_allreduce_opts_t opts = internal_allreduce_opts(spec.c_str());
-    figures[4] = std::numeric_limits<double>::infinity();
-    for (int i = 0; i < 5; ++i) {
-      auto t0 = Clock::now();
-      GP_RETURN_IF_ERROR(allreduce(in.data(), sum.data(), count, GP_FLOAT32, GP_SUM, &opts));
-      figures[4] = std::min(figures[4], seconds(t0));
-    }
+  Status ring_exchange(const void* send, void* recv, size_t bytes) override {
+    const int n = comm_.nranks_;
+    return comm_.sendrecv(send, (comm_.rank_ + 1) % n, recv, (comm_.rank_ - 1 + n) % n, bytes,
+                          GP_UINT8);
   }
-  double agreed[5];
-  GP_RETURN_IF_ERROR(
-      run(Collective::kAllReduce, figures, agreed, 5, GP_FLOAT64, GP_MAX, 0, Algorithm::kAuto, 0));
-  if (!link_measured_) {
-    link_.nranks = nranks_;
-    link_.latency_s = agreed[0];
-    link_.link_Bps = static_cast<double>(kLinkBytes) / std::max(agreed[1], 1e-9);
-    link_measured_ = true;
+  Status agree_max(double* values, size_t count) override {
+    return comm_.run(Collective::kAllReduce, values, values, count, GP_FLOAT64, GP_MAX, 0,
+                     Algorithm::kAuto, 0);
   }
-  LinkModel m = link_;
-  m.encode_Bps = static_cast<double>(kCodecCount * 4) / std::max(agreed[2], 1e-9);
-  m.decode_Bps = static_cast<double>(kCodecCount * 4) / std::max(agreed[3], 1e-9);
-  m.compressed_latency_s = agreed[4];
-  GP_LOG_INFO(kColl,
-              "auto model for %s: all-reduce latency %.1f us (compressed %.1f us), link %.0f MB/s, "
-              "encode %.0f MB/s, decode %.0f MB/s (slowest rank of %d)",
-              codecs->canonical.c_str(), m.latency_s * 1e6, m.compressed_latency_s * 1e6,
-              m.link_Bps / 1e6, m.encode_Bps / 1e6, m.decode_Bps / 1e6, nranks_);
-  *out = m;
+
+ private:
+  Communicator& comm_;
+  CodecRequest codec_;
+  uint64_t collectives_, compressed_calls_, bypassed_calls_;
+  std::string last_codec_, last_algorithm_;
+};
+
+Status Communicator::codecs_for(const CodecRequest& codec, CodecSet** out) {
+  auto it = codecs_.find(codec.canonical);
+  if (it == codecs_.end()) {
+    CodecSet set;
+    GP_RETURN_IF_ERROR(make_codec_set(codec.spec, rank_, &set));
+    it = codecs_.emplace(codec.canonical, std::move(set)).first;
+  }
+  *out = &it->second;
   return OkStatus();
 }
 
-Status Communicator::link_model(const std::string& spec, LinkModel* out) {
-  auto it = models_.find(spec);
-  if (it == models_.end()) {
-    LinkModel m;
-    GP_RETURN_IF_ERROR(measure_link(spec, &m));
-    it = models_.emplace(spec, m).first;
+Status Communicator::link_model(const CodecRequest& codec, topology::LinkModel* out) {
+  CodecSet* codecs = nullptr;
+  GP_RETURN_IF_ERROR(codecs_for(codec, &codecs));
+  Probe probe(*this, codec);
+  return auto_.model(probe, *codecs, out);
+}
+
+Status Communicator::probe_small_sizes(const CodecRequest& codec, size_t* win_bytes) {
+  Probe probe(*this, codec);
+  return topology::probe_small_sizes(probe, win_bytes);
+}
+
+// One all-reduce, its options resolved against the communicator's defaults.
+struct Communicator::AllreduceCall {
+  const void* send = nullptr;
+  void* recv = nullptr;
+  size_t count = 0;
+  gp_dtype_t dtype = GP_FLOAT32;
+  gp_redop_t op = GP_SUM;
+  Algorithm algorithm = Algorithm::kAuto;
+  bool algorithm_from_options = false;  // asked explicitly (else GRADPACK_ALGO or the selector)
+  size_t segment_bytes = 0;
+  const CodecRequest* codec = nullptr;
+  bool error_feedback = true;
+  int residual_bits = 32;
+  std::string key;
+  bool float_sum = false;
+};
+
+Status Communicator::allreduce(const void* send, void* recv, size_t count, gp_dtype_t dtype,
+                               gp_redop_t op, const AllreduceOptions& options) {
+  GP_RETURN_IF_ERROR(check_buffers(send, recv, count, "gp_allreduce"));
+  GP_RETURN_IF_ERROR(validate(options));
+  AllreduceCall call;
+  call.send = send;
+  call.recv = recv;
+  call.count = count;
+  call.dtype = dtype;
+  call.op = op;
+  // The options ask explicitly; GRADPACK_ALGO steers only calls that leave the choice open.
+  call.algorithm_from_options = options.algorithm != Algorithm::kAuto;
+  call.algorithm = call.algorithm_from_options ? options.algorithm : forced_algorithm_;
+  call.segment_bytes = options.segment_bytes;
+  call.codec = options.codec.has_value() ? &*options.codec : &default_codec_;
+  call.error_feedback = options.error_feedback.value_or(default_error_feedback_);
+  call.residual_bits = options.residual_bits != 0 ? options.residual_bits : default_residual_bits_;
+  call.key = options.key;
+  if (call.key.empty()) {
+    char text[64];
+    std::snprintf(text, sizeof(text), "@%p:%zu", recv, count);
+    call.key = text;
   }
-  *out = it->second;
+  call.float_sum = is_float_sum(dtype, op);
+
+  const CodecRequest& codec = *call.codec;
+  const bool compressed_algorithm =
+      call.algorithm == Algorithm::kDirect || call.algorithm == Algorithm::kSparse;
+  if (codec.off() || (codec.none() && !compressed_algorithm)) {
+    return allreduce_uncompressed(call);  // off, or none with an uncompressed algorithm
+  }
+  CodecSet* codecs = nullptr;
+  if (!codec.automatic()) {
+    if (!call.float_sum) {
+      return InvalidArgument("codec \"" + codec.canonical +
+                             "\" compresses float32, float16 and bfloat16 sums and averages; this "
+                             "call cannot be compressed: pass codec \"off\" for it");
+    }
+    GP_RETURN_IF_ERROR(codecs_for(codec, &codecs));
+    return allreduce_compressed(call, *codecs);
+  }
+  // Auto compresses only what it can (float sums on several ranks) and where it predicts a win.
+  if (!call.float_sum || nranks_ < 2 || count == 0) return allreduce_uncompressed(call);
+  GP_RETURN_IF_ERROR(codecs_for(codec, &codecs));
+  AutoPolicy::Choice choice;
+  {
+    Probe probe(*this, codec);
+    GP_RETURN_IF_ERROR(auto_.choose(probe, *codecs, count, dtype, &choice));
+  }
+  auto execute = [&] {
+    return choice.compress ? allreduce_compressed(call, *codecs) : allreduce_uncompressed(call);
+  };
+  if (!choice.trial) return execute();
+  const auto t0 = std::chrono::steady_clock::now();
+  GP_RETURN_IF_ERROR(execute());
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Probe probe(*this, codec);
+  return auto_.trial_done(probe, *codecs, count, dtype, choice.compress, took);
+}
+
+Status Communicator::allreduce_uncompressed(const AllreduceCall& call) {
+  if (call.codec->automatic()) ++bypassed_calls_;
+  last_codec_ = "none";
+  Algorithm algorithm = Algorithm::kAuto;
+  GP_RETURN_IF_ERROR(uncompressed_algorithm(call.algorithm, call.algorithm_from_options,
+                                            call.codec->automatic(), &algorithm));
+  // A bucket that was compressed before and is not now: what it still owes goes with this call.
+  Residual* owed = call.float_sum ? residuals_->find(call.key) : nullptr;
+  if (owed != nullptr && owed->count == call.count) {
+    std::vector<uint8_t> merged;
+    fold_residual(*owed, call.send, call.count, call.dtype, *kernels_, &merged);
+    residuals_->erase(call.key);
+    return run(Collective::kAllReduce, merged.data(), call.recv, call.count, call.dtype, call.op,
+               0, algorithm, call.segment_bytes);
+  }
+  return run(Collective::kAllReduce, call.send, call.recv, call.count, call.dtype, call.op, 0,
+             algorithm, call.segment_bytes);
+}
+
+Status Communicator::allreduce_compressed(const AllreduceCall& call, const CodecSet& codecs) {
+  PlanRequest shape;
+  shape.collective = Collective::kAllReduce;
+  shape.nranks = nranks_;
+  shape.count = call.count;
+  shape.elem_size = dtype_size(call.dtype);
+  shape.host_of_rank = host_of_rank_;
+  Algorithm algorithm = Algorithm::kAuto;
+  GP_RETURN_IF_ERROR(select_compressed_algorithm(call.algorithm, call.algorithm_from_options,
+                                                 shape, codecs, call.dtype, &algorithm));
+  void* residual = nullptr;
+  if (call.error_feedback && !codecs.lossless) {
+    Residual* r = nullptr;
+    GP_RETURN_IF_ERROR(residuals_->get(call.key, call.count, call.residual_bits, &r));
+    residual = r->values();
+  }
+  CompressArgs args;
+  args.dtype = call.dtype;
+  args.worker = codecs.worker.get();
+  args.server = codecs.server.get();
+  args.residual = residual;
+  args.residual_bf16 = call.residual_bits == 16;
+  GP_RETURN_IF_ERROR(run(Collective::kAllReduce, call.send, call.recv, call.count, call.dtype,
+                         call.op, 0, algorithm, call.segment_bytes, -1, -1, &args, codecs.hash));
+  ++compressed_calls_;
+  last_codec_ = codecs.canonical;
   return OkStatus();
 }
 
@@ -728,258 +598,6 @@ void Communicator::stats(gp_comm_stats_t* out) const {
   out->residual_keys = residuals_->keys();
   std::snprintf(out->last_algorithm, sizeof(out->last_algorithm), "%s", last_algorithm_.c_str());
   std::snprintf(out->last_codec, sizeof(out->last_codec), "%s", last_codec_.c_str());
-}
-
-Status Communicator::allreduce(const void* send, void* recv, size_t count, gp_dtype_t dtype,
-                               gp_redop_t op, const gp_allreduce_opts_t* opts) {
-  GP_RETURN_IF_ERROR(check_buffers(send, recv, count, "gp_allreduce"));
-  Algorithm algorithm = Algorithm::kAuto;
-  bool algorithm_from_opts = false;
-  size_t segment = 0;
-  std::string codec_text = default_codec_;
-  bool error_feedback = default_error_feedback_;
-  int residual_bits = default_residual_bits_;
-  std::string key;
-  auto has = [&](size_t end) { return opts != nullptr && opts->struct_size >= end; };
-  if (opts != nullptr) {
-    if (!has(offsetof(gp_allreduce_opts_t, segment_bytes) + sizeof(size_t))) {
-      return InvalidArgument("gp_allreduce_opts_t.struct_size is " +
-                             std::to_string(opts->struct_size) +
-                             ": fill the options with gp_allreduce_opts_init() first");
-    }
-    if (opts->algorithm < GP_ALGO_AUTO || opts->algorithm > GP_ALGO_SPARSE) {
-      return InvalidArgument("gp_allreduce_opts_t.algorithm " +
-                             std::to_string(static_cast<int>(opts->algorithm)) +
-                             " is not a gp_algo_t");
-    }
-    // The options ask explicitly; GRADPACK_ALGO steers only calls that leave the choice open.
-    if (opts->algorithm != GP_ALGO_AUTO) {
-      algorithm = static_cast<Algorithm>(opts->algorithm);
-      algorithm_from_opts = true;
-    }
-    segment = opts->segment_bytes;
-    if (segment != 0 && segment < 4096) {
-      return InvalidArgument("gp_allreduce_opts_t.segment_bytes " + std::to_string(segment) +
-                             " is below 4096 (0 takes the default)");
-    }
-    if (has(offsetof(gp_allreduce_opts_t, codec) + sizeof(const char*)) && opts->codec != nullptr) {
-      codec_text = opts->codec;
-    }
-    if (has(offsetof(gp_allreduce_opts_t, error_feedback) + sizeof(int))) {
-      if (opts->error_feedback < -1 || opts->error_feedback > 1) {
-        return InvalidArgument("gp_allreduce_opts_t.error_feedback " +
-                               std::to_string(opts->error_feedback) +
-                               " is not -1 (default), 0 (off) or 1 (on)");
-      }
-      if (opts->error_feedback >= 0) error_feedback = opts->error_feedback == 1;
-    }
-    if (has(offsetof(gp_allreduce_opts_t, key) + sizeof(const char*)) && opts->key != nullptr) {
-      key = opts->key;
-      if (key.empty() || key.size() > 4096) {
-        return InvalidArgument("gp_allreduce_opts_t.key must be 1 to 4096 characters");
-      }
-    }
-    if (has(offsetof(gp_allreduce_opts_t, residual_bits) + sizeof(int))) {
-      if (opts->residual_bits != 0 && opts->residual_bits != 32 && opts->residual_bits != 16) {
-        return InvalidArgument("gp_allreduce_opts_t.residual_bits " +
-                               std::to_string(opts->residual_bits) +
-                               " is not 0 (default), 32 (fp32) or 16 (bf16)");
-      }
-      if (opts->residual_bits != 0) residual_bits = opts->residual_bits;
-    }
-  }
-  if (!algorithm_from_opts) algorithm = forced_algorithm_;
-  if (key.empty()) {
-    char text[64];
-    std::snprintf(text, sizeof(text), "@%p:%zu", recv, count);
-    key = text;
-  }
-
-  CodecRequest request;
-  GP_RETURN_IF_ERROR(parse_codec_request(codec_text, &request));
-  const bool float_sum = (dtype == GP_FLOAT32 || dtype == GP_FLOAT16 || dtype == GP_BFLOAT16) &&
-                         (op == GP_SUM || op == GP_AVG);
-  const bool compressed_algorithm =
-      algorithm == Algorithm::kDirect || algorithm == Algorithm::kSparse;
-  bool compress = false;
-  AutoDecision* timed = nullptr;  // auto confirming a predicted win: this call is timed
-  if (request.spec.empty() || (request.spec == "none" && !compressed_algorithm)) {
-    compress = false;  // off, or none with an uncompressed algorithm: the plain all-reduce
-  } else if (request.automatic) {
-    // Auto compresses only what it can (float sums on several ranks) and where it predicts a win;
-    // below kAutoConfirmBelow a predicted win is confirmed by timing (docs/algorithms.md).
-    if (float_sum && nranks_ > 1 && count > 0) {
-      AutoDecision& d =
-          auto_decisions_[std::make_tuple(request.spec, count, static_cast<int>(dtype))];
-      if (d.state == AutoDecision::kNew) {
-        LinkModel model;
-        GP_RETURN_IF_ERROR(link_model(request.spec, &model));
-        Codecs* codecs = nullptr;
-        GP_RETURN_IF_ERROR(codecs_for(request.spec, &codecs));
-        const size_t bytes = count * dtype_size(dtype);
-        const size_t wire = codecs->worker->max_encoded_bytes(count, dtype);
-        const Prediction p = predict(model, bytes, wire, codecs->topk);
-        const bool confirm = p.compress && bytes < kAutoConfirmBelow;
-        d.state = confirm ? AutoDecision::kTiming : AutoDecision::kDecided;
-        d.compress = p.compress;
-        GP_LOG_INFO(
-            kColl, "auto: %zu bytes on %d ranks: %s predicted %.3f ms, uncompressed %.3f ms: %s",
-            bytes, nranks_, codecs->canonical.c_str(), p.compressed_s * 1e3, p.uncompressed_s * 1e3,
-            confirm      ? "confirming by timing both"
-            : p.compress ? "compress"
-                         : "send uncompressed");
-      }
-      if (d.state == AutoDecision::kTiming) {
-        // Uncompressed and compressed calls alternate, so both meet the network in the same
-        // state (a shaped link's token bucket drains over the first calls).
-        compress = d.trial_calls % 2 == 1;
-        timed = &d;
-      } else {
-        compress = d.compress;
-      }
-    }
-  } else {
-    if (!float_sum) {
-      return InvalidArgument("codec \"" + request.spec +
-                             "\" compresses float32, float16 and bfloat16 sums and averages; this "
-                             "call cannot be compressed: pass codec \"off\" for it");
-    }
-    compress = true;
-  }
-
-  auto execute = [&]() -> Status {
-    if (!compress) {
-      if (request.automatic) ++bypassed_calls_;
-      last_codec_ = "none";
-      if (compressed_algorithm) {
-        if (!algorithm_from_opts) {
-          algorithm = Algorithm::kAuto;  // GRADPACK_ALGO=direct|sparse steers compressed calls only
-        } else if (!request.automatic) {
-          return InvalidArgument(std::string("algorithm ") + algorithm_name(algorithm) +
-                                 " needs a codec (gp_allreduce_opts_t.codec or GRADPACK_COMPRESS)");
-        } else {
-          algorithm = Algorithm::kAuto;
-        }
-      }
-      // A bucket that was compressed before and is not now: what it still owes goes with this call.
-      Residual* owed = float_sum ? residuals_->find(key) : nullptr;
-      if (owed != nullptr && owed->count == count) {
-        std::vector<float> sum(count);
-        const auto* r = static_cast<const uint8_t*>(owed->values());
-        for (size_t i = 0; i < count; ++i) {
-          float x = 0, v = 0;
-          switch (dtype) {
-            case GP_FLOAT16:
-              x = f16_to_f32(static_cast<const uint16_t*>(send)[i]);
-              break;
-            case GP_BFLOAT16:
-              x = bf16_to_f32(static_cast<const uint16_t*>(send)[i]);
-              break;
-            default:
-              x = static_cast<const float*>(send)[i];
-              break;
-          }
-          if (owed->bits == 16) {
-            v = bf16_to_f32(reinterpret_cast<const uint16_t*>(r)[i]);
-          } else {
-            v = reinterpret_cast<const float*>(r)[i];
-          }
-          sum[i] = x + v;
-        }
-        std::vector<uint8_t> merged(count * dtype_size(dtype));
-        for (size_t i = 0; i < count; ++i) {
-          if (dtype == GP_FLOAT16) {
-            reinterpret_cast<uint16_t*>(merged.data())[i] = f32_to_f16(sum[i]);
-          } else if (dtype == GP_BFLOAT16) {
-            reinterpret_cast<uint16_t*>(merged.data())[i] = f32_to_bf16(sum[i]);
-          } else {
-            reinterpret_cast<float*>(merged.data())[i] = sum[i];
-          }
-        }
-        residuals_->erase(key);
-        return run(Collective::kAllReduce, merged.data(), recv, count, dtype, op, 0, algorithm,
-                   segment);
-      }
-      return run(Collective::kAllReduce, send, recv, count, dtype, op, 0, algorithm, segment);
-    }
-
-    Codecs* codecs = nullptr;
-    GP_RETURN_IF_ERROR(codecs_for(request.spec, &codecs));
-    // The compressed algorithms: ring (re-encoding, a counter-example), hier, direct, sparse.
-    switch (algorithm) {
-      case Algorithm::kHalvingDoubling:
-      case Algorithm::kTree:
-        if (algorithm_from_opts) {
-          return InvalidArgument(
-              std::string("compressed all-reduce has no ") + algorithm_name(algorithm) +
-              " algorithm: use direct, sparse, hier or ring (docs/algorithms.md)");
-        }
-        algorithm = Algorithm::kAuto;
-        break;
-      case Algorithm::kSparse:
-        if (!codecs->topk) {
-          return InvalidArgument("the sparse algorithm all-gathers top-k frames: codec \"" +
-                                 request.spec + "\" is not top-k (use direct)");
-        }
-        break;
-      default:
-        break;
-    }
-    if (algorithm == Algorithm::kAuto) {
-      PlanRequest shape;
-      shape.collective = Collective::kAllReduce;
-      shape.nranks = nranks_;
-      shape.count = count;
-      shape.elem_size = dtype_size(dtype);
-      shape.host_of_rank = host_of_rank_;
-      algorithm = select_algorithm(shape) == Algorithm::kHierarchical ? Algorithm::kHierarchical
-                                                                      : Algorithm::kDirect;
-      if (codecs->topk && sparse_wins(nranks_, codecs->worker->max_encoded_bytes(count, dtype),
-                                      codecs->server->max_encoded_bytes(count, dtype))) {
-        algorithm = Algorithm::kSparse;
-      }
-    }
-    void* residual = nullptr;
-    if (error_feedback && !codecs->lossless) {
-      Residual* r = nullptr;
-      GP_RETURN_IF_ERROR(residuals_->get(key, count, residual_bits, &r));
-      residual = r->values();
-    }
-    CompressArgs args;
-    args.dtype = dtype;
-    args.worker = codecs->worker.get();
-    args.server = codecs->server.get();
-    args.residual = residual;
-    args.residual_bf16 = residual_bits == 16;
-    GP_RETURN_IF_ERROR(run(Collective::kAllReduce, send, recv, count, dtype, op, 0, algorithm,
-                           segment, -1, -1, &args, codecs->hash));
-    ++compressed_calls_;
-    last_codec_ = codecs->canonical;
-    return OkStatus();
-  };
-  if (timed == nullptr) return execute();
-  const auto t0 = std::chrono::steady_clock::now();
-  GP_RETURN_IF_ERROR(execute());
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  // The first pair warms up (connections, buffers, a full token bucket); the rest are summed.
-  if (timed->trial_calls >= 2) (compress ? timed->compressed_s : timed->uncompressed_s) += took;
-  if (++timed->trial_calls == 2 * kAutoTrialCalls) {
-    // The slowest rank's times decide, the same on every rank.
-    double times[2] = {timed->uncompressed_s / (kAutoTrialCalls - 1),
-                       timed->compressed_s / (kAutoTrialCalls - 1)};
-    const uint64_t calls = collectives_;
-    GP_RETURN_IF_ERROR(
-        run(Collective::kAllReduce, times, times, 2, GP_FLOAT64, GP_MAX, 0, Algorithm::kAuto, 0));
-    collectives_ = calls;
-    timed->state = AutoDecision::kDecided;
-    timed->compress = times[1] <= kAutoMargin * times[0];
-    GP_LOG_INFO(kColl,
-                "auto: %zu bytes on %d ranks: measured %.3f ms compressed, %.3f ms "
-                "uncompressed: %s",
-                count * dtype_size(dtype), nranks_, times[1] * 1e3, times[0] * 1e3,
-                timed->compress ? "compress" : "send uncompressed");
-  }
-  return OkStatus();
 }
 
 Status Communicator::reduce_scatter(const void* send, void* recv, size_t recvcount,

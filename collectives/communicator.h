@@ -19,39 +19,29 @@
 #include <tuple>
 #include <vector>
 
-#include "collectives/auto_model.h"
+#include "collectives/auto_policy.h"
+#include "collectives/codec_set.h"
 #include "collectives/executor/host_executor.h"
+#include "collectives/options.h"
 #include "collectives/plan.h"
 #include "collectives/rendezvous/store.h"
 #include "collectives/residuals.h"
 #include "common/status.h"
+#include "compression/cpu/kernels.h"
 #include "gradpack/gradpack.h"
-#include "net_plugin/transport/transport.h"
+#include "topology/cost_model.h"
+#include "transport/transport.h"
 
 namespace gradpack::coll {
 
-// Options for gradpack's own all-reduces (the link probes, the NCCL faces): GP_ALGO_AUTO, the
-// default segment, `codec`, and no error feedback (they have no tensors to keep residuals for).
-gp_allreduce_opts_t internal_allreduce_opts(const char* codec);
-
 struct CommOptions {
-  // The transport to use; null: GRADPACK_TRANSPORT (ibverbs where an active port exists, else TCP).
+  // The transport to use; null: the first of transport::open's (GRADPACK_TRANSPORT).
   std::unique_ptr<transport::Transport> transport;
   // 0: GRADPACK_TIMEOUT_MS.
   std::chrono::milliseconds timeout{0};
-  // "": GRADPACK_HOSTID, else hostname + boot id + network namespace.
+  // "": GRADPACK_HOSTID, else topology::default_host_id().
   std::string host_id;
 };
-
-// Where gp_comm_init_from_env() finds rank, size and rendezvous in an environment (see
-// gradpack.h); `env` is the process environment or a test's map.
-struct EnvRendezvous {
-  int rank = -1;
-  int nranks = -1;
-  std::string url;     // tcp://HOST:PORT or file:///PATH
-  std::string source;  // which variables were used, for messages
-};
-Status rendezvous_from_env(const std::map<std::string, std::string>& env, EnvRendezvous* out);
 
 class Communicator {
  public:
@@ -79,7 +69,7 @@ class Communicator {
   const char* transport_name() const { return transport_->name(); }
 
   Status allreduce(const void* send, void* recv, size_t count, gp_dtype_t dtype, gp_redop_t op,
-                   const gp_allreduce_opts_t* opts);
+                   const AllreduceOptions& options = {});
   Status reduce_scatter(const void* send, void* recv, size_t recvcount, gp_dtype_t dtype,
                         gp_redop_t op);
   Status allgather(const void* send, void* recv, size_t sendcount, gp_dtype_t dtype);
@@ -100,9 +90,11 @@ class Communicator {
   // may still be in progress (the CollNet plugin's closeColl); destroy the communicator after.
   void cancel() { cancelled_.store(true); }
 
-  // The figures "auto" decides from, measuring them first if needed (collective: every rank must
-  // call it, as every rank makes the all-reduce that triggers it).
-  Status link_model(const std::string& spec, LinkModel* out);
+  // The figures "auto" decides from for `codec`, measuring them first if needed, and the timed
+  // small sizes of topology::probe_small_sizes (collective: every rank must call them, in the
+  // same order; the NCCL CollNet measures for the tuner with them).
+  Status link_model(const CodecRequest& codec, topology::LinkModel* out);
+  Status probe_small_sizes(const CodecRequest& codec, size_t* win_bytes);
 
  private:
   Communicator() = default;
@@ -120,18 +112,15 @@ class Communicator {
   Status run(Collective collective, const void* send, void* recv, size_t count, gp_dtype_t dtype,
              gp_redop_t op, int root, Algorithm algorithm, size_t segment_bytes, int send_peer = -1,
              int recv_peer = -1, const CompressArgs* compress = nullptr, uint32_t codec_hash = 0);
-  // The codecs of a spec, created once: the worker codec (its stochastic seed offset by the
-  // rank), the server codec (top-k's dense stage: its value quantizer, or none), and the hash
-  // every rank's header carries.
-  struct Codecs {
-    std::unique_ptr<Codec> worker, server;
-    std::string canonical;
-    uint32_t hash = 0;
-    bool topk = false;
-    bool lossless = false;
-  };
-  Status codecs_for(const std::string& spec, Codecs** out);
-  Status measure_link(const std::string& spec, LinkModel* out);
+  // One all-reduce with its options resolved against the communicator's defaults.
+  struct AllreduceCall;
+  Status allreduce_uncompressed(const AllreduceCall& call);
+  Status allreduce_compressed(const AllreduceCall& call, const CodecSet& codecs);
+  // The codecs of a spec, made once.
+  Status codecs_for(const CodecRequest& codec, CodecSet** out);
+  // The communicator as auto's measurements see it (link_probe.h); it leaves the statistics as
+  // they were.
+  class Probe;
   Status fail(Status status);
   void close_links();
 
@@ -157,27 +146,13 @@ class Communicator {
   using PlanKey = std::tuple<int, int, size_t, size_t, int, size_t, int, int>;
   std::map<PlanKey, Plan> plans_;
   // Compression.
-  std::string default_codec_ = "off";  // GRADPACK_COMPRESS
+  CodecRequest default_codec_;  // GRADPACK_COMPRESS
   bool default_error_feedback_ = true;
   int default_residual_bits_ = 32;
-  std::map<std::string, Codecs> codecs_;
+  const cpu::CpuKernels* kernels_ = nullptr;  // widening and narrowing of 16-bit floats
+  std::map<std::string, CodecSet> codecs_;     // by canonical spec
   std::unique_ptr<ResidualStore> residuals_;
-  bool link_measured_ = false;
-  LinkModel link_;                           // latency and link rate
-  std::map<std::string, LinkModel> models_;  // by auto's codec: with its throughput
-  // "auto" per (codec, count, dtype): decided from the model, or (a predicted win on a small
-  // buffer, where the model is least sure) confirmed by timing kAutoTrialCalls calls each way,
-  // alternating.
-  struct AutoDecision {
-    enum State { kNew, kTiming, kDecided } state = kNew;
-    bool compress = false;
-    int trial_calls = 0;
-    double uncompressed_s = 0;  // summed over the timed calls after the first pair
-    double compressed_s = 0;
-  };
-  static constexpr size_t kAutoConfirmBelow = 1 << 20;
-  static constexpr int kAutoTrialCalls = 5;  // each way
-  std::map<std::tuple<std::string, size_t, int>, AutoDecision> auto_decisions_;
+  AutoPolicy auto_;
   uint64_t collectives_ = 0;
   uint64_t compressed_calls_ = 0;
   uint64_t bypassed_calls_ = 0;

@@ -140,4 +140,34 @@ Status ResidualStore::load(const uint8_t* in, size_t size) {
   return OkStatus();
 }
 
+void fold_residual(const Residual& owed, const void* send, size_t count, gp_dtype_t dtype,
+                   const cpu::CpuKernels& k, std::vector<uint8_t>* merged) {
+  std::vector<float> sum(count), owed_f32;
+  const float* residual = reinterpret_cast<const float*>(owed.data.data());
+  if (owed.bits == 16) {
+    owed_f32.resize(count);
+    k.bf16_to_f32(reinterpret_cast<const uint16_t*>(owed.data.data()), owed_f32.data(), count);
+    residual = owed_f32.data();
+  }
+  const auto* half = static_cast<const uint16_t*>(send);
+  merged->resize(count * (dtype == GP_FLOAT32 ? 4 : 2));
+  auto* out_half = reinterpret_cast<uint16_t*>(merged->data());
+  switch (dtype) {
+    case GP_FLOAT16:
+      k.f16_to_f32(half, sum.data(), count);
+      k.add_f32(residual, sum.data(), count);
+      k.f32_to_f16(sum.data(), out_half, count, false);
+      break;
+    case GP_BFLOAT16:
+      k.bf16_to_f32(half, sum.data(), count);
+      k.add_f32(residual, sum.data(), count);
+      k.f32_to_bf16(sum.data(), out_half, count, false);
+      break;
+    default:  // fp32: the sum is the result
+      k.add3_f32(static_cast<const float*>(send), residual,
+                 reinterpret_cast<float*>(merged->data()), count);
+      break;
+  }
+}
+
 }  // namespace gradpack::coll

@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include "compression/cpu/kernels.h"
+#include "gradpack/gradpack.h"
 
 namespace gradpack::coll {
 
@@ -55,5 +57,11 @@ class ResidualStore {
   int nranks_;
   std::map<std::string, Residual> entries_;
 };
+
+// What an uncompressed call of a bucket sends when the bucket still owes a residual from earlier
+// compressed calls: *merged = send + owed, in the call's dtype (fp32, fp16 or bf16; the sum is
+// taken in fp32 and rounded to nearest once), through the SIMD kernels `k`.
+void fold_residual(const Residual& owed, const void* send, size_t count, gp_dtype_t dtype,
+                   const cpu::CpuKernels& k, std::vector<uint8_t>* merged);
 
 }  // namespace gradpack::coll

@@ -4,6 +4,7 @@
 
 #include "collectives/algorithms/algorithms.h"
 #include "common/settings.h"
+#include "topology/cost_model.h"
 
 namespace gradpack::coll {
 namespace {
@@ -60,6 +61,53 @@ Status resolve_algorithm(Algorithm forced, const PlanRequest& request, Algorithm
   Algorithm from_env = Algorithm::kAuto;
   GP_RETURN_IF_ERROR(parse_algorithm(settings->get(SettingId::kAlgo), &from_env));
   *out = from_env != Algorithm::kAuto ? from_env : select_algorithm(request);
+  return OkStatus();
+}
+
+Status select_compressed_algorithm(Algorithm requested, bool from_options, const PlanRequest& shape,
+                                   const CodecSet& codecs, gp_dtype_t dtype, Algorithm* out) {
+  Algorithm algorithm = requested;
+  switch (algorithm) {
+    case Algorithm::kHalvingDoubling:
+    case Algorithm::kTree:
+      if (from_options) {
+        return InvalidArgument(std::string("compressed all-reduce has no ") +
+                               algorithm_name(algorithm) +
+                               " algorithm: use direct, sparse, hier or ring (docs/algorithms.md)");
+      }
+      algorithm = Algorithm::kAuto;
+      break;
+    case Algorithm::kSparse:
+      if (!codecs.topk) {
+        return InvalidArgument("the sparse algorithm all-gathers top-k frames: codec \"" +
+                               codecs.canonical + "\" is not top-k (use direct)");
+      }
+      break;
+    default:
+      break;
+  }
+  if (algorithm == Algorithm::kAuto) {
+    algorithm = select_algorithm(shape) == Algorithm::kHierarchical ? Algorithm::kHierarchical
+                                                                    : Algorithm::kDirect;
+    if (codecs.topk &&
+        topology::sparse_wins(shape.nranks, codecs.worker->max_encoded_bytes(shape.count, dtype),
+                              codecs.server->max_encoded_bytes(shape.count, dtype))) {
+      algorithm = Algorithm::kSparse;
+    }
+  }
+  *out = algorithm;
+  return OkStatus();
+}
+
+Status uncompressed_algorithm(Algorithm requested, bool from_options, bool automatic,
+                              Algorithm* out) {
+  *out = requested;
+  if (requested != Algorithm::kDirect && requested != Algorithm::kSparse) return OkStatus();
+  if (from_options && !automatic) {
+    return InvalidArgument(std::string("algorithm ") + algorithm_name(requested) +
+                           " needs a codec (gp_allreduce_opts_t.codec or GRADPACK_COMPRESS)");
+  }
+  *out = Algorithm::kAuto;
   return OkStatus();
 }
 

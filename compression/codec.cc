@@ -64,6 +64,17 @@ Status Codec::create(std::string_view spec, const cpu::CpuKernels& kernels,
   return OkStatus();
 }
 
+Status Codec::create(const CodecSpec& spec, std::unique_ptr<Codec>* out) {
+  const cpu::CpuKernels* kernels = nullptr;
+  GP_RETURN_IF_ERROR(cpu::select_kernels(&kernels));
+  std::unique_ptr<Codec> codec(new Codec());
+  codec->spec_ = spec;
+  codec->canonical_ = spec.canonical();
+  codec->kernels_ = kernels;
+  *out = std::move(codec);
+  return OkStatus();
+}
+
 size_t Codec::max_encoded_bytes(size_t count, gp_dtype_t dtype) const {
   if (dtype_size(dtype) == 0 || count > kMaxFrameCount) return 0;
   if (spec_.kind != CodecKind::kNone && !is_float(dtype)) return 0;

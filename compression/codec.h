@@ -26,6 +26,9 @@ class Codec {
   // With an explicit kernel table (tests compare tables).
   static Status create(std::string_view spec, const cpu::CpuKernels& kernels,
                        std::unique_ptr<Codec>* out);
+  // From a parsed spec (parse_codec_spec's, or one derived from it by changing fields within
+  // their ranges): nothing is parsed again.
+  static Status create(const CodecSpec& spec, std::unique_ptr<Codec>* out);
 
   const CodecSpec& spec() const { return spec_; }
   const std::string& canonical() const { return canonical_; }

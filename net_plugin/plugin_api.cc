@@ -19,8 +19,7 @@
 #include "common/little_endian.h"
 #include "common/log.h"
 #include "common/settings.h"
-#include "net_plugin/transport/ibverbs/ibverbs_transport.h"
-#include "net_plugin/transport/tcp/tcp_transport.h"
+#include "topology/devices.h"
 
 namespace gradpack::plugin {
 namespace {
@@ -30,7 +29,6 @@ using Clock = std::chrono::steady_clock;
 constexpr uint32_t kHandleMagic = 0x504e5047;  // "GPNP" in little-endian byte order
 constexpr uint16_t kHandleVersion = 1;
 constexpr size_t kInnerBytes = kPluginHandleBytes - kPluginHandleHeader;
-constexpr int kDefaultSpeedMbps = 10000;
 // A dial that times out is retried in slices of this length, so the last release() never waits
 // longer than one slice for a helper thread.
 constexpr std::chrono::milliseconds kDialSlice{1000};
@@ -117,8 +115,13 @@ class Plugin {
     std::lock_guard<std::mutex> lock(mu_);
     if (logger != nullptr) g_logger.store(logger);
     if (refs_ == 0) {
-      GP_RETURN_IF_ERROR(discover());
+      // NCCL's logger first: discovery's messages (transport::open's) go through it too.
       previous_sink_ = log::set_sink(nccl_sink);
+      Status status = discover();
+      if (!status.ok()) {
+        log::set_sink(previous_sink_);
+        return status;
+      }
     }
     ++refs_;
     return OkStatus();
@@ -317,61 +320,31 @@ class Plugin {
 
   const char* intern(const std::string& s) { return names_.insert(s).first->c_str(); }
 
-  Status add_transport(Backend backend, std::unique_ptr<transport::Transport> transport,
-                       int64_t speed_override) {
-    for (int i = 0; i < transport->device_count(); ++i) {
-      transport::DeviceInfo info;
-      GP_RETURN_IF_ERROR(transport->device_info(i, &info));
-      std::string name = info.name.empty() ? std::string(backend_name(backend)) : info.name;
-      std::vector<std::string> taken;
-      for (const Device& d : devices_) taken.emplace_back(d.name);
-      Device d;
-      d.backend = backend;
-      d.transport = transport.get();
-      d.local = i;
-      d.name = intern(unique_device_name(name, taken));
-      d.pci_path = info.pci_path.empty() ? nullptr : intern(info.pci_path);
-      // The override is for TCP interfaces (veth and shaped links misreport); an RDMA port's
-      // rate comes from the HCA and is right.
-      d.speed_mbps = speed_override > 0 && backend == Backend::kTcp
-                         ? static_cast<int>(speed_override)
-                     : info.speed_mbps > 0 ? info.speed_mbps
-                                           : kDefaultSpeedMbps;
-      d.port = info.port;
-      devices_.push_back(d);
-    }
-    transports_.push_back(std::move(transport));
-    return OkStatus();
-  }
-
   Status discover() {
     const Settings* settings = nullptr;
     GP_RETURN_IF_ERROR(Settings::global(&settings));
-    const std::string& choice = settings->get(SettingId::kTransport);
-    const int64_t speed = settings->get_int(SettingId::kNetSpeedMbps);
+    std::vector<transport::OpenedTransport> opened;
+    GP_RETURN_IF_ERROR(transport::open(*settings, &opened));
+    std::vector<topology::NetDevice> listed;
+    GP_RETURN_IF_ERROR(
+        topology::list_devices(opened, settings->get_int(SettingId::kNetSpeedMbps), &listed));
     devices_.clear();
-    transports_.clear();
-    std::vector<ChosenTransport> chosen;
-    GP_RETURN_IF_ERROR(choose_transports(
-        choice, transport::make_ibverbs_transport,
-        [](std::unique_ptr<transport::Transport>* out) {
-          return transport::make_tcp_transport(transport::TcpOptions{}, out);
-        },
-        &chosen));
-    for (auto& [backend, transport] : chosen) {
-      Status status = add_transport(backend, std::move(transport), speed);
-      if (!status.ok()) {
-        // No half-numbered table: the devices point into the transports.
-        devices_.clear();
-        transports_.clear();
-        return status;
-      }
-    }
     std::string list;
-    for (const Device& d : devices_) {
-      list += (list.empty() ? "" : ", ") + std::string(d.name) + " (" + backend_name(d.backend) +
-              ", " + std::to_string(d.speed_mbps) + " Mbit/s)";
+    for (const topology::NetDevice& n : listed) {
+      Device d;
+      d.backend = n.backend;
+      d.transport = n.transport;
+      d.local = n.local;
+      d.name = intern(n.name);
+      d.pci_path = n.pci_path.empty() ? nullptr : intern(n.pci_path);
+      d.speed_mbps = n.speed_mbps;
+      d.port = n.port;
+      devices_.push_back(d);
+      list += (list.empty() ? "" : ", ") + n.name + " (" + backend_name(n.backend) + ", " +
+              std::to_string(n.speed_mbps) + " Mbit/s)";
     }
+    transports_.clear();
+    for (transport::OpenedTransport& t : opened) transports_.push_back(std::move(t.transport));
     info("%zu device(s): %s", devices_.size(), list.c_str());
     return OkStatus();
   }
@@ -392,51 +365,6 @@ class Plugin {
 };
 
 }  // namespace
-
-const char* backend_name(Backend backend) { return backend == Backend::kIb ? "ib" : "tcp"; }
-
-Status choose_transports(const std::string& choice, const TransportMaker& make_ib,
-                         const TransportMaker& make_tcp, std::vector<ChosenTransport>* out) {
-  out->clear();
-  if (choice != "auto" && choice != "tcp" && choice != "ib") {
-    return InvalidArgument("GRADPACK_TRANSPORT=" + choice + " is not one of auto, tcp, ib");
-  }
-  if (choice != "tcp") {
-    std::unique_ptr<transport::Transport> ib;
-    Status status = make_ib(&ib);
-    if (status.ok() && ib != nullptr && ib->device_count() > 0) {
-      out->emplace_back(Backend::kIb, std::move(ib));
-    } else {
-      const std::string why = status.ok() ? "no RDMA device has an active port" : status.message();
-      if (choice == "ib") {
-        return Unsupported("GRADPACK_TRANSPORT=ib but no RDMA device can be used (" + why +
-                           "); set it to auto or tcp to use the TCP interfaces");
-      }
-      info("no RDMA device listed (%s); TCP interfaces only", why.c_str());
-    }
-  }
-  if (choice != "ib") {
-    std::unique_ptr<transport::Transport> tcp;
-    Status status = make_tcp(&tcp);
-    if (!status.ok()) {
-      out->clear();  // the RDMA devices do not hide a wrong GRADPACK_IFNAME
-      return status;
-    }
-    if (tcp != nullptr && tcp->device_count() > 0) out->emplace_back(Backend::kTcp, std::move(tcp));
-  }
-  if (out->empty()) {
-    return InvalidArgument("no network device found; set GRADPACK_IFNAME or NCCL_SOCKET_IFNAME");
-  }
-  return OkStatus();
-}
-
-std::string unique_device_name(const std::string& name, const std::vector<std::string>& taken) {
-  std::string unique = name;
-  for (int n = 1; std::find(taken.begin(), taken.end(), unique) != taken.end(); ++n) {
-    unique = name + "#" + std::to_string(n);
-  }
-  return unique;
-}
 
 Status encode_plugin_handle(Backend backend, const transport::Handle& inner, void* out) {
   for (size_t i = kInnerBytes; i < transport::kHandleBytes; ++i) {

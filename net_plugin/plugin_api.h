@@ -8,12 +8,8 @@
 // drops the transports, so nothing runs when the code is unmapped. Everything here lives in one
 // function-local static object; its destructor frees only what no thread can still be using.
 //
-// Devices. GRADPACK_TRANSPORT picks them: ib → the ibverbs devices with an active port (none is
-// an error); tcp → the network interfaces (GRADPACK_IFNAME, else NCCL_SOCKET_IFNAME, else all but
-// loopback), ibverbs never probed; auto → both, the RDMA devices first, so that device 0 is a fast
-// one (NCCL itself ranks the devices by speed). In auto, no RDMA device only leaves the interfaces
-// (logged at info), but an interface error (a GRADPACK_IFNAME that matches nothing) fails init even
-// when RDMA devices exist: a setting the user wrote is never ignored. No device: init fails.
+// Devices: every device of transport::open (GRADPACK_TRANSPORT's one policy, transport/open.h),
+// named and ordered by topology::list_devices. No device: init fails.
 //
 // Handles. The 128 bytes NCCL carries from listen() to connect() are a 16-byte header (magic,
 // version, backend, CRC-32C of everything else) followed by the first 112 bytes of the transport's
@@ -36,7 +32,8 @@
 
 #include "common/status.h"
 #include "net_plugin/nccl/nccl_abi.h"
-#include "net_plugin/transport/transport.h"
+#include "transport/open.h"
+#include "transport/transport.h"
 
 namespace gradpack::plugin {
 
@@ -45,8 +42,7 @@ inline constexpr size_t kPluginHandleHeader = 16;
 inline constexpr size_t kPluginHandleBytes = NCCL_NET_HANDLE_MAXSIZE;
 static_assert(kPluginHandleBytes == transport::kHandleBytes);
 
-enum class Backend : uint8_t { kTcp = 0, kIb = 1 };
-const char* backend_name(Backend backend);
+using transport::Backend;
 
 // Wraps a transport handle into NCCL's 128 bytes. kInternal when the transport used bytes the
 // wrapper has no room for (a transport change that this header must follow).
@@ -60,21 +56,6 @@ struct DeviceRef {
   transport::Transport* transport = nullptr;  // valid while a reference is held
   int local = 0;
 };
-
-// The device choice, apart from the machine it runs on (discover() passes the real transports'
-// constructors; tests pass fakes). `choice` is GRADPACK_TRANSPORT's value. Fills *out with the
-// transports to number devices from, in device order, each with at least one device: auto →
-// [ib, tcp] or [tcp]; tcp → [tcp] (make_ib never called); ib → [ib] (make_tcp never called).
-// Errors: ib without a usable RDMA device → kUnsupported naming GRADPACK_TRANSPORT; make_tcp's
-// error as it is (auto too); no device at all → kInvalidArgument. *out is empty on error.
-using TransportMaker = std::function<Status(std::unique_ptr<transport::Transport>*)>;
-using ChosenTransport = std::pair<Backend, std::unique_ptr<transport::Transport>>;
-Status choose_transports(const std::string& choice, const TransportMaker& make_ib,
-                         const TransportMaker& make_tcp, std::vector<ChosenTransport>* out);
-
-// `name` if no device has it yet, else the first free of `name#1`, `name#2`, ... NCCL keys its
-// topology by device names, so two interfaces or HCAs reported with one name must differ here.
-std::string unique_device_name(const std::string& name, const std::vector<std::string>& taken);
 
 // Something a face created that must not outlive the plugin's transports (a comm NCCL forgot to
 // close). The last release() destroys what is still tracked, with a WARN.

@@ -81,13 +81,6 @@ void for_segments(const Span& span, size_t max_count, Fn&& fn) {
 // Block b of `whole` cut into n nearly equal blocks (the first count % n one element longer).
 Span block_of(const Span& whole, int n, int b);
 
-// The two-level grouping of the hierarchical algorithms: `local` lists the ranks of this rank's
-// host in ascending order (local[0] is its leader), `leaders` the lowest rank of every host,
-// ascending; *me_local and *me_leader are this rank's index in them (-1 in leaders if it leads no
-// host).
-void host_groups(const PlanRequest& request, std::vector<int>* local, std::vector<int>* leaders,
-                 int* me_local, int* me_leader);
-
 // Group-level building blocks. `group` lists global ranks; `me` is this rank's index in it.
 // In-buffer ring reduce-scatter of `whole`: afterwards group[i] holds the reduced block i.
 void ring_reduce_scatter_inplace(PlanBuilder& b, const std::vector<int>& group, int me,

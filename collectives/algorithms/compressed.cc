@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "collectives/algorithms/algorithms.h"
+#include "topology/host.h"
 
 namespace gradpack::coll::algo {
 
@@ -207,9 +208,10 @@ Status ring_compressed_plan(const PlanRequest& req, Plan* out) {
 
 Status hier_compressed_plan(const PlanRequest& req, Plan* out) {
   PlanBuilder b(req, out);
-  std::vector<int> local, leaders;
-  int me_local = 0, me_leader = -1;
-  host_groups(req, &local, &leaders, &me_local, &me_leader);
+  const topology::HostGroups hosts = topology::host_groups(req.host_of_rank, req.nranks, req.rank);
+  const std::vector<int>& local = hosts.local;
+  const std::vector<int>& leaders = hosts.leaders;
+  const int me_local = hosts.me_local, me_leader = hosts.me_leader;
   const Span whole{Buf::kRecv, 0, req.count};
   copy_segments(b, Span{Buf::kSend, 0, req.count}, whole);
   chain_reduce(b, local, me_local, whole);

@@ -6,43 +6,18 @@
 // each host. Only the leaders talk across hosts, so the network sees 2(N-1) ring steps for N
 // hosts instead of 2(p-1), and intra-host links carry the rest.
 
-#include <algorithm>
-
 #include "collectives/algorithms/algorithms.h"
+#include "topology/host.h"
 
 namespace gradpack::coll::algo {
-
-void host_groups(const PlanRequest& req, std::vector<int>* local, std::vector<int>* leaders,
-                 int* me_local, int* me_leader) {
-  auto host = [&](int r) {
-    return req.host_of_rank.empty() ? r : req.host_of_rank[static_cast<size_t>(r)];
-  };
-  local->clear();
-  leaders->clear();
-  std::vector<bool> host_seen;
-  for (int r = 0; r < req.nranks; ++r) {
-    const auto h = static_cast<size_t>(host(r));
-    if (h >= host_seen.size()) host_seen.resize(h + 1, false);
-    if (!host_seen[h]) {
-      host_seen[h] = true;
-      leaders->push_back(r);
-    }
-    if (host(r) == host(req.rank)) local->push_back(r);
-  }
-  auto index_of = [&](const std::vector<int>& v) {
-    auto it = std::find(v.begin(), v.end(), req.rank);
-    return it == v.end() ? -1 : static_cast<int>(it - v.begin());
-  };
-  *me_local = index_of(*local);
-  *me_leader = index_of(*leaders);
-}
 
 Status hier_plan(const PlanRequest& req, Plan* out) {
   if (req.collective != Collective::kAllReduce) return ring_plan(req, out);
   PlanBuilder b(req, out);
-  std::vector<int> local, leaders;
-  int me_local = 0, me_leader = -1;
-  host_groups(req, &local, &leaders, &me_local, &me_leader);
+  const topology::HostGroups hosts = topology::host_groups(req.host_of_rank, req.nranks, req.rank);
+  const std::vector<int>& local = hosts.local;
+  const std::vector<int>& leaders = hosts.leaders;
+  const int me_local = hosts.me_local, me_leader = hosts.me_leader;
   const Span whole{Buf::kRecv, 0, req.count};
   for_segments(whole, b.segment(), [&](const Span& s) {
     b.copy(Span{Buf::kSend, s.offset, s.count}, s);

@@ -24,7 +24,7 @@
 #include "common/status.h"
 #include "compression/codec.h"
 #include "gradpack/gradpack.h"
-#include "net_plugin/transport/transport.h"
+#include "transport/transport.h"
 
 namespace gradpack::coll {
 

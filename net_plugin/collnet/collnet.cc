@@ -23,7 +23,6 @@
 #include <thread>
 #include <vector>
 
-#include "collectives/auto_model.h"
 #include "collectives/communicator.h"
 #include "common/crc32c.h"
 #include "common/dtype.h"
@@ -31,6 +30,7 @@
 #include "compression/spec.h"
 #include "net_plugin/plugin_api.h"
 #include "net_plugin/tuner/measured_link.h"
+#include "topology/cost_model.h"
 
 namespace gradpack::plugin::collnet {
 
@@ -151,7 +151,7 @@ struct ListenComm : plugin::Tracked {
   std::string codec;
   bool for_tuner = true;
   std::chrono::milliseconds timeout{0};
-  plugin::Backend backend = plugin::Backend::kTcp;
+  transport::Backend backend = transport::Backend::kTcp;
   std::unique_ptr<transport::Transport> transport;  // a DeviceView
   std::unique_ptr<transport::Listener> listener;    // moved into the Communicator by connect()
   uint8_t handle[NCCL_NET_HANDLE_MAXSIZE] = {};
@@ -183,8 +183,13 @@ struct Request {
 // a fixed pool of requests (a full pool makes iallreduce return a NULL request: NCCL retries).
 class CollComm : public plugin::Tracked {
  public:
-  CollComm(std::unique_ptr<coll::Communicator> comm, std::string codec)
-      : comm_(std::move(comm)), codec_(std::move(codec)), requests_(new Request[kMaxRequests]) {
+  CollComm(std::unique_ptr<coll::Communicator> comm, const coll::CodecRequest& codec)
+      : comm_(std::move(comm)),
+        // Explicit "off" for what is not compressed: GRADPACK_COMPRESS belongs to gp_allreduce and
+        // the interposer, not to CollNet.
+        compressed_(coll::AllreduceOptions::internal(codec)),
+        plain_(coll::AllreduceOptions::uncompressed()),
+        requests_(new Request[kMaxRequests]) {
     for (int i = 0; i < kMaxRequests; ++i) requests_[i].owner = this;
     worker_ = std::thread([this] { run(); });
   }
@@ -260,17 +265,16 @@ class CollComm : public plugin::Tracked {
   }
 
   Status allreduce(const Request& r) {
-    // Explicit "off": GRADPACK_COMPRESS belongs to gp_allreduce and the interposer, not to CollNet.
     const bool float_sum =
         (r.dtype == GP_FLOAT32 || r.dtype == GP_FLOAT16 || r.dtype == GP_BFLOAT16) &&
         (r.op == GP_SUM || r.op == GP_AVG);
-    const gp_allreduce_opts_t opts =
-        coll::internal_allreduce_opts(!codec_.empty() && float_sum ? codec_.c_str() : "off");
-    return comm_->allreduce(r.send, r.recv, r.count, r.dtype, r.op, &opts);
+    return comm_->allreduce(r.send, r.recv, r.count, r.dtype, r.op,
+                            float_sum ? compressed_ : plain_);
   }
 
   std::unique_ptr<coll::Communicator> comm_;
-  const std::string codec_;
+  const coll::AllreduceOptions compressed_;
+  const coll::AllreduceOptions plain_;
   std::unique_ptr<Request[]> requests_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -289,62 +293,14 @@ Status agree(coll::Communicator& comm, const std::string& codec, bool for_tuner,
   const int64_t hash = codec.empty() ? 0 : static_cast<int64_t>(crc32c(codec.data(), codec.size()));
   const int64_t mine[3] = {hash, -hash, for_tuner ? 1 : 0};
   int64_t max[3] = {0, 0, 0};
-  const gp_allreduce_opts_t opts = coll::internal_allreduce_opts("off");
-  GP_RETURN_IF_ERROR(comm.allreduce(mine, max, 3, GP_INT64, GP_MAX, &opts));
+  GP_RETURN_IF_ERROR(
+      comm.allreduce(mine, max, 3, GP_INT64, GP_MAX, coll::AllreduceOptions::uncompressed()));
   if (max[0] != -max[1]) {  // the largest hash is not also the smallest
     return InvalidArgument(
         "GRADPACK_COLLNET_COMPRESS differs across the nodes of this communicator (this node: '" +
         (codec.empty() ? std::string("off") : codec) + "'): set the same value on every node");
   }
   *measure = !codec.empty() && max[2] != 0;
-  return OkStatus();
-}
-
-// The sizes where the cost model is least sure (a small all-reduce's time is mostly overheads
-// the model only estimates, and shaped links let short bursts through faster than their rate):
-// 16 KiB to 512 KiB, NCCL's CollNetChain chunks of up to 8 channels.
-constexpr size_t kProbeMin = size_t{16} << 10;
-constexpr size_t kProbeMax = size_t{512} << 10;
-constexpr int kProbeRounds = 3;
-
-// Times an fp32 sum of every probe size uncompressed and with `codec`, alternating, kProbeRounds
-// times; each node's best time per size and way, then the slowest node's (one all-reduce MAX), so
-// every node computes the same answer: the smallest probed size from which the codec was at least
-// 1/kAutoMargin faster at every larger probed size (MeasuredLink::kNoProbedWin: at none).
-Status probe_small_sizes(coll::Communicator& comm, const std::string& codec, size_t* win_bytes) {
-  using Clock = std::chrono::steady_clock;
-  std::vector<size_t> sizes;
-  for (size_t s = kProbeMin; s <= kProbeMax; s *= 2) sizes.push_back(s);
-  std::vector<float> send(kProbeMax / sizeof(float)), recv(send.size());
-  uint32_t state = 0x9e3779b9u + static_cast<uint32_t>(comm.rank());
-  for (float& v : send) {  // gradient-like: signed, varied magnitudes
-    state = state * 1664525u + 1013904223u;
-    v = (static_cast<float>(state >> 8) / 16777216.0f - 0.5f) * 1e-2f;
-  }
-  std::vector<double> best(2 * sizes.size(), std::numeric_limits<double>::infinity());
-  for (int round = 0; round < kProbeRounds; ++round) {
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      for (int way = 0; way < 2; ++way) {
-        const gp_allreduce_opts_t opts =
-            coll::internal_allreduce_opts(way == 0 ? "off" : codec.c_str());
-        const auto t0 = Clock::now();
-        GP_RETURN_IF_ERROR(comm.allreduce(send.data(), recv.data(), sizes[i] / sizeof(float),
-                                          GP_FLOAT32, GP_SUM, &opts));
-        const double t = std::chrono::duration<double>(Clock::now() - t0).count();
-        best[2 * i + static_cast<size_t>(way)] =
-            std::min(best[2 * i + static_cast<size_t>(way)], t);
-      }
-    }
-  }
-  std::vector<double> slowest(best.size());
-  const gp_allreduce_opts_t plain = coll::internal_allreduce_opts("off");
-  GP_RETURN_IF_ERROR(
-      comm.allreduce(best.data(), slowest.data(), best.size(), GP_FLOAT64, GP_MAX, &plain));
-  *win_bytes = MeasuredLink::kNoProbedWin;
-  for (size_t i = sizes.size(); i-- > 0;) {
-    if (!(slowest[2 * i + 1] <= coll::kAutoMargin * slowest[2 * i])) break;
-    *win_bytes = sizes[i];
-  }
   return OkStatus();
 }
 
@@ -447,7 +403,7 @@ ncclResult_t connect(void* handles[], int nranks, int rank, void* listenComm, vo
     for (int p = 0; p < nranks; ++p) {
       if (handles[p] == nullptr)
         return InvalidArgument("handles[" + std::to_string(p) + "] is NULL");
-      plugin::Backend backend = plugin::Backend::kTcp;
+      transport::Backend backend = transport::Backend::kTcp;
       Status st =
           plugin::decode_plugin_handle(handles[p], &backend, &peers[static_cast<size_t>(p)]);
       if (!st.ok()) {
@@ -455,8 +411,8 @@ ncclResult_t connect(void* handles[], int nranks, int rank, void* listenComm, vo
       }
       if (backend != lcomm->backend) {
         return InvalidArgument("handles[" + std::to_string(p) + "] is a " +
-                               plugin::backend_name(backend) + " handle, this node's is " +
-                               plugin::backend_name(lcomm->backend) +
+                               transport::backend_name(backend) + " handle, this node's is " +
+                               transport::backend_name(lcomm->backend) +
                                ": set the same GRADPACK_TRANSPORT on every node");
       }
     }
@@ -472,17 +428,19 @@ ncclResult_t connect(void* handles[], int nranks, int rank, void* listenComm, vo
         std::move(options), &comm));
     bool measure = false;
     GP_RETURN_IF_ERROR(agree(*comm, lcomm->codec, lcomm->for_tuner, &measure));
+    coll::CodecRequest codec;  // off for "" (uncompressed)
+    GP_RETURN_IF_ERROR(coll::parse_codec_request(lcomm->codec, &codec));
     if (measure && nranks > 1) {
       // The figures the tuner decides from (it has no communicator to measure with): the link,
       // the codec's rates and latencies among these nodes, and timed small all-reduces, each the
       // slowest node's, so the same on every node. Collective, like connect itself; a fraction
       // of a second.
       MeasuredLink link;
-      GP_RETURN_IF_ERROR(comm->link_model(lcomm->codec, &link.model));
-      GP_RETURN_IF_ERROR(probe_small_sizes(*comm, lcomm->codec, &link.probed_win_bytes));
+      GP_RETURN_IF_ERROR(comm->link_model(codec, &link.model));
+      GP_RETURN_IF_ERROR(comm->probe_small_sizes(codec, &link.probed_win_bytes));
       publish_measured_link(lcomm->comm_id, lcomm->codec, link);
     }
-    auto* cc = new CollComm(std::move(comm), lcomm->codec);
+    auto* cc = new CollComm(std::move(comm), codec);
     plugin::track(cc);
     *collComm = cc;
     return OkStatus();

@@ -3,7 +3,7 @@
 #include <string>
 #include <thread>
 
-#include "collectives/executor/cuda/accum_kernels.h"
+#include "net_plugin/interposer/cuda/accum_kernels.h"
 #include "common/dtype.h"
 
 namespace gradpack::interposer {

@@ -15,7 +15,7 @@
 #include <mutex>
 #include <tuple>
 
-#include "collectives/executor/nccl_executor.h"
+#include "net_plugin/interposer/nccl_executor.h"
 #include "common/status.h"
 #include "compression/cuda/codec_cuda.h"
 #include "net_plugin/interposer/config.h"

@@ -45,18 +45,12 @@ bool measured_link(uint64_t comm_id, int nodes, const std::string& codec, Measur
   MeasuredLink slowest;
   for (const Entry& e : it->second) {
     if (e.codec != codec || e.link.model.nranks != nodes) continue;
-    const coll::LinkModel& m = e.link.model;
     if (!found) {
       slowest = e.link;
       found = true;
       continue;
     }
-    coll::LinkModel& s = slowest.model;
-    s.latency_s = std::max(s.latency_s, m.latency_s);
-    s.compressed_latency_s = std::max(s.compressed_latency_s, m.compressed_latency_s);
-    s.link_Bps = std::min(s.link_Bps, m.link_Bps);
-    s.encode_Bps = std::min(s.encode_Bps, m.encode_Bps);
-    s.decode_Bps = std::min(s.decode_Bps, m.decode_Bps);
+    slowest.model = topology::slowest(slowest.model, e.link.model);
     slowest.probed_win_bytes = std::max(slowest.probed_win_bytes, e.link.probed_win_bytes);
   }
   if (found) *out = slowest;

@@ -5,20 +5,20 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <limits>
 #include <string>
 
-#include "collectives/auto_model.h"
+#include "topology/cost_model.h"
+#include "topology/link_probe.h"
 
 namespace gradpack::plugin {
 
 struct MeasuredLink {
-  // The model's figures (Communicator::link_model): latencies, link rate, codec rates.
-  coll::LinkModel model;
-  // Timed all-reduces of the small sizes, where the model is least sure (collnet.cc, kProbeSizes):
-  // the smallest probed size from which the codec won at every larger probed size; kNoProbedWin
-  // if it won at none; 0 if nothing was probed.
-  static constexpr size_t kNoProbedWin = std::numeric_limits<size_t>::max();
+  // The model's figures (topology/link_probe.h): latencies, link rate, codec rates.
+  topology::LinkModel model;
+  // Timed all-reduces of the small sizes, where the model is least sure
+  // (topology::probe_small_sizes): the smallest probed size from which the codec won at every
+  // larger probed size; kNoProbedWin if it won at none; 0 if nothing was probed.
+  static constexpr size_t kNoProbedWin = topology::kNoProbedWin;
   size_t probed_win_bytes = 0;
 };
 

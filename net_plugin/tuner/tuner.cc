@@ -34,7 +34,7 @@
 #include <new>
 #include <string>
 
-#include "collectives/auto_model.h"
+#include "topology/cost_model.h"
 #include "common/log.h"
 #include "common/settings.h"
 #include "compression/codec.h"
@@ -51,9 +51,7 @@ constexpr double kDefaultLinkMbps = 10000;  // NCCL's own guess for an unknown N
 constexpr double kLatencyS = 100e-6;        // a small all-reduce among nodes over TCP
 constexpr double kEncodeBps = 2e9;          // input bytes/s a CPU core quantizes (q8, AVX2)
 constexpr double kDecodeBps = 4e9;          // input bytes/s it dequantizes and accumulates
-constexpr size_t kMinProbe = 1024;
-constexpr size_t kMaxProbe = size_t{1} << 32;
-constexpr size_t kNever = std::numeric_limits<size_t>::max();
+constexpr size_t kNever = topology::kNeverCompress;
 constexpr uint64_t kNoGeneration = std::numeric_limits<uint64_t>::max();
 
 struct Context {
@@ -87,22 +85,17 @@ void log_to(ncclDebugLogger_t logger, ncclDebugLogLevel level, const char* fmt, 
   }
 }
 
-// The smallest power-of-two all-reduce size from which the model predicts that `spec` wins;
-// kNever if it never does up to kMaxProbe.
-Status compression_threshold(const std::string& spec, const coll::LinkModel& model, size_t* out) {
+// The smallest all-reduce size from which the model predicts that `spec` wins (kNever: never).
+Status compression_threshold(const std::string& spec, const topology::LinkModel& model,
+                             size_t* out) {
   *out = kNever;
   CodecSpec parsed;
   GP_RETURN_IF_ERROR(parse_codec_spec(spec, &parsed));
   std::unique_ptr<Codec> codec;
   GP_RETURN_IF_ERROR(Codec::create(parsed.canonical(), &codec));
-  for (size_t bytes = kMinProbe; bytes <= kMaxProbe; bytes *= 2) {
-    const size_t wire = codec->max_encoded_bytes(bytes / 4, GP_FLOAT32);
-    if (wire == 0) return OkStatus();  // a codec that cannot take fp32: never
-    if (coll::predict(model, bytes, wire, parsed.kind == CodecKind::kTopk).compress) {
-      *out = bytes;
-      return OkStatus();
-    }
-  }
+  *out = topology::compression_threshold(
+      model, [&](size_t bytes) { return codec->max_encoded_bytes(bytes / 4, GP_FLOAT32); },
+      parsed.kind == CodecKind::kTopk);
   return OkStatus();
 }
 
@@ -199,7 +192,7 @@ ncclResult_t init(void** ctx, uint64_t commId, size_t nRanks, size_t nNodes,
     mbps = kDefaultLinkMbps;
     source = "link assumed at 10 Gbit/s";
   }
-  coll::LinkModel model;
+  topology::LinkModel model;
   model.nranks = static_cast<int>(nNodes);
   model.latency_s = kLatencyS;
   model.link_Bps = mbps * 1e6 / 8;

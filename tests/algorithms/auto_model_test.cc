@@ -1,6 +1,6 @@
-// The cost model of codec "auto" and of the top-k algorithm choice (collectives/auto_model.h).
+// The cost model of codec "auto" and of the top-k algorithm choice (topology/cost_model.h).
 
-#include "collectives/auto_model.h"
+#include "topology/cost_model.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 
 #include "compression/codec.h"
 
-namespace gradpack::coll {
+namespace gradpack::topology {
 namespace {
 
 LinkModel model(double link_Bps, double codec_Bps, int p = 4) {
@@ -77,4 +77,4 @@ TEST(AutoModel, TopkCrossoverDensityFallsAsOneOverRanksMinusOne) {
 }
 
 }  // namespace
-}  // namespace gradpack::coll
+}  // namespace gradpack::topology

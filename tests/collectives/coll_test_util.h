@@ -10,13 +10,23 @@
 #include <thread>
 #include <vector>
 
+#include "api/allreduce_options.h"
 #include "collectives/communicator.h"
 #include "collectives/rendezvous/store.h"
 #include "common/dtype.h"
 #include "common/float16.h"
-#include "net_plugin/transport/tcp/tcp_transport.h"
+#include "transport/tcp/tcp_transport.h"
 
 namespace gradpack::coll::testing {
+
+// An all-reduce the way gp_allreduce makes it: the C options read by the C ABI, then the
+// communicator (the tests that check the options' errors go through here).
+inline Status allreduce_c(Communicator& comm, const void* send, void* recv, size_t count,
+                          gp_dtype_t dtype, gp_redop_t op, const gp_allreduce_opts_t* opts) {
+  AllreduceOptions options;
+  GP_RETURN_IF_ERROR(api::from_c_options(opts, &options));
+  return comm.allreduce(send, recv, count, dtype, op, options);
+}
 
 inline double load_value(gp_dtype_t dtype, const void* p, size_t i) {
   switch (dtype) {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "coll_test_util.h"
-#include "net_plugin/transport/tcp/listener.h"
+#include "transport/tcp/listener.h"
 
 namespace gradpack::coll {
 namespace {
@@ -20,6 +20,7 @@ namespace {
 using testing::expected_value;
 using testing::input_value;
 using testing::load_value;
+using testing::allreduce_c;
 using testing::run_ranks;
 using testing::store_value;
 using testing::tolerance;
@@ -72,7 +73,7 @@ TEST_P(AllReduceRanks, EveryDtypeOpAlgorithmInAndOutOfPlace) {
                   fill(&send, count, dtype, op, rank);
                   recv.assign(send.size(), 0xEE);
                   if (in_place) recv = send;
-                  Status st = comm.allreduce(in_place ? recv.data() : send.data(), recv.data(),
+                  Status st = allreduce_c(comm, in_place ? recv.data() : send.data(), recv.data(),
                                              count, dtype, op, &opts);
                   ASSERT_TRUE(st.ok()) << st.to_string() << " (algo " << algo << " count " << count
                                        << " dtype " << dtype << " op " << op << ")";
@@ -104,7 +105,7 @@ TEST(Communicator, LargeAllReduceStripedOverSockets) {
           std::memset(&opts, 0, sizeof(opts));
           opts.struct_size = sizeof(opts);
           opts.algorithm = algo;
-          Status st = comm.allreduce(buf.data(), buf.data(), count, GP_FLOAT32, GP_SUM, &opts);
+          Status st = allreduce_c(comm, buf.data(), buf.data(), count, GP_FLOAT32, GP_SUM, &opts);
           ASSERT_TRUE(st.ok()) << st.to_string();
           ASSERT_EQ(count_wrong(buf, count, GP_FLOAT32, GP_SUM, 3), 0u) << "algo " << algo;
         }
@@ -241,7 +242,7 @@ TEST(Communicator, StrayConnectionsDuringRendezvousAreRejectedAndInitCompletes) 
       Status st = Communicator::create(r, 3, store, std::move(options), &comm);
       ASSERT_TRUE(st.ok()) << "rank " << r << ": " << st.to_string();
       std::vector<float> buf(1000, 1.0f);
-      st = comm->allreduce(buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
+      st = allreduce_c(*comm, buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
       ASSERT_TRUE(st.ok()) << st.to_string();
       EXPECT_EQ(buf[999], 3.0f);
     });
@@ -254,7 +255,7 @@ TEST(Communicator, RanksThatDisagreeGetAnErrorNamingTheDifference) {
   run_ranks(2, [&](Communicator& comm) {
     std::vector<float> buf(100, 1.0f);
     size_t count = comm.rank() == 0 ? 100 : 99;
-    Status st = comm.allreduce(buf.data(), buf.data(), count, GP_FLOAT32, GP_SUM, nullptr);
+    Status st = allreduce_c(comm, buf.data(), buf.data(), count, GP_FLOAT32, GP_SUM, nullptr);
     ASSERT_FALSE(st.ok());
     EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.to_string();
     EXPECT_NE(st.message().find("count"), std::string::npos) << st.message();
@@ -266,7 +267,7 @@ TEST(Communicator, RanksThatDisagreeGetAnErrorNamingTheDifference) {
   run_ranks(3, [&](Communicator& comm) {
     std::vector<double> buf(10, 1.0);
     gp_redop_t op = comm.rank() == 2 ? GP_MAX : GP_SUM;
-    Status st = comm.allreduce(buf.data(), buf.data(), 10, GP_FLOAT64, op, nullptr);
+    Status st = allreduce_c(comm, buf.data(), buf.data(), 10, GP_FLOAT64, op, nullptr);
     ASSERT_FALSE(st.ok());
     // Rank 2 and its partners name the op; a rank that only saw a partner give up says so.
     EXPECT_TRUE(st.code() == Code::kInvalidArgument || st.code() == Code::kRemote)
@@ -284,17 +285,17 @@ TEST(Communicator, SecondThreadIsRefusedNotQueued) {
       std::thread intruder([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
         std::vector<float> other(4, 1.0f);
-        Status st = comm.allreduce(other.data(), other.data(), 4, GP_FLOAT32, GP_SUM, nullptr);
+        Status st = allreduce_c(comm, other.data(), other.data(), 4, GP_FLOAT32, GP_SUM, nullptr);
         EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.to_string();
         EXPECT_NE(st.message().find("another thread"), std::string::npos) << st.message();
         refused_checked = true;
       });
-      Status st = comm.allreduce(buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
+      Status st = allreduce_c(comm, buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
       EXPECT_TRUE(st.ok()) << st.to_string();
       intruder.join();
     } else {
       while (!refused_checked) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      Status st = comm.allreduce(buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
+      Status st = allreduce_c(comm, buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
       EXPECT_TRUE(st.ok()) << st.to_string();
     }
   });
@@ -303,24 +304,24 @@ TEST(Communicator, SecondThreadIsRefusedNotQueued) {
 TEST(Communicator, BadArgumentsAreRefusedBeforeAnythingIsSent) {
   run_ranks(2, [&](Communicator& comm) {
     std::vector<float> buf(8, 1.0f);
-    EXPECT_EQ(comm.allreduce(nullptr, buf.data(), 8, GP_FLOAT32, GP_SUM, nullptr).code(),
+    EXPECT_EQ(allreduce_c(comm, nullptr, buf.data(), 8, GP_FLOAT32, GP_SUM, nullptr).code(),
               Code::kInvalidArgument);
     EXPECT_EQ(
-        comm.allreduce(buf.data(), buf.data(), 8, static_cast<gp_dtype_t>(42), GP_SUM, nullptr)
+        allreduce_c(comm, buf.data(), buf.data(), 8, static_cast<gp_dtype_t>(42), GP_SUM, nullptr)
             .code(),
         Code::kInvalidArgument);
     EXPECT_EQ(
-        comm.allreduce(buf.data(), buf.data(), 8, GP_FLOAT32, static_cast<gp_redop_t>(9), nullptr)
+        allreduce_c(comm, buf.data(), buf.data(), 8, GP_FLOAT32, static_cast<gp_redop_t>(9), nullptr)
             .code(),
         Code::kInvalidArgument);
     gp_allreduce_opts_t opts;
     std::memset(&opts, 0, sizeof(opts));  // struct_size 0: not initialised
-    EXPECT_EQ(comm.allreduce(buf.data(), buf.data(), 8, GP_FLOAT32, GP_SUM, &opts).code(),
+    EXPECT_EQ(allreduce_c(comm, buf.data(), buf.data(), 8, GP_FLOAT32, GP_SUM, &opts).code(),
               Code::kInvalidArgument);
     EXPECT_EQ(comm.broadcast(buf.data(), buf.data(), 8, GP_FLOAT32, 2).code(),
               Code::kInvalidArgument);
     // None of those reached the wire: the communicator still works.
-    Status st = comm.allreduce(buf.data(), buf.data(), 8, GP_FLOAT32, GP_SUM, nullptr);
+    Status st = allreduce_c(comm, buf.data(), buf.data(), 8, GP_FLOAT32, GP_SUM, nullptr);
     ASSERT_TRUE(st.ok()) << st.to_string();
     EXPECT_EQ(buf[0], 2.0f);
   });

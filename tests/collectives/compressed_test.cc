@@ -20,6 +20,7 @@ namespace {
 using testing::input_value;
 using testing::load_value;
 using testing::RankOptions;
+using testing::allreduce_c;
 using testing::run_ranks;
 using testing::store_value;
 
@@ -85,7 +86,7 @@ TEST(CompressedAllReduce, LosslessCodecsGiveExactSums) {
                     void* out = in_place ? send.data() : recv.data();
                     gp_allreduce_opts_t o = opts_for(c.codec, c.algorithm);
                     o.segment_bytes = 4096;  // several segments per chunk
-                    Status st = comm.allreduce(send.data(), out, count, dtype, op, &o);
+                    Status st = allreduce_c(comm, send.data(), out, count, dtype, op, &o);
                     ASSERT_TRUE(st.ok()) << c.codec << " p=" << p << ": " << st.to_string();
                     for (size_t i = 0; i < count; ++i) {
                       const double want = testing::expected_value(op, dtype, p, i);
@@ -139,7 +140,7 @@ TEST(CompressedAllReduce, LossyResultsAreIdenticalOnEveryRankAndWithinBound) {
               }
               gp_allreduce_opts_t o = opts_for(c.codec, c.algorithm);
               o.error_feedback = 0;
-              Status st = comm.allreduce(send.data(), recv.data(), count, dtype, GP_SUM, &o);
+              Status st = allreduce_c(comm, send.data(), recv.data(), count, dtype, GP_SUM, &o);
               ASSERT_TRUE(st.ok()) << st.to_string();
               results[static_cast<size_t>(comm.rank())] = recv;
             },
@@ -192,7 +193,7 @@ TEST(CompressedAllReduce, ErrorFeedbackKeepsTheSumOverSteps) {
         for (size_t i = 0; i < count; ++i) grad[i] = gradient(comm.rank(), i, t);
         for (size_t i = 0; i < count; ++i) mine[i] += grad[i];
         gp_allreduce_opts_t o = opts_for(codec, GP_ALGO_AUTO, "bucket");
-        Status st = comm.allreduce(grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o);
+        Status st = allreduce_c(comm, grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o);
         ASSERT_TRUE(st.ok()) << st.to_string();
         if (comm.rank() == 0) {
           for (size_t i = 0; i < count; ++i) delivered[i] += out[i];
@@ -226,7 +227,7 @@ TEST(CompressedAllReduce, Bf16ResidualsTakeTwoBytesPerElement) {
     gp_allreduce_opts_t o = opts_for("q4", GP_ALGO_AUTO, "b16");
     o.residual_bits = 16;
     for (int t = 0; t < 3; ++t) {
-      ASSERT_TRUE(comm.allreduce(grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok());
+      ASSERT_TRUE(allreduce_c(comm, grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok());
     }
     gp_comm_stats_t s;
     s.struct_size = sizeof(s);
@@ -238,7 +239,7 @@ TEST(CompressedAllReduce, Bf16ResidualsTakeTwoBytesPerElement) {
     EXPECT_EQ(std::string(s.last_codec).rfind("q4", 0), 0u) << s.last_codec;
     // Asking for fp32 residuals under the same key is refused, not silently reinterpreted.
     o.residual_bits = 32;
-    Status st = comm.allreduce(grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o);
+    Status st = allreduce_c(comm, grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o);
     EXPECT_EQ(st.code(), Code::kInvalidArgument);
     EXPECT_NE(st.message().find("b16"), std::string::npos) << st.message();
   });
@@ -250,7 +251,7 @@ TEST(CompressedAllReduce, CountsBelowTheRankCountAndOneRank) {
       for (size_t count : {size_t{1}, size_t{2}, size_t{4}}) {
         std::vector<float> grad(count, 1.0f + static_cast<float>(comm.rank())), out(count);
         gp_allreduce_opts_t o = opts_for("q8");
-        ASSERT_TRUE(comm.allreduce(grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok());
+        ASSERT_TRUE(allreduce_c(comm, grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok());
         const float want = static_cast<float>(p * (p + 1)) / 2;
         for (size_t i = 0; i < count; ++i) EXPECT_NEAR(out[i], want, want / 100) << count;
       }
@@ -263,40 +264,40 @@ TEST(CompressedAllReduce, BadRequestsAreRefused) {
     std::vector<int32_t> ints(64, 1), iout(64);
     std::vector<float> f(64, 1.0f), fout(64);
     gp_allreduce_opts_t o = opts_for("q8");
-    Status st = comm.allreduce(ints.data(), iout.data(), 64, GP_INT32, GP_SUM, &o);
+    Status st = allreduce_c(comm, ints.data(), iout.data(), 64, GP_INT32, GP_SUM, &o);
     EXPECT_EQ(st.code(), Code::kInvalidArgument);
     EXPECT_NE(st.message().find("off"), std::string::npos) << st.message();
-    EXPECT_EQ(comm.allreduce(f.data(), fout.data(), 64, GP_FLOAT32, GP_MAX, &o).code(),
+    EXPECT_EQ(allreduce_c(comm, f.data(), fout.data(), 64, GP_FLOAT32, GP_MAX, &o).code(),
               Code::kInvalidArgument);
     o = opts_for("q8", GP_ALGO_SPARSE);
-    EXPECT_EQ(comm.allreduce(f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
+    EXPECT_EQ(allreduce_c(comm, f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
               Code::kInvalidArgument);
     o = opts_for("q8", GP_ALGO_HD);
-    EXPECT_EQ(comm.allreduce(f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
+    EXPECT_EQ(allreduce_c(comm, f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
               Code::kInvalidArgument);
     o = opts_for("q9x");
-    EXPECT_EQ(comm.allreduce(f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
+    EXPECT_EQ(allreduce_c(comm, f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
               Code::kInvalidArgument);
     o = opts_for("off", GP_ALGO_DIRECT);
-    EXPECT_EQ(comm.allreduce(f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
+    EXPECT_EQ(allreduce_c(comm, f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
               Code::kInvalidArgument);
     o = opts_for("q8");
     o.error_feedback = 2;
-    EXPECT_EQ(comm.allreduce(f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
+    EXPECT_EQ(allreduce_c(comm, f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
               Code::kInvalidArgument);
     o = opts_for("q8");
     o.residual_bits = 8;
-    EXPECT_EQ(comm.allreduce(f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
+    EXPECT_EQ(allreduce_c(comm, f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).code(),
               Code::kInvalidArgument);
     // A key reused for a bucket of another size.
     o = opts_for("q8", GP_ALGO_AUTO, "k");
-    ASSERT_TRUE(comm.allreduce(f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).ok());
-    st = comm.allreduce(f.data(), fout.data(), 32, GP_FLOAT32, GP_SUM, &o);
+    ASSERT_TRUE(allreduce_c(comm, f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).ok());
+    st = allreduce_c(comm, f.data(), fout.data(), 32, GP_FLOAT32, GP_SUM, &o);
     EXPECT_EQ(st.code(), Code::kInvalidArgument);
     EXPECT_NE(st.message().find("\"k\""), std::string::npos) << st.message();
     // None of these broke the communicator.
     o = opts_for("q8");
-    EXPECT_TRUE(comm.allreduce(f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).ok());
+    EXPECT_TRUE(allreduce_c(comm, f.data(), fout.data(), 64, GP_FLOAT32, GP_SUM, &o).ok());
   });
 }
 
@@ -304,7 +305,7 @@ TEST(CompressedAllReduce, RanksWithDifferentCodecsNameTheCodec) {
   run_ranks(2, [&](Communicator& comm) {
     std::vector<float> f(1000, 1.0f), out(1000);
     gp_allreduce_opts_t o = opts_for(comm.rank() == 0 ? "q8" : "q4");
-    Status st = comm.allreduce(f.data(), out.data(), 1000, GP_FLOAT32, GP_SUM, &o);
+    Status st = allreduce_c(comm, f.data(), out.data(), 1000, GP_FLOAT32, GP_SUM, &o);
     EXPECT_FALSE(st.ok());
     EXPECT_NE(st.message().find("codec"), std::string::npos) << st.message();
   });
@@ -319,14 +320,14 @@ TEST(CompressedAllReduce, NanPropagatesAndDoesNotPoisonTheResidual) {
     for (size_t i = 0; i < count; ++i) grad[i] = gradient(comm.rank(), i);
     if (comm.rank() == 1) grad[700] = NAN;
     gp_allreduce_opts_t o = opts_for("q8", GP_ALGO_AUTO, "nan");
-    ASSERT_TRUE(comm.allreduce(grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok());
+    ASSERT_TRUE(allreduce_c(comm, grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok());
     EXPECT_TRUE(std::isnan(out[700]));
     size_t nans = 0;
     for (float v : out) nans += std::isnan(v) ? 1 : 0;
     EXPECT_LE(nans, 256u);  // one block of the default q8 block size
     EXPECT_FALSE(std::isnan(out[0]));
     for (size_t i = 0; i < count; ++i) grad[i] = gradient(comm.rank(), i, 1);
-    ASSERT_TRUE(comm.allreduce(grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok());
+    ASSERT_TRUE(allreduce_c(comm, grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok());
     for (size_t i = 0; i < count; ++i) ASSERT_TRUE(std::isfinite(out[i])) << i;
   });
 }
@@ -404,7 +405,7 @@ TEST(CompressedAllReduce, AFrameThatDoesNotDecodeFailsEveryRank) {
         std::vector<float> grad(30000), out(30000);
         for (size_t i = 0; i < grad.size(); ++i) grad[i] = gradient(comm.rank(), i);
         gp_allreduce_opts_t o = opts_for("q8");
-        Status st = comm.allreduce(grad.data(), out.data(), grad.size(), GP_FLOAT32, GP_SUM, &o);
+        Status st = allreduce_c(comm, grad.data(), out.data(), grad.size(), GP_FLOAT32, GP_SUM, &o);
         std::lock_guard<std::mutex> lock(mu);
         results[static_cast<size_t>(comm.rank())] = st;
       },
@@ -431,7 +432,7 @@ TEST(CompressedAllReduce, ResidualsSurviveACheckpoint) {
     for (size_t i = 0; i < count; ++i) grad[i] = gradient(comm.rank(), i, t);
     out->resize(count);
     gp_allreduce_opts_t o = opts_for("q4", GP_ALGO_AUTO, "layer1");
-    return comm.allreduce(grad.data(), out->data(), count, GP_FLOAT32, GP_SUM, &o);
+    return allreduce_c(comm, grad.data(), out->data(), count, GP_FLOAT32, GP_SUM, &o);
   };
   run_ranks(p, [&](Communicator& comm) {
     std::vector<float> out;
@@ -503,7 +504,7 @@ TEST(CompressedAllReduce, AutoDecidesTheSameOnEveryRank) {
       std::vector<float> grad(count), out(count);
       for (size_t i = 0; i < count; ++i) grad[i] = gradient(comm.rank(), i);
       gp_allreduce_opts_t o = opts_for("auto");
-      ASSERT_TRUE(comm.allreduce(grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok());
+      ASSERT_TRUE(allreduce_c(comm, grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok());
       gp_comm_stats_t s;
       s.struct_size = sizeof(s);
       comm.stats(&s);
@@ -521,13 +522,13 @@ TEST(CompressedAllReduce, AutoDecidesTheSameOnEveryRank) {
       std::vector<float> grad(count), out(count);
       for (size_t i = 0; i < count; ++i) grad[i] = gradient(comm.rank(), i, call);
       gp_allreduce_opts_t o = opts_for("auto", GP_ALGO_AUTO, "small");
-      ASSERT_TRUE(comm.allreduce(grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok())
+      ASSERT_TRUE(allreduce_c(comm, grad.data(), out.data(), count, GP_FLOAT32, GP_SUM, &o).ok())
           << "call " << call;
     }
     // Integers are not compressed by auto: they go uncompressed, exactly.
     std::vector<int32_t> ints(100, comm.rank() + 1), iout(100);
     gp_allreduce_opts_t o = opts_for("auto");
-    ASSERT_TRUE(comm.allreduce(ints.data(), iout.data(), 100, GP_INT32, GP_SUM, &o).ok());
+    ASSERT_TRUE(allreduce_c(comm, ints.data(), iout.data(), 100, GP_INT32, GP_SUM, &o).ok());
     EXPECT_EQ(iout[0], p * (p + 1) / 2);
   });
   for (int r = 1; r < p; ++r) {

@@ -12,7 +12,7 @@
 #include <memory>
 #include <string>
 
-#include "net_plugin/transport/ibverbs/verbs_loader.h"
+#include "transport/ibverbs/verbs_loader.h"
 
 namespace gradpack::transport::fake {
 

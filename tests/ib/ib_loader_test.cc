@@ -7,12 +7,12 @@
 
 #include "common/log.h"
 #include "gradpack/config.h"
-#include "net_plugin/transport/ibverbs/ibverbs_transport.h"
+#include "transport/ibverbs/ibverbs_transport.h"
 
 #if GRADPACK_HAVE_IBVERBS
 #include <dlfcn.h>
 
-#include "net_plugin/transport/ibverbs/verbs_loader.h"
+#include "transport/ibverbs/verbs_loader.h"
 #endif
 
 namespace gradpack::transport {

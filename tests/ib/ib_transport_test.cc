@@ -8,8 +8,8 @@
 #include <thread>
 #include <vector>
 
-#include "net_plugin/transport/ibverbs/ibverbs_transport.h"
-#include "net_plugin/transport/ibverbs/verbs_loader.h"
+#include "transport/ibverbs/ibverbs_transport.h"
+#include "transport/ibverbs/verbs_loader.h"
 #include "tests/ib/fake_verbs.h"
 
 namespace gradpack::transport {

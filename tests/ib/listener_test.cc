@@ -1,6 +1,6 @@
 // The ib bootstrap listener on loopback, with a fake connection factory instead of queue pairs:
 // the right key is accepted, a wrong key, garbage or a stalled peer is closed and never blocks.
-#include "net_plugin/transport/ibverbs/listener.h"
+#include "transport/ibverbs/listener.h"
 
 #include <gtest/gtest.h>
 #include <poll.h>

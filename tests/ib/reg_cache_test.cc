@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "net_plugin/transport/ibverbs/device.h"
+#include "transport/ibverbs/device.h"
 
 namespace gradpack::transport {
 namespace {

@@ -3,8 +3,8 @@
 
 #include <cstring>
 
-#include "net_plugin/transport/ibverbs/device.h"
-#include "net_plugin/transport/ibverbs/listener.h"
+#include "transport/ibverbs/device.h"
+#include "transport/ibverbs/listener.h"
 
 namespace gradpack::transport {
 namespace {

@@ -1,7 +1,7 @@
-// The NCCL executor's accumulator kernels (collectives/executor/cuda/accum_kernels.h) against the
+// The NCCL executor's accumulator kernels (net_plugin/interposer/cuda/accum_kernels.h) against the
 // host conversions they must match bit for bit. Label cuda: without a device each test skips and
 // says why, unless GRADPACK_TEST_REQUIRE_CUDA=1 (tests/gpu/check.sh) makes that a failure.
-#include "collectives/executor/cuda/accum_kernels.h"
+#include "net_plugin/interposer/cuda/accum_kernels.h"
 
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// The NCCL executor's schedule (collectives/executor/nccl_executor.h): structure (every op once,
+// The NCCL executor's schedule (net_plugin/interposer/nccl_executor.h): structure (every op once,
 // dependencies before their users, both ends of a message in the same group), and a run of every
 // rank's schedule against a fake NCCL in threads with the CPU codecs: a send blocks its group
 // until the receiver takes it, as NCCL's rendezvous does, so a schedule that could deadlock on a
@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "collectives/executor/nccl_executor.h"
+#include "net_plugin/interposer/nccl_executor.h"
 #include "compression/codec.h"
 
 namespace gradpack::coll {

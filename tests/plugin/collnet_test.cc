@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "collectives/auto_model.h"
+#include "topology/cost_model.h"
 #include "common/float16.h"
 #include "net_plugin/tuner/measured_link.h"
 

@@ -17,6 +17,8 @@
 
 #include "net_plugin/net_v11.h"
 #include "net_plugin/plugin_api.h"
+#include "topology/devices.h"
+#include "transport/open.h"
 
 namespace gradpack::plugin {
 namespace {
@@ -44,7 +46,7 @@ int thread_count() {
   return n;
 }
 
-// ---- the device choice (choose_transports) ------------------------------------------------------
+// ---- the device choice (transport::open) ------------------------------------------------------
 
 // A transport that has devices and nothing else: the choice only counts and names them.
 class FakeTransport : public transport::Transport {
@@ -73,7 +75,7 @@ class FakeTransport : public transport::Transport {
 };
 
 // A maker that counts its calls and makes a FakeTransport with `devices`, or fails with `error`.
-TransportMaker fake_maker(const char* name, std::vector<std::string> devices, int* calls,
+transport::TransportMaker fake_maker(const char* name, std::vector<std::string> devices, int* calls,
                           Status error = OkStatus()) {
   return [=](std::unique_ptr<transport::Transport>* out) -> Status {
     ++*calls;
@@ -84,7 +86,7 @@ TransportMaker fake_maker(const char* name, std::vector<std::string> devices, in
 }
 
 // Backends and device names of a choice, in device order.
-std::vector<std::pair<Backend, std::string>> listed(const std::vector<ChosenTransport>& chosen) {
+std::vector<std::pair<Backend, std::string>> listed(const std::vector<transport::OpenedTransport>& chosen) {
   std::vector<std::pair<Backend, std::string>> out;
   for (const auto& [backend, transport] : chosen) {
     EXPECT_GT(transport->device_count(), 0) << "a transport without devices was kept";
@@ -99,17 +101,25 @@ std::vector<std::pair<Backend, std::string>> listed(const std::vector<ChosenTran
 
 using Listed = std::vector<std::pair<Backend, std::string>>;
 
+Status open_choice(const std::string& choice, transport::TransportMaker ib,
+                   transport::TransportMaker tcp, std::vector<transport::OpenedTransport>* out) {
+  transport::TransportMakers makers;
+  makers.ib = std::move(ib);
+  makers.tcp = std::move(tcp);
+  return transport::open(choice, makers, out);
+}
+
 // An ibverbs transport that cannot be used: its constructor fails (no libibverbs), or it has no
 // device with an active port.
-TransportMaker unusable_rdma(bool fails, int* calls) {
+transport::TransportMaker unusable_rdma(bool fails, int* calls) {
   return fails ? fake_maker("ib", {"mlx5_0:1"}, calls, Unsupported("libibverbs.so.1 not found"))
                : fake_maker("ib", {}, calls);
 }
 
 TEST(ChooseTransports, AutoListsTheRdmaDevicesFirstThenTheInterfaces) {
   int ib_calls = 0, tcp_calls = 0;
-  std::vector<ChosenTransport> chosen;
-  ASSERT_TRUE(choose_transports("auto", fake_maker("ib", {"mlx5_0:1", "mlx5_1:1"}, &ib_calls),
+  std::vector<transport::OpenedTransport> chosen;
+  ASSERT_TRUE(open_choice("auto", fake_maker("ib", {"mlx5_0:1", "mlx5_1:1"}, &ib_calls),
                                 fake_maker("tcp", {"eth0", "ib0"}, &tcp_calls), &chosen)
                   .ok());
   EXPECT_EQ(listed(chosen), (Listed{{Backend::kIb, "mlx5_0:1"},
@@ -124,10 +134,10 @@ TEST(ChooseTransports, AutoWithoutRdmaListsTheInterfaces) {
   for (bool ib_fails : {true, false}) {
     SCOPED_TRACE(ib_fails ? "the ibverbs transport fails" : "it has no device");
     int ib_calls = 0, tcp_calls = 0;
-    std::vector<ChosenTransport> chosen;
-    TransportMaker make_ib = unusable_rdma(ib_fails, &ib_calls);
+    std::vector<transport::OpenedTransport> chosen;
+    transport::TransportMaker make_ib = unusable_rdma(ib_fails, &ib_calls);
     ASSERT_TRUE(
-        choose_transports("auto", make_ib, fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen).ok());
+        open_choice("auto", make_ib, fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen).ok());
     EXPECT_EQ(listed(chosen), (Listed{{Backend::kTcp, "eth0"}}));
     EXPECT_EQ(ib_calls, 1);
   }
@@ -135,9 +145,9 @@ TEST(ChooseTransports, AutoWithoutRdmaListsTheInterfaces) {
 
 TEST(ChooseTransports, AutoReportsAnInterfaceErrorEvenWithRdmaDevices) {
   int ib_calls = 0, tcp_calls = 0;
-  std::vector<ChosenTransport> chosen;
+  std::vector<transport::OpenedTransport> chosen;
   const Status bad = InvalidArgument("no network interface matches GRADPACK_IFNAME=eht0");
-  Status status = choose_transports("auto", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
+  Status status = open_choice("auto", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
                                     fake_maker("tcp", {}, &tcp_calls, bad), &chosen);
   EXPECT_EQ(status.code(), bad.code());
   EXPECT_EQ(status.message(), bad.message());
@@ -146,8 +156,8 @@ TEST(ChooseTransports, AutoReportsAnInterfaceErrorEvenWithRdmaDevices) {
 
 TEST(ChooseTransports, TcpNeverProbesRdma) {
   int ib_calls = 0, tcp_calls = 0;
-  std::vector<ChosenTransport> chosen;
-  ASSERT_TRUE(choose_transports("tcp", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
+  std::vector<transport::OpenedTransport> chosen;
+  ASSERT_TRUE(open_choice("tcp", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
                                 fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen)
                   .ok());
   EXPECT_EQ(listed(chosen), (Listed{{Backend::kTcp, "eth0"}}));
@@ -156,8 +166,8 @@ TEST(ChooseTransports, TcpNeverProbesRdma) {
 
 TEST(ChooseTransports, IbListsOnlyRdmaDevices) {
   int ib_calls = 0, tcp_calls = 0;
-  std::vector<ChosenTransport> chosen;
-  ASSERT_TRUE(choose_transports("ib", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
+  std::vector<transport::OpenedTransport> chosen;
+  ASSERT_TRUE(open_choice("ib", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
                                 fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen)
                   .ok());
   EXPECT_EQ(listed(chosen), (Listed{{Backend::kIb, "mlx5_0:1"}}));
@@ -168,10 +178,10 @@ TEST(ChooseTransports, IbWithoutRdmaIsUnsupportedNamingTheSetting) {
   for (bool ib_fails : {true, false}) {
     SCOPED_TRACE(ib_fails ? "the ibverbs transport fails" : "it has no device");
     int ib_calls = 0, tcp_calls = 0;
-    std::vector<ChosenTransport> chosen;
-    TransportMaker make_ib = unusable_rdma(ib_fails, &ib_calls);
+    std::vector<transport::OpenedTransport> chosen;
+    transport::TransportMaker make_ib = unusable_rdma(ib_fails, &ib_calls);
     Status status =
-        choose_transports("ib", make_ib, fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen);
+        open_choice("ib", make_ib, fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen);
     EXPECT_EQ(status.code(), Code::kUnsupported);
     EXPECT_NE(status.message().find("GRADPACK_TRANSPORT"), std::string::npos) << status.message();
     if (ib_fails) {
@@ -185,13 +195,13 @@ TEST(ChooseTransports, IbWithoutRdmaIsUnsupportedNamingTheSetting) {
 
 TEST(ChooseTransports, NoDeviceAtAllAndAnUnknownChoiceAreErrors) {
   int ib_calls = 0, tcp_calls = 0;
-  std::vector<ChosenTransport> chosen;
-  EXPECT_EQ(choose_transports("auto", fake_maker("ib", {}, &ib_calls),
+  std::vector<transport::OpenedTransport> chosen;
+  EXPECT_EQ(open_choice("auto", fake_maker("ib", {}, &ib_calls),
                               fake_maker("tcp", {}, &tcp_calls), &chosen)
                 .code(),
             Code::kInvalidArgument);
   EXPECT_TRUE(chosen.empty());
-  Status status = choose_transports("rdma", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
+  Status status = open_choice("rdma", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
                                     fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen);
   EXPECT_EQ(status.code(), Code::kInvalidArgument);
   EXPECT_NE(status.message().find("GRADPACK_TRANSPORT=rdma"), std::string::npos)
@@ -201,7 +211,7 @@ TEST(ChooseTransports, NoDeviceAtAllAndAnUnknownChoiceAreErrors) {
 TEST(ChooseTransports, DeviceNamesAreMadeUniqueInOrder) {
   std::vector<std::string> taken;
   for (const char* name : {"eth0", "eth0", "ib", "eth0", "eth0#1", "ib"}) {
-    taken.push_back(unique_device_name(name, taken));
+    taken.push_back(topology::unique_device_name(name, taken));
   }
   EXPECT_EQ(taken,
             (std::vector<std::string>{"eth0", "eth0#1", "ib", "eth0#2", "eth0#1#1", "ib#1"}));

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "collectives/auto_model.h"
+#include "topology/cost_model.h"
 #include "net_plugin/collnet/collnet.h"
 #include "net_plugin/tuner/measured_link.h"
 

@@ -1,6 +1,6 @@
 // The TCP transport over loopback: message round trips with 1 and 4 sockets, ordering, tag and
 // capacity errors, crossed connects, stray clients, peer death and the interface filter.
-#include "net_plugin/transport/tcp/tcp_transport.h"
+#include "transport/tcp/tcp_transport.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "common/log.h"
-#include "net_plugin/transport/tcp/connection.h"
-#include "net_plugin/transport/tcp/device.h"
-#include "net_plugin/transport/tcp/listener.h"
+#include "transport/tcp/connection.h"
+#include "transport/tcp/device.h"
+#include "transport/tcp/listener.h"
 
 namespace gradpack::transport {
 namespace {

@@ -2,7 +2,7 @@
 // Open MPI's and Slurm's, and clear errors for what is missing or malformed.
 #include <gtest/gtest.h>
 
-#include "collectives/communicator.h"
+#include "collectives/rendezvous/env.h"
 
 namespace gradpack::coll {
 namespace {

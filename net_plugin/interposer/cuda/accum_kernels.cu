@@ -1,0 +1,118 @@
+#include <string>
+
+#include "net_plugin/interposer/cuda/accum_kernels.h"
+#include "compression/cuda/float_device.cuh"
+
+namespace gradpack::coll::cuda {
+
+namespace {
+
+using gradpack::cuda::dev::BFloat;
+using gradpack::cuda::dev::Half;
+namespace dev = gradpack::cuda::dev;
+
+constexpr int kThreads = 256;
+
+template <typename T>
+__global__ void widen_kernel(const T* src, float* dst, size_t n, bool add) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
+       i += size_t{gridDim.x} * blockDim.x) {
+    const float v = dev::to_f32(src[i]);
+    dst[i] = add ? dev::add(dst[i], v) : v;
+  }
+}
+
+template <typename T>
+__global__ void narrow_kernel(const float* src, T* dst, size_t n) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
+       i += size_t{gridDim.x} * blockDim.x) {
+    dst[i] = dev::from_f32<T>(src[i]);
+  }
+}
+
+template <typename T>
+__global__ void scale_kernel(T* buf, size_t n, float factor) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
+       i += size_t{gridDim.x} * blockDim.x) {
+    buf[i] = dev::from_f32<T>(dev::mul(dev::to_f32(buf[i]), factor));
+  }
+}
+
+unsigned blocks_for(size_t n) {
+  const size_t want = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(want < 4096 ? (want == 0 ? 1 : want) : 4096);
+}
+
+Status launched(const char* what) {
+  const cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess) return OkStatus();
+  return Status(Code::kSystem, std::string("CUDA: ") + what + ": " + cudaGetErrorName(err) + " (" +
+                                   cudaGetErrorString(err) + ")");
+}
+
+Status bad_dtype(gp_dtype_t dtype) {
+  return InvalidArgument("dtype " + std::to_string(static_cast<int>(dtype)) +
+                         " is not float32, float16 or bfloat16");
+}
+
+}  // namespace
+
+Status widen(const void* src, gp_dtype_t dtype, float* dst, size_t n, bool add,
+             cudaStream_t stream) {
+  if (n == 0) return OkStatus();
+  switch (dtype) {
+    case GP_FLOAT32:
+      widen_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const float*>(src), dst, n,
+                                                           add);
+      break;
+    case GP_FLOAT16:
+      widen_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const Half*>(src), dst, n,
+                                                           add);
+      break;
+    case GP_BFLOAT16:
+      widen_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const BFloat*>(src), dst, n,
+                                                           add);
+      break;
+    default:
+      return bad_dtype(dtype);
+  }
+  return launched("widen to the fp32 accumulator");
+}
+
+Status narrow(const float* src, void* dst, gp_dtype_t dtype, size_t n, cudaStream_t stream) {
+  if (n == 0) return OkStatus();
+  switch (dtype) {
+    case GP_FLOAT32:
+      narrow_kernel<<<blocks_for(n), kThreads, 0, stream>>>(src, static_cast<float*>(dst), n);
+      break;
+    case GP_FLOAT16:
+      narrow_kernel<<<blocks_for(n), kThreads, 0, stream>>>(src, static_cast<Half*>(dst), n);
+      break;
+    case GP_BFLOAT16:
+      narrow_kernel<<<blocks_for(n), kThreads, 0, stream>>>(src, static_cast<BFloat*>(dst), n);
+      break;
+    default:
+      return bad_dtype(dtype);
+  }
+  return launched("narrow from the fp32 accumulator");
+}
+
+Status scale(void* buf, gp_dtype_t dtype, size_t n, float factor, cudaStream_t stream) {
+  if (n == 0) return OkStatus();
+  switch (dtype) {
+    case GP_FLOAT32:
+      scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<float*>(buf), n, factor);
+      break;
+    case GP_FLOAT16:
+      scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Half*>(buf), n, factor);
+      break;
+    case GP_BFLOAT16:
+      scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<BFloat*>(buf), n, factor);
+      break;
+    default:
+      return bad_dtype(dtype);
+  }
+  return launched("scale the average");
+}
+
+}  // namespace gradpack::coll::cuda

@@ -1,0 +1,62 @@
+#include "topology/cost_model.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace gradpack::topology {
+
+LinkModel slowest(const LinkModel& a, const LinkModel& b) {
+  LinkModel s = a;
+  s.latency_s = std::max(a.latency_s, b.latency_s);
+  s.compressed_latency_s = std::max(a.compressed_latency_s, b.compressed_latency_s);
+  s.link_Bps = std::min(a.link_Bps, b.link_Bps);
+  s.encode_Bps = std::min(a.encode_Bps, b.encode_Bps);
+  s.decode_Bps = std::min(a.decode_Bps, b.decode_Bps);
+  return s;
+}
+
+Prediction predict(const LinkModel& m, size_t bytes, size_t wire_bytes, bool sparse) {
+  Prediction p;
+  const double n = m.nranks;
+  const double s = static_cast<double>(bytes);
+  const double w = static_cast<double>(wire_bytes);
+  if (m.nranks <= 1 || m.link_Bps <= 0 || m.encode_Bps <= 0 || m.decode_Bps <= 0) return p;
+  // Uncompressed: the measured small-message time plus the ring's 2(n-1)/n of the buffer.
+  p.uncompressed_s = m.latency_s + 2 * (n - 1) / n * s / m.link_Bps;
+  // Without a measured compressed latency: the measured one is ceil(lg n) rounds of one message
+  // (recursive doubling); the compressed plans send n-1 messages a round, charged as n / ceil(lg n)
+  // rounds (more than their two rounds, less than a round per message).
+  const double rounds = std::max(1.0, std::ceil(std::log2(n)));
+  const double latency = m.compressed_latency_s > 0 ? m.compressed_latency_s
+                                                    : m.latency_s * std::max(1.0, n / rounds);
+  if (sparse) {
+    // Every rank's frame to every rank; one encode of the buffer, n frames decoded (their cost
+    // follows their size).
+    p.compressed_s = latency + (n - 1) * w / m.link_Bps + s / m.encode_Bps + n * w / m.decode_Bps;
+  } else {
+    // Frames of 1/n of the buffer to each owner and back; the buffer encoded once (worker and
+    // server stages together) and decoded (2 - 1/n) times (the owner's sums, the final chunks).
+    p.compressed_s = latency + 2 * (n - 1) / n * w / m.link_Bps + s / m.encode_Bps +
+                     (2 - 1 / n) * s / m.decode_Bps;
+  }
+  p.compress = p.compressed_s <= kAutoMargin * p.uncompressed_s;
+  return p;
+}
+
+bool sparse_wins(int nranks, size_t sparse_frame_bytes, size_t dense_frame_bytes) {
+  const double n = nranks;
+  return (n - 1) * static_cast<double>(sparse_frame_bytes) <
+         (n - 1) / n * static_cast<double>(sparse_frame_bytes + dense_frame_bytes);
+}
+
+size_t compression_threshold(const LinkModel& model,
+                             const std::function<size_t(size_t bytes)>& wire_bytes, bool sparse) {
+  for (size_t bytes = kThresholdMin; bytes <= kThresholdMax; bytes *= 2) {
+    const size_t wire = wire_bytes(bytes);
+    if (wire == 0) return kNeverCompress;
+    if (predict(model, bytes, wire, sparse).compress) return bytes;
+  }
+  return kNeverCompress;
+}
+
+}  // namespace gradpack::topology

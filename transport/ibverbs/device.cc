@@ -1,0 +1,322 @@
+#include "transport/ibverbs/device.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstring>
+#include <fstream>
+
+#include "common/log.h"
+
+namespace gradpack::transport {
+
+RegistrationCache::RegistrationCache(Registrar registrar, size_t page_size)
+    : registrar_(registrar), page_size_(page_size == 0 ? 4096 : page_size) {}
+
+RegistrationCache::~RegistrationCache() {
+  for (auto& [id, entry] : entries_) registrar_.dereg(registrar_.context, entry.handle);
+}
+
+Status RegistrationCache::acquire(const void* addr, size_t size, Key* out) {
+  const uintptr_t start = reinterpret_cast<uintptr_t>(addr);
+  if (start > UINTPTR_MAX - 2 * page_size_ || size > UINTPTR_MAX - 2 * page_size_ - start) {
+    return InvalidArgument("cannot register a buffer that wraps the address space");
+  }
+  const uintptr_t begin = start / page_size_ * page_size_;
+  // A zero-byte buffer still gets one page, so it has keys to put in a work request.
+  const uintptr_t end =
+      (start + std::max<size_t>(size, 1) + page_size_ - 1) / page_size_ * page_size_;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, entry] : entries_) {
+    if (entry.begin <= begin && end <= entry.end) {
+      ++entry.refs;
+      *out = Key{entry.lkey, entry.rkey, id};
+      return OkStatus();
+    }
+  }
+  Entry entry;
+  entry.begin = begin;
+  entry.end = end;
+  entry.refs = 1;
+  GP_RETURN_IF_ERROR(registrar_.reg(registrar_.context, reinterpret_cast<void*>(begin), end - begin,
+                                    &entry.lkey, &entry.rkey, &entry.handle));
+  const uint64_t id = next_id_++;
+  entries_.emplace(id, entry);
+  *out = Key{entry.lkey, entry.rkey, id};
+  return OkStatus();
+}
+
+void RegistrationCache::release(uint64_t id) {
+  void* handle = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return;
+    if (--it->second.refs > 0) return;
+    handle = it->second.handle;
+    entries_.erase(it);
+  }
+  registrar_.dereg(registrar_.context, handle);
+}
+
+size_t RegistrationCache::entries() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_.size();
+}
+
+int RegistrationCache::refs(uint64_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  return it == entries_.end() ? 0 : it->second.refs;
+}
+
+IbContext::~IbContext() {
+  if (pd != nullptr) api->dealloc_pd(pd);
+  if (context != nullptr) api->close_device(context);
+}
+
+namespace {
+
+Status verbs_reg(void* context, void* addr, size_t size, uint32_t* lkey, uint32_t* rkey,
+                 void** handle) {
+  auto* hca = static_cast<IbContext*>(context);
+  errno = 0;
+  ibv_mr* mr =
+      hca->api->reg_mr(hca->pd, addr, size, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+  if (mr == nullptr) {
+    return SystemError("ibv_reg_mr of " + std::to_string(size) + " bytes on " + hca->name +
+                       " failed (check ulimit -l)");
+  }
+  *lkey = mr->lkey;
+  *rkey = mr->rkey;
+  *handle = mr;
+  return OkStatus();
+}
+
+void verbs_dereg(void* context, void* handle) {
+  auto* hca = static_cast<IbContext*>(context);
+  if (hca->api->dereg_mr(static_cast<ibv_mr*>(handle)) != 0) {
+    GP_LOG_WARN(kNet, "ib: ibv_dereg_mr on %s failed", hca->name.c_str());
+  }
+}
+
+std::string read_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+bool gid_is_zero(const ibv_gid& gid) {
+  static const uint8_t zero[16] = {};
+  return std::memcmp(gid.raw, zero, 16) == 0;
+}
+
+bool gid_is_ipv4_mapped(const ibv_gid& gid) {
+  static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::memcmp(gid.raw, prefix, 12) == 0;
+}
+
+}  // namespace
+
+IbDevice::IbDevice(std::shared_ptr<IbContext> hca, uint8_t port, const ibv_port_attr& attr,
+                   int gid_index, const ibv_gid& gid, DeviceInfo info)
+    : hca_(std::move(hca)),
+      port_(port),
+      port_attr_(attr),
+      gid_index_(gid_index),
+      gid_(gid),
+      info_(std::move(info)) {
+  const long page = sysconf(_SC_PAGESIZE);
+  cache_ = std::make_shared<RegistrationCache>(Registrar{hca_.get(), verbs_reg, verbs_dereg},
+                                               page > 0 ? static_cast<size_t>(page) : 4096);
+}
+
+Status IbDevice::register_memory(const void* data, size_t size, MemoryKind kind,
+                                 std::unique_ptr<MemoryRegion>* out) {
+  if (kind != MemoryKind::kHost) {
+    return Unsupported("ib: CUDA memory is not supported by this transport yet (" + info_.name +
+                       ")");
+  }
+  RegistrationCache::Key key;
+  GP_RETURN_IF_ERROR(cache_->acquire(data, size, &key));
+  *out = std::make_unique<IbMemoryRegion>(cache_, key);
+  return OkStatus();
+}
+
+int ib_speed_mbps(uint32_t active_speed, uint8_t active_width) {
+  int lane = 0;  // Mbps per lane
+  switch (active_speed) {
+    case 1:
+      lane = 2500;
+      break;  // SDR
+    case 2:
+      lane = 5000;
+      break;  // DDR
+    case 4:
+      lane = 10000;
+      break;  // QDR
+    case 8:
+      lane = 10000;
+      break;  // FDR10
+    case 16:
+      lane = 14000;
+      break;  // FDR
+    case 32:
+      lane = 25000;
+      break;  // EDR
+    case 64:
+      lane = 50000;
+      break;  // HDR
+    case 128:
+      lane = 100000;
+      break;  // NDR
+    case 256:
+      lane = 200000;
+      break;  // XDR
+    default:
+      lane = 0;
+  }
+  int lanes = 0;
+  switch (active_width) {
+    case 1:
+      lanes = 1;
+      break;
+    case 2:
+      lanes = 4;
+      break;
+    case 4:
+      lanes = 8;
+      break;
+    case 8:
+      lanes = 12;
+      break;
+    case 16:
+      lanes = 2;
+      break;
+    default:
+      lanes = 0;
+  }
+  return lane * lanes;
+}
+
+int pick_roce_gid(const std::vector<GidCandidate>& candidates) {
+  int best = -1;
+  int best_rank = 0;
+  for (const GidCandidate& c : candidates) {
+    if (gid_is_zero(c.gid)) continue;
+    const bool v2 = c.type.find("v2") != std::string::npos;
+    const bool v4 = gid_is_ipv4_mapped(c.gid);
+    const bool link_local = c.gid.raw[0] == 0xfe && (c.gid.raw[1] & 0xc0) == 0x80;
+    // Higher is better; ties keep the lowest index.
+    const int rank = v2 ? (v4 ? 4 : (link_local ? 2 : 3)) : 1;
+    if (rank > best_rank) {
+      best_rank = rank;
+      best = c.index;
+    }
+  }
+  return best;
+}
+
+namespace {
+
+// The GID index this port uses: 0 on InfiniBand, the pick_roce_gid choice on Ethernet.
+int choose_gid(const VerbsApi& api, ibv_context* context, const std::string& hca, uint8_t port,
+               const ibv_port_attr& attr, ibv_gid* gid) {
+  if (attr.link_layer != IBV_LINK_LAYER_ETHERNET) {
+    if (api.query_gid(context, port, 0, gid) != 0) std::memset(gid, 0, sizeof(*gid));
+    return 0;
+  }
+  std::vector<GidCandidate> candidates;
+  const int count = std::min(attr.gid_tbl_len, 256);
+  for (int i = 0; i < count; ++i) {
+    GidCandidate c;
+    c.index = i;
+    if (api.query_gid(context, port, i, &c.gid) != 0) continue;
+    c.type = read_line("/sys/class/infiniband/" + hca + "/ports/" + std::to_string(port) +
+                       "/gid_attrs/types/" + std::to_string(i));
+    candidates.push_back(c);
+  }
+  const int index = pick_roce_gid(candidates);
+  for (const GidCandidate& c : candidates) {
+    if (c.index == index) *gid = c.gid;
+  }
+  return index;
+}
+
+}  // namespace
+
+void enumerate_devices(const std::shared_ptr<const VerbsApi>& api,
+                       std::vector<std::shared_ptr<IbDevice>>* out) {
+  out->clear();
+  int count = 0;
+  ibv_device** list = api->get_device_list(&count);
+  if (list == nullptr) {
+    // ENOSYS: no kernel verbs support at all, the usual case on a machine without RDMA.
+    GP_LOG_INFO(kNet, "ib: ibv_get_device_list found no RDMA devices (%s)", strerror(errno));
+    return;
+  }
+  for (int d = 0; d < count; ++d) {
+    ibv_device* device = list[d];
+    const char* raw_name = api->get_device_name(device);
+    const std::string name = raw_name != nullptr ? raw_name : "ibv" + std::to_string(d);
+    auto hca = std::make_shared<IbContext>();
+    hca->api = api;
+    hca->name = name;
+    hca->context = api->open_device(device);
+    if (hca->context == nullptr) {
+      GP_LOG_INFO(kNet, "ib: cannot open %s (%s): skipped", name.c_str(), strerror(errno));
+      continue;
+    }
+    if (api->query_device(hca->context, &hca->attr) != 0) {
+      GP_LOG_INFO(kNet, "ib: ibv_query_device on %s failed: skipped", name.c_str());
+      continue;
+    }
+    for (uint8_t port = 1; port <= hca->attr.phys_port_cnt; ++port) {
+      ibv_port_attr attr{};
+      if (api->query_port(hca->context, port, &attr) != 0) {
+        GP_LOG_INFO(kNet, "ib: ibv_query_port %s:%u failed: skipped", name.c_str(), port);
+        continue;
+      }
+      if (attr.state != IBV_PORT_ACTIVE) continue;
+      if (attr.link_layer != IBV_LINK_LAYER_INFINIBAND &&
+          attr.link_layer != IBV_LINK_LAYER_ETHERNET) {
+        continue;
+      }
+      ibv_gid gid{};
+      const int gid_index = choose_gid(*api, hca->context, name, port, attr, &gid);
+      if (gid_index < 0) {
+        GP_LOG_INFO(kNet, "ib: %s:%u is RoCE without a usable GID: skipped", name.c_str(), port);
+        continue;
+      }
+      if (hca->pd == nullptr) {
+        hca->pd = api->alloc_pd(hca->context);
+        if (hca->pd == nullptr) {
+          GP_LOG_INFO(kNet, "ib: ibv_alloc_pd on %s failed: skipped", name.c_str());
+          break;
+        }
+      }
+      DeviceInfo info;
+      info.name = name + ":" + std::to_string(port);
+      const std::string sysfs = "/sys/class/infiniband/" + name + "/device";
+      char resolved[4096];
+      if (realpath(sysfs.c_str(), resolved) != nullptr) info.pci_path = resolved;
+      // GUIDs are big-endian on the wire; the port is folded in so each port is unique.
+      info.guid = (be64toh(api->get_device_guid(device)) << 8) ^ port;
+      info.speed_mbps = ib_speed_mbps(attr.active_speed, attr.active_width);
+      info.latency_us = 2;
+      info.port = port;
+      info.max_comms = 65536;
+      info.max_recvs = 1;
+      info.max_message_bytes = uint64_t{1} << 62;
+      GP_LOG_INFO(kNet, "ib: device %s, %s, %d Mbps, GID index %d", info.name.c_str(),
+                  attr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand",
+                  info.speed_mbps, gid_index);
+      out->push_back(std::make_shared<IbDevice>(hca, port, attr, gid_index, gid, std::move(info)));
+    }
+  }
+  api->free_device_list(list);
+}
+
+}  // namespace gradpack::transport

@@ -1,0 +1,24 @@
+#include "transport/transport.h"
+
+#include <thread>
+
+namespace gradpack::transport {
+
+const char* backend_name(Backend backend) { return backend == Backend::kIb ? "ib" : "tcp"; }
+
+Status wait(Request& request, std::chrono::steady_clock::time_point deadline, size_t* bytes) {
+  size_t got = 0;
+  for (unsigned spins = 0;; ++spins) {
+    bool done = false;
+    GP_RETURN_IF_ERROR(request.test(&done, &got));
+    if (done) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status(Code::kTimeout, "transport request did not complete before the deadline");
+    }
+    if (spins > 64) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  if (bytes != nullptr) *bytes = got;
+  return OkStatus();
+}
+
+}  // namespace gradpack::transport
