@@ -305,6 +305,26 @@ Status Communicator::fail(Status status) {
   return status;
 }
 
+Status Communicator::plan_for(const PlanRequest& request, Algorithm algorithm, const Plan** out) {
+  const PlanKey key{static_cast<int>(request.collective) | (request.compressed ? 0x100 : 0),
+                    static_cast<int>(algorithm),
+                    request.count,
+                    request.elem_size,
+                    request.root,
+                    request.segment_bytes,
+                    request.send_peer,
+                    request.recv_peer};
+  auto it = plans_.find(key);
+  if (it == plans_.end()) {
+    Plan plan;
+    GP_RETURN_IF_ERROR(make_plan(algorithm, request, &plan));
+    if (plans_.size() >= kMaxCachedPlans) plans_.clear();
+    it = plans_.emplace(key, std::move(plan)).first;
+  }
+  *out = &it->second;
+  return OkStatus();
+}
+
 Status Communicator::run(Collective collective, const void* send, void* recv, size_t count,
                          gp_dtype_t dtype, gp_redop_t op, int root, Algorithm algorithm,
                          size_t segment_bytes, int send_peer, int recv_peer,
@@ -347,23 +367,9 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   if (algorithm == Algorithm::kAuto) algorithm = select_algorithm(request);
 
   ++sequence_;
-  PlanKey key{static_cast<int>(collective) | (compress != nullptr ? 0x100 : 0),
-              static_cast<int>(algorithm),
-              count,
-              elem,
-              root,
-              request.segment_bytes,
-              send_peer,
-              recv_peer};
-  auto it = plans_.find(key);
-  if (it == plans_.end()) {
-    Plan plan;
-    GP_RETURN_IF_ERROR(make_plan(algorithm, request, &plan));
-    if (plans_.size() >= kMaxCachedPlans) plans_.clear();
-    it = plans_.emplace(key, std::move(plan)).first;
-  }
-  const Plan& plan = it->second;
-  last_algorithm_ = plan.algorithm;
+  const Plan* plan = nullptr;
+  GP_RETURN_IF_ERROR(plan_for(request, algorithm, &plan));
+  last_algorithm_ = plan->algorithm;
 
   ExecArgs args;
   args.send = send;
@@ -382,7 +388,7 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   args.header.nranks = nranks_;
   args.header.codec = codec_hash;
   args.compress = compress;
-  Status st = executor_.run(plan, args, links_);
+  Status st = executor_.run(*plan, args, links_);
   if (!st.ok()) return fail(std::move(st));
   if (op == GP_AVG && collective != Collective::kBroadcast && collective != Collective::kBarrier &&
       collective != Collective::kAllGather) {

@@ -112,6 +112,8 @@ class Communicator {
   Status run(Collective collective, const void* send, void* recv, size_t count, gp_dtype_t dtype,
              gp_redop_t op, int root, Algorithm algorithm, size_t segment_bytes, int send_peer = -1,
              int recv_peer = -1, const CompressArgs* compress = nullptr, uint32_t codec_hash = 0);
+  // The plan of `request` for `algorithm` (not kAuto), from the cache or made now.
+  Status plan_for(const PlanRequest& request, Algorithm algorithm, const Plan** out);
   // One all-reduce with its options resolved against the communicator's defaults.
   struct AllreduceCall;
   Status allreduce_uncompressed(const AllreduceCall& call);
