@@ -16,11 +16,6 @@ Status AutoPolicy::model(topology::ProbeTarget& target, const CodecSet& codecs,
       network_ = m;
       network_measured_ = true;
     }
-    GP_LOG_INFO(kColl,
-                "auto model for %s: all-reduce latency %.1f us (compressed %.1f us), link %.0f "
-                "MB/s, encode %.0f MB/s, decode %.0f MB/s (slowest rank of %d)",
-                codecs.canonical.c_str(), m.latency_s * 1e6, m.compressed_latency_s * 1e6,
-                m.link_Bps / 1e6, m.encode_Bps / 1e6, m.decode_Bps / 1e6, target.nranks());
     it = models_.emplace(codecs.canonical, m).first;
   }
   *out = it->second;

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/log.h"
+
 namespace gradpack::topology {
 namespace {
 
@@ -90,6 +92,11 @@ Status measure_link(ProbeTarget& target, Codec& codec, const LinkModel* network,
   m.encode_Bps = static_cast<double>(kCodecCount * 4) / std::max(figures[2], 1e-9);
   m.decode_Bps = static_cast<double>(kCodecCount * 4) / std::max(figures[3], 1e-9);
   m.compressed_latency_s = figures[4];
+  GP_LOG_INFO(kTopo,
+              "link model for %s: all-reduce latency %.1f us (compressed %.1f us), link %.0f MB/s, "
+              "encode %.0f MB/s, decode %.0f MB/s (slowest rank of %d)",
+              codec.canonical().c_str(), m.latency_s * 1e6, m.compressed_latency_s * 1e6,
+              m.link_Bps / 1e6, m.encode_Bps / 1e6, m.decode_Bps / 1e6, target.nranks());
   *out = m;
   return OkStatus();
 }
