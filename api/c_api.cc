@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "collectives/communicator.h"
 #include "api/allreduce_options.h"
+#include "collectives/communicator.h"
 #include "common/dtype.h"
 #include "common/status.h"
 #include "compression/codec.h"

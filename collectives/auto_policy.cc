@@ -34,13 +34,12 @@ Status AutoPolicy::choose(topology::ProbeTarget& target, const CodecSet& codecs,
     const bool confirm = p.compress && bytes < kConfirmBelow;
     d.state = confirm ? Decision::kTiming : Decision::kDecided;
     d.compress = p.compress;
-    GP_LOG_INFO(kColl,
-                "auto: %zu bytes on %d ranks: %s predicted %.3f ms, uncompressed %.3f ms: %s",
-                bytes, target.nranks(), codecs.canonical.c_str(), p.compressed_s * 1e3,
-                p.uncompressed_s * 1e3,
-                confirm      ? "confirming by timing both"
-                : p.compress ? "compress"
-                             : "send uncompressed");
+    GP_LOG_INFO(
+        kColl, "auto: %zu bytes on %d ranks: %s predicted %.3f ms, uncompressed %.3f ms: %s", bytes,
+        target.nranks(), codecs.canonical.c_str(), p.compressed_s * 1e3, p.uncompressed_s * 1e3,
+        confirm      ? "confirming by timing both"
+        : p.compress ? "compress"
+                     : "send uncompressed");
   }
   if (d.state == Decision::kTiming) {
     // Uncompressed and compressed calls alternate, so both meet the network in the same state

@@ -54,7 +54,7 @@ class AutoPolicy {
   }
 
   bool network_measured_ = false;
-  topology::LinkModel network_;                       // latency and link rate
+  topology::LinkModel network_;                        // latency and link rate
   std::map<std::string, topology::LinkModel> models_;  // by codec: with its rates
   std::map<Key, Decision> decisions_;
 };

@@ -21,7 +21,8 @@ struct CodecSet {
   std::string canonical;  // the spec's canonical form
   uint32_t hash = 0;      // of both stages' specs, never 0 (0 means uncompressed in a header)
   bool topk = false;
-  bool lossless = false;  // nothing to keep a residual for ("none", top-k of everything unquantized)
+  bool lossless =
+      false;  // nothing to keep a residual for ("none", top-k of everything unquantized)
 };
 
 Status make_codec_set(const CodecSpec& spec, int rank, CodecSet* out);

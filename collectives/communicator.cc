@@ -51,6 +51,14 @@ Status check_buffers(const void* send, const void* recv, size_t count, const cha
   return OkStatus();
 }
 
+Status check_rank(int rank, int nranks) {
+  if (nranks < 1 || rank < 0 || rank >= nranks) {
+    return InvalidArgument("rank " + std::to_string(rank) + " of world size " +
+                           std::to_string(nranks) + ": need 0 <= rank < nranks");
+  }
+  return OkStatus();
+}
+
 bool is_float_sum(gp_dtype_t dtype, gp_redop_t op) {
   return (dtype == GP_FLOAT32 || dtype == GP_FLOAT16 || dtype == GP_BFLOAT16) &&
          (op == GP_SUM || op == GP_AVG);
@@ -62,10 +70,7 @@ Status Communicator::configure(int rank, int nranks, const CommOptions& options,
                                std::unique_ptr<Communicator>* out) {
   const Settings* settings = nullptr;
   GP_RETURN_IF_ERROR(Settings::global(&settings));
-  if (nranks < 1 || rank < 0 || rank >= nranks) {
-    return InvalidArgument("rank " + std::to_string(rank) + " of world size " +
-                           std::to_string(nranks) + ": need 0 <= rank < nranks");
-  }
+  GP_RETURN_IF_ERROR(check_rank(rank, nranks));
   std::unique_ptr<Communicator> comm(new Communicator());
   comm->rank_ = rank;
   comm->nranks_ = nranks;
@@ -106,12 +111,11 @@ Status Communicator::create(int rank, int nranks, std::shared_ptr<Store> store, 
   }
   GP_RETURN_IF_ERROR(comm->connect_all(*store));
   if (comm->default_codec_.automatic() && nranks > 1) {  // measured now, so that the first
-    topology::LinkModel model;                            // step is not slowed
+    topology::LinkModel model;                           // step is not slowed
     GP_RETURN_IF_ERROR(comm->link_model(comm->default_codec_, &model));
   }
   GP_LOG_INFO(kColl, "rank %d of %d ready over %s (%d hosts)", rank, nranks,
-              comm->transport_->name(),
-              topology::host_count(comm->host_of_rank_));
+              comm->transport_->name(), topology::host_count(comm->host_of_rank_));
   *out = std::move(comm);
   return OkStatus();
 }
@@ -120,10 +124,7 @@ Status Communicator::create(int rank, int nranks, const std::string& rendezvous,
                             std::unique_ptr<Communicator>* out) {
   const Settings* settings = nullptr;
   GP_RETURN_IF_ERROR(Settings::global(&settings));
-  if (nranks < 1 || rank < 0 || rank >= nranks) {
-    return InvalidArgument("rank " + std::to_string(rank) + " of world size " +
-                           std::to_string(nranks) + ": need 0 <= rank < nranks");
-  }
+  GP_RETURN_IF_ERROR(check_rank(rank, nranks));
   std::shared_ptr<Store> store;
   GP_RETURN_IF_ERROR(
       store_from_url(rendezvous, rank,
@@ -558,8 +559,8 @@ Status Communicator::allreduce_uncompressed(const AllreduceCall& call) {
     std::vector<uint8_t> merged;
     fold_residual(*owed, call.send, call.count, call.dtype, *kernels_, &merged);
     residuals_->erase(call.key);
-    return run(Collective::kAllReduce, merged.data(), call.recv, call.count, call.dtype, call.op,
-               0, algorithm, call.segment_bytes);
+    return run(Collective::kAllReduce, merged.data(), call.recv, call.count, call.dtype, call.op, 0,
+               algorithm, call.segment_bytes);
   }
   return run(Collective::kAllReduce, call.send, call.recv, call.count, call.dtype, call.op, 0,
              algorithm, call.segment_bytes);
@@ -573,8 +574,8 @@ Status Communicator::allreduce_compressed(const AllreduceCall& call, const Codec
   shape.elem_size = dtype_size(call.dtype);
   shape.host_of_rank = host_of_rank_;
   Algorithm algorithm = Algorithm::kAuto;
-  GP_RETURN_IF_ERROR(select_compressed_algorithm(call.algorithm, call.algorithm_from_options,
-                                                 shape, codecs, call.dtype, &algorithm));
+  GP_RETURN_IF_ERROR(select_compressed_algorithm(call.algorithm, call.algorithm_from_options, shape,
+                                                 codecs, call.dtype, &algorithm));
   void* residual = nullptr;
   if (call.error_feedback && !codecs.lossless) {
     Residual* r = nullptr;

@@ -152,7 +152,7 @@ class Communicator {
   bool default_error_feedback_ = true;
   int default_residual_bits_ = 32;
   const cpu::CpuKernels* kernels_ = nullptr;  // widening and narrowing of 16-bit floats
-  std::map<std::string, CodecSet> codecs_;     // by canonical spec
+  std::map<std::string, CodecSet> codecs_;    // by canonical spec
   std::unique_ptr<ResidualStore> residuals_;
   AutoPolicy auto_;
   uint64_t collectives_ = 0;

@@ -27,8 +27,8 @@ Prediction predict(const LinkModel& m, size_t bytes, size_t wire_bytes, bool spa
   // (recursive doubling); the compressed plans send n-1 messages a round, charged as n / ceil(lg n)
   // rounds (more than their two rounds, less than a round per message).
   const double rounds = std::max(1.0, std::ceil(std::log2(n)));
-  const double latency = m.compressed_latency_s > 0 ? m.compressed_latency_s
-                                                    : m.latency_s * std::max(1.0, n / rounds);
+  const double latency =
+      m.compressed_latency_s > 0 ? m.compressed_latency_s : m.latency_s * std::max(1.0, n / rounds);
   if (sparse) {
     // Every rank's frame to every rank; one encode of the buffer, n frames decoded (their cost
     // follows their size).

@@ -43,15 +43,15 @@ constexpr size_t kCodecCount = 4 << 20;
 
 }  // namespace
 
-Status measure_link(ProbeTarget& target, Codec& codec, const LinkModel* network,
-                    LinkModel* out) {
+Status measure_link(ProbeTarget& target, Codec& codec, const LinkModel* network, LinkModel* out) {
   const int rank = target.rank();
   // figures[0..4]: the latency, link, encode, decode and compressed-latency times of this rank.
   double figures[5] = {0, 0, 0, 0, 0};
   if (network == nullptr) {
     const float x[2] = {1, 1};
     float y[2];
-    GP_RETURN_IF_ERROR(best_time(5, [&] { return target.allreduce(x, y, 2, false); }, &figures[0]));
+    GP_RETURN_IF_ERROR(best_time(
+        5, [&] { return target.allreduce(x, y, 2, false); }, &figures[0]));
     std::vector<uint8_t> a(kLinkBytes, 1), b(kLinkBytes);
     GP_RETURN_IF_ERROR(best_time(
         3, [&] { return target.ring_exchange(a.data(), b.data(), kLinkBytes); }, &figures[1]));

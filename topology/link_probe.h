@@ -31,8 +31,7 @@ class ProbeTarget {
 // The model of `codec` (the codec the target's compressed all-reduce uses): the codec's encode and
 // decode rates on 16 MiB of gradient-like fp32 and the compressed latency, measured now; the
 // uncompressed latency and link rate measured now too when `network` is null, else taken from it.
-Status measure_link(ProbeTarget& target, Codec& codec, const LinkModel* network,
-                    LinkModel* out);
+Status measure_link(ProbeTarget& target, Codec& codec, const LinkModel* network, LinkModel* out);
 
 // Small sizes, where the model is least sure (a small all-reduce's time is mostly overheads the
 // model only estimates, and shaped links let short bursts through faster than their rate): fp32

@@ -209,16 +209,13 @@ Status ring_compressed_plan(const PlanRequest& req, Plan* out) {
 Status hier_compressed_plan(const PlanRequest& req, Plan* out) {
   PlanBuilder b(req, out);
   const topology::HostGroups hosts = topology::host_groups(req.host_of_rank, req.nranks, req.rank);
-  const std::vector<int>& local = hosts.local;
-  const std::vector<int>& leaders = hosts.leaders;
-  const int me_local = hosts.me_local, me_leader = hosts.me_leader;
   const Span whole{Buf::kRecv, 0, req.count};
   copy_segments(b, Span{Buf::kSend, 0, req.count}, whole);
-  chain_reduce(b, local, me_local, whole);
-  if (me_local == 0) {
-    direct_allreduce(b, leaders, me_leader, whole, whole);
+  chain_reduce(b, hosts.local, hosts.me_local, whole);
+  if (hosts.me_local == 0) {
+    direct_allreduce(b, hosts.leaders, hosts.me_leader, whole, whole);
   }
-  chain_broadcast(b, local, me_local, whole);
+  chain_broadcast(b, hosts.local, hosts.me_local, whole);
   return OkStatus();
 }
 

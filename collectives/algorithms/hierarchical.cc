@@ -15,22 +15,19 @@ Status hier_plan(const PlanRequest& req, Plan* out) {
   if (req.collective != Collective::kAllReduce) return ring_plan(req, out);
   PlanBuilder b(req, out);
   const topology::HostGroups hosts = topology::host_groups(req.host_of_rank, req.nranks, req.rank);
-  const std::vector<int>& local = hosts.local;
-  const std::vector<int>& leaders = hosts.leaders;
-  const int me_local = hosts.me_local, me_leader = hosts.me_leader;
   const Span whole{Buf::kRecv, 0, req.count};
   for_segments(whole, b.segment(), [&](const Span& s) {
     b.copy(Span{Buf::kSend, s.offset, s.count}, s);
   });
-  chain_reduce(b, local, me_local, whole);
-  if (me_local == 0) {
+  chain_reduce(b, hosts.local, hosts.me_local, whole);
+  if (hosts.me_local == 0) {
     if (req.count * req.elem_size <= kSmallMessageBytes) {
-      hd_allreduce_inplace(b, leaders, me_leader, whole, req.elem_size);
+      hd_allreduce_inplace(b, hosts.leaders, hosts.me_leader, whole, req.elem_size);
     } else {
-      ring_allreduce_inplace(b, leaders, me_leader, whole);
+      ring_allreduce_inplace(b, hosts.leaders, hosts.me_leader, whole);
     }
   }
-  chain_broadcast(b, local, me_local, whole);
+  chain_broadcast(b, hosts.local, hosts.me_local, whole);
   return OkStatus();
 }
 
