@@ -89,6 +89,9 @@ class HostExecutor {
   uint64_t bytes_received() const { return bytes_received_; }
 
  private:
+  // One call of run(): its state and its steps (host_executor.cc).
+  class Run;
+
   // The local ops of compressed plans, on frames and fp32 accumulators.
   Status encode(const Op& op, Codec* codec, const CompressArgs& c, const uint8_t* src,
                 size_t capacity);
