@@ -1,54 +1,14 @@
 #include "tools/perf_data.h"
 
 #include <algorithm>
-#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <string>
 
+#include "common/float16.h"
+
 namespace gradpack::tools {
-
-uint16_t float_to_half(float value) {
-  const uint32_t x = std::bit_cast<uint32_t>(value);
-  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
-  const uint32_t abs = x & 0x7fffffff;
-  if (abs > 0x7f800000) return sign | 0x7e00;   // NaN
-  if (abs >= 0x477ff000) return sign | 0x7c00;  // >= 65520 rounds to infinity
-  if (abs < 0x38800000) {                       // below 2^-14: subnormal half (or zero)
-    // Scaling by 2^24 is exact in float; nearbyint rounds to nearest even.
-    const float scaled = std::bit_cast<float>(abs) * 16777216.0f;
-    return sign | static_cast<uint16_t>(std::nearbyint(scaled));
-  }
-  const uint32_t exponent = (abs >> 23) - 127 + 15;
-  const uint32_t mantissa = abs & 0x7fffff;
-  uint32_t h = (exponent << 10) | (mantissa >> 13);
-  const uint32_t rest = mantissa & 0x1fff;
-  if (rest > 0x1000 || (rest == 0x1000 && (h & 1) != 0)) ++h;  // a carry bumps the exponent
-  return sign | static_cast<uint16_t>(h);
-}
-
-float half_to_float(uint16_t bits) {
-  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000) << 16;
-  const uint32_t exponent = (bits >> 10) & 0x1f;
-  const uint32_t mantissa = bits & 0x3ff;
-  if (exponent == 0) {
-    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
-    return sign != 0 ? -magnitude : magnitude;
-  }
-  if (exponent == 31) return std::bit_cast<float>(sign | 0x7f800000 | (mantissa << 13));
-  return std::bit_cast<float>(sign | ((exponent - 15 + 127) << 23) | (mantissa << 13));
-}
-
-uint16_t float_to_bfloat16(float value) {
-  const uint32_t x = std::bit_cast<uint32_t>(value);
-  if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);
-  return static_cast<uint16_t>((x + 0x7fff + ((x >> 16) & 1)) >> 16);
-}
-
-float bfloat16_to_float(uint16_t bits) {
-  return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
-}
 
 namespace {
 
@@ -108,9 +68,9 @@ double load_element(gp_dtype_t dtype, const void* buf, uint64_t i) {
     case GP_FLOAT32:
       return get<float>(buf, i);
     case GP_FLOAT16:
-      return half_to_float(get<uint16_t>(buf, i));
+      return f16_to_f32(get<uint16_t>(buf, i));
     case GP_BFLOAT16:
-      return bfloat16_to_float(get<uint16_t>(buf, i));
+      return bf16_to_f32(get<uint16_t>(buf, i));
     case GP_FLOAT64:
       return get<double>(buf, i);
     case GP_INT32:
@@ -130,9 +90,9 @@ void store_element(gp_dtype_t dtype, void* buf, uint64_t i, double value) {
     case GP_FLOAT32:
       return put<float>(buf, i, static_cast<float>(value));
     case GP_FLOAT16:
-      return put<uint16_t>(buf, i, float_to_half(static_cast<float>(value)));
+      return put<uint16_t>(buf, i, f32_to_f16(static_cast<float>(value)));
     case GP_BFLOAT16:
-      return put<uint16_t>(buf, i, float_to_bfloat16(static_cast<float>(value)));
+      return put<uint16_t>(buf, i, f32_to_bf16(static_cast<float>(value)));
     case GP_FLOAT64:
       return put<double>(buf, i, value);
     case GP_INT32:

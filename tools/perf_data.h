@@ -40,7 +40,7 @@ void fill_sentinel(gp_dtype_t dtype, uint64_t count, void* dst);
 double expected_reduction(gp_dtype_t dtype, gp_redop_t op, int nranks, uint64_t index);
 
 // Element i of buf as a double, and the other way round (rounded to nearest even for the floats,
-// wrapped for the integers).
+// half and bfloat16 through the library's common/float16.h; wrapped for the integers).
 double load_element(gp_dtype_t dtype, const void* buf, uint64_t i);
 void store_element(gp_dtype_t dtype, void* buf, uint64_t i, double value);
 
@@ -89,12 +89,6 @@ struct ErrorBoundInput {
 // the summation's own rounding in the dtype, (nranks - 1) * epsilon(dtype) * element_abs_sum: zero
 // for one rank and for inputs whose partial sums are exact.
 double compressed_error_bound(const CodecErrorModel& model, const ErrorBoundInput& in);
-
-// IEEE half and bfloat16 conversions (round to nearest even; NaN stays NaN).
-uint16_t float_to_half(float value);
-float half_to_float(uint16_t bits);
-uint16_t float_to_bfloat16(float value);
-float bfloat16_to_float(uint16_t bits);
 
 }  // namespace gradpack::tools
 
