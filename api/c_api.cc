@@ -69,7 +69,7 @@ const char* gp_last_error(void) { return t_last_error.c_str(); }
 
 size_t gp_dtype_size(gp_dtype_t dtype) { return gradpack::dtype_size(dtype); }
 
-const char* gp_version(void) { return "0.1.0"; }
+const char* gp_version(void) { return GRADPACK_VERSION; }
 
 gp_status_t gp_codec_create(const char* spec, gp_codec_t** out) {
   return guarded([&] {

@@ -121,7 +121,7 @@ double memcpy_rate_now(Workspace& ws, int64_t iterations) {
   return static_cast<double>(ws.bytes) * static_cast<double>(copies) / since(t0);
 }
 
-void BM_memcpy(benchmark::State& state, size_t bytes) {
+void bm_memcpy(benchmark::State& state, size_t bytes) {
   Workspace& ws = workspace(bytes);
   const auto t0 = Clock::now();
   for (auto _ : state) copy_once(ws);
@@ -158,7 +158,7 @@ Status encode(CodecState& cs, Workspace& ws) {
                           cs.frame.data(), cs.frame.size(), &cs.frame_bytes);
 }
 
-void BM_encode(benchmark::State& state, const std::string& spec, size_t bytes) {
+void bm_encode(benchmark::State& state, const std::string& spec, size_t bytes) {
   Workspace& ws = workspace(bytes);
   CodecState& cs = codec_state(spec, bytes);
   if (!cs.status.ok()) return skip(state, cs.status);
@@ -169,7 +169,7 @@ void BM_encode(benchmark::State& state, const std::string& spec, size_t bytes) {
   set_counters(state, ws, cs, since(t0));
 }
 
-void BM_decode_acc(benchmark::State& state, const std::string& spec, size_t bytes) {
+void bm_decode_acc(benchmark::State& state, const std::string& spec, size_t bytes) {
   Workspace& ws = workspace(bytes);
   CodecState& cs = codec_state(spec, bytes);
   if (!cs.status.ok()) return skip(state, cs.status);
@@ -275,13 +275,13 @@ void register_benchmarks() {
       b->UseRealTime()->MinWarmUpTime(0.1)->MinTime(min_time)->Unit(benchmark::kMillisecond);
     };
     const std::string copy_name = "memcpy/" + size;
-    configure(benchmark::RegisterBenchmark(copy_name.c_str(), BM_memcpy, bytes));
+    configure(benchmark::RegisterBenchmark(copy_name.c_str(), bm_memcpy, bytes));
     for (const char* codec : kCodecs) {
       const std::string enc = std::string("encode/") + codec + "/" + size;
       const std::string dec = std::string("decode_acc/") + codec + "/" + size;
-      configure(benchmark::RegisterBenchmark(enc.c_str(), BM_encode, std::string(codec), bytes));
+      configure(benchmark::RegisterBenchmark(enc.c_str(), bm_encode, std::string(codec), bytes));
       configure(
-          benchmark::RegisterBenchmark(dec.c_str(), BM_decode_acc, std::string(codec), bytes));
+          benchmark::RegisterBenchmark(dec.c_str(), bm_decode_acc, std::string(codec), bytes));
     }
   }
 }

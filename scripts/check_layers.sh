@@ -6,9 +6,10 @@
 #
 # Every #include "room/..." in a room's sources, and every library a room's CMakeLists.txt links
 # (target_link_libraries naming a target another room's CMakeLists.txt adds), is checked against
-# the rooms it may use; a violation names the file, the line and the rule, and the script exits 1. The public headers
-# (include/gradpack, generated gradpack/config.h) may be included anywhere. Tests and benchmarks
-# may include anything. Run by the build (target check_layers) and by ctest (layering_test).
+# the rooms it may use; a violation names the file, the line and the rule, and the script exits 1.
+# The public headers (include/gradpack, the generated gradpack/config.h and gradpack/version.h) may
+# be included anywhere. Tests and benchmarks may include anything. Run by the build (target
+# check_layers) and by ctest (layering_test).
 #   scripts/check_layers.sh [SOURCE_DIR]
 set -euo pipefail
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}

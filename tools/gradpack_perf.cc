@@ -48,7 +48,7 @@ struct Context {
 };
 
 // A failed gp_* call ends this rank; gradpack-run then stops the others.
-void CheckCall(int rank, const char* call, gp_status_t status) {
+void check_call(int rank, const char* call, gp_status_t status) {
   if (status == GP_OK) return;
   std::fprintf(stderr, "gradpack-perf: rank %d: %s: %s: %s\n", rank, call, gp_status_string(status),
                gp_last_error());
@@ -70,49 +70,49 @@ class RowRunner {
   RowRunner(Context* ctx, gp_dtype_t dtype, gp_redop_t op, const gradpack::tools::RowShape& shape)
       : ctx_(ctx), dtype_(dtype), op_(op), shape_(shape), elem_(gp_dtype_size(dtype)) {}
 
-  Row Run() {
-    Allocate();
+  Row run() {
+    allocate();
     Row row;
     row.shape = shape_;
     row.dtype = dtype_;
     row.op = op_;
     row.coll = ctx_->opts.collective;
-    row.root = gradpack::tools::CollectiveHasRoot(row.coll) ? ctx_->opts.root : -1;
+    row.root = gradpack::tools::collective_has_root(row.coll) ? ctx_->opts.root : -1;
     row.compressed = compressed();
-    row.out_of_place = RunLayout(false);
+    row.out_of_place = run_layout(false);
     // -z measures one layout: the in-place one would say the same about the codec, and the
     // compression columns need the width.
     if (compressed()) {
       row.in_place.skipped = true;
     } else {
-      row.in_place = RunLayout(true);
+      row.in_place = run_layout(true);
     }
     return row;
   }
 
  private:
   Collective coll() const { return ctx_->opts.collective; }
-  bool reduces() const { return gradpack::tools::CollectiveReduces(coll()); }
-  bool compressed() const { return gradpack::tools::Compressed(ctx_->opts); }
+  bool reduces() const { return gradpack::tools::collective_reduces(coll()); }
+  bool compressed() const { return gradpack::tools::compressed(ctx_->opts); }
   uint64_t n() const { return static_cast<uint64_t>(ctx_->nranks); }
   uint64_t rank() const { return static_cast<uint64_t>(ctx_->rank); }
   // sendrecv's peers: the ring rank+1 (sent to) and rank-1 (received from).
-  int NextRank() const { return (ctx_->rank + 1) % ctx_->nranks; }
-  int PrevRank() const { return (ctx_->rank - 1 + ctx_->nranks) % ctx_->nranks; }
+  int next_rank() const { return (ctx_->rank + 1) % ctx_->nranks; }
+  int prev_rank() const { return (ctx_->rank - 1 + ctx_->nranks) % ctx_->nranks; }
 
   // Element counts of the send and receive buffers of the out-of-place layout.
-  uint64_t SendCount() const {
+  uint64_t send_count() const {
     return coll() == Collective::kReduceScatter ? shape_.rank_count * n() : shape_.rank_count;
   }
-  uint64_t RecvCount() const {
+  uint64_t recv_count() const {
     return coll() == Collective::kAllGather ? shape_.rank_count * n() : shape_.rank_count;
   }
 
-  void Allocate() {
-    bufs_.send.assign(SendCount() * elem_, 0);
-    bufs_.recv.assign(RecvCount() * elem_, 0);
-    const bool has_inplace = gradpack::tools::CollectiveHasInPlace(coll());
-    bufs_.inplace.assign(has_inplace ? std::max(SendCount(), RecvCount()) * elem_ : 0, 0);
+  void allocate() {
+    bufs_.send.assign(send_count() * elem_, 0);
+    bufs_.recv.assign(recv_count() * elem_, 0);
+    const bool has_inplace = gradpack::tools::collective_has_in_place(coll());
+    bufs_.inplace.assign(has_inplace ? std::max(send_count(), recv_count()) * elem_ : 0, 0);
     unsigned char* base = bufs_.inplace.data();
     const size_t block = shape_.rank_count * elem_;
     // NCCL's in-place layouts (gradpack.h): this rank's block of the full buffer.
@@ -134,98 +134,98 @@ class RowRunner {
 
   // Fresh inputs; receive buffers that the collective must overwrite are zeroed (0 is never an
   // input value).
-  void Fill(bool in_place) {
+  void fill(bool in_place) {
     const bool red = reduces();
     if (compressed()) {  // all-reduce only: gradient-like data
-      gradpack::tools::FillGradient(dtype_, ctx_->rank, 0, shape_.rank_count,
-                                    in_place ? const_cast<void*>(bufs_.inplace_send)
-                                             : bufs_.send.data());
-      if (!in_place) gradpack::tools::FillSentinel(dtype_, RecvCount(), bufs_.recv.data());
+      gradpack::tools::fill_gradient(
+          dtype_, ctx_->rank, 0, shape_.rank_count,
+          in_place ? const_cast<void*>(bufs_.inplace_send) : bufs_.send.data());
+      if (!in_place) gradpack::tools::fill_sentinel(dtype_, recv_count(), bufs_.recv.data());
       return;
     }
     if (in_place) {
       unsigned char* base = bufs_.inplace.data();
       const uint64_t total = bufs_.inplace.size() / std::max<size_t>(elem_, 1);
       if (coll() == Collective::kAllGather) {
-        gradpack::tools::FillSentinel(dtype_, total, base);
-        gradpack::tools::FillInput(dtype_, red, op_, ctx_->rank, 0, shape_.rank_count,
-                                   const_cast<void*>(bufs_.inplace_send));
+        gradpack::tools::fill_sentinel(dtype_, total, base);
+        gradpack::tools::fill_input(dtype_, red, op_, ctx_->rank, 0, shape_.rank_count,
+                                    const_cast<void*>(bufs_.inplace_send));
       } else {
-        gradpack::tools::FillInput(dtype_, red, op_, ctx_->rank, 0, total, base);
+        gradpack::tools::fill_input(dtype_, red, op_, ctx_->rank, 0, total, base);
       }
       return;
     }
-    gradpack::tools::FillInput(dtype_, red, op_, ctx_->rank, 0, SendCount(), bufs_.send.data());
-    gradpack::tools::FillSentinel(dtype_, RecvCount(), bufs_.recv.data());
+    gradpack::tools::fill_input(dtype_, red, op_, ctx_->rank, 0, send_count(), bufs_.send.data());
+    gradpack::tools::fill_sentinel(dtype_, recv_count(), bufs_.recv.data());
   }
 
   // allreduce_opts: those of the timed calls unless given (the -z check turns error feedback off).
-  void Call(bool in_place, const gp_allreduce_opts_t* allreduce_opts = nullptr) {
+  void call(bool in_place, const gp_allreduce_opts_t* allreduce_opts = nullptr) {
     const void* send = in_place ? bufs_.inplace_send : bufs_.send.data();
     void* recv = in_place ? bufs_.inplace_recv : bufs_.recv.data();
     gp_comm_t* comm = ctx_->comm;
     if (allreduce_opts == nullptr) allreduce_opts = &ctx_->allreduce_opts;
     switch (coll()) {
       case Collective::kAllReduce:
-        return CheckCall(
+        return check_call(
             ctx_->rank, "gp_allreduce",
             gp_allreduce(comm, send, recv, shape_.rank_count, dtype_, op_, allreduce_opts));
       case Collective::kReduceScatter:
-        return CheckCall(ctx_->rank, "gp_reduce_scatter",
-                         gp_reduce_scatter(comm, send, recv, shape_.rank_count, dtype_, op_));
+        return check_call(ctx_->rank, "gp_reduce_scatter",
+                          gp_reduce_scatter(comm, send, recv, shape_.rank_count, dtype_, op_));
       case Collective::kAllGather:
-        return CheckCall(ctx_->rank, "gp_allgather",
-                         gp_allgather(comm, send, recv, shape_.rank_count, dtype_));
+        return check_call(ctx_->rank, "gp_allgather",
+                          gp_allgather(comm, send, recv, shape_.rank_count, dtype_));
       case Collective::kBroadcast:
-        return CheckCall(
+        return check_call(
             ctx_->rank, "gp_broadcast",
             gp_broadcast(comm, send, recv, shape_.rank_count, dtype_, ctx_->opts.root));
       case Collective::kSendRecv:
-        return CheckCall(
+        return check_call(
             ctx_->rank, "gp_sendrecv",
-            gp_sendrecv(comm, send, NextRank(), recv, PrevRank(), shape_.rank_count, dtype_));
+            gp_sendrecv(comm, send, next_rank(), recv, prev_rank(), shape_.rank_count, dtype_));
     }
   }
 
   // Wrong elements of this rank's result.
-  int64_t CountWrong(bool in_place) const {
+  int64_t count_wrong(bool in_place) const {
     const void* recv = in_place ? bufs_.inplace_recv : bufs_.recv.data();
     const bool red = reduces();
     int64_t wrong = 0;
     auto check = [&](uint64_t i, double expected) {
-      const double got = gradpack::tools::LoadElement(dtype_, recv, i);
-      if (!gradpack::tools::Matches(dtype_, op_, red, got, expected)) ++wrong;
+      const double got = gradpack::tools::load_element(dtype_, recv, i);
+      if (!gradpack::tools::matches(dtype_, op_, red, got, expected)) ++wrong;
     };
     const uint64_t rc = shape_.rank_count;
     switch (coll()) {
       case Collective::kAllReduce:
         for (uint64_t i = 0; i < rc; ++i) {
-          check(i, gradpack::tools::ExpectedReduction(dtype_, op_, ctx_->nranks, i));
+          check(i, gradpack::tools::expected_reduction(dtype_, op_, ctx_->nranks, i));
         }
         break;
       case Collective::kReduceScatter:
         for (uint64_t i = 0; i < rc; ++i) {
-          check(i, gradpack::tools::ExpectedReduction(dtype_, op_, ctx_->nranks, rank() * rc + i));
+          check(i, gradpack::tools::expected_reduction(dtype_, op_, ctx_->nranks, rank() * rc + i));
         }
         break;
       case Collective::kAllGather:
         for (uint64_t r = 0; r < n(); ++r) {
           for (uint64_t i = 0; i < rc; ++i) {
-            check(r * rc + i, static_cast<double>(
-                                  gradpack::tools::InputValue(false, op_, static_cast<int>(r), i)));
+            check(r * rc + i, static_cast<double>(gradpack::tools::input_value(
+                                  false, op_, static_cast<int>(r), i)));
           }
         }
         break;
       case Collective::kBroadcast:
         for (uint64_t i = 0; i < rc; ++i) {
           check(i,
-                static_cast<double>(gradpack::tools::InputValue(false, op_, ctx_->opts.root, i)));
+                static_cast<double>(gradpack::tools::input_value(false, op_, ctx_->opts.root, i)));
         }
         break;
       case Collective::kSendRecv:
         // What the previous rank sent: its input, computed here.
         for (uint64_t i = 0; i < rc; ++i) {
-          check(i, static_cast<double>(gradpack::tools::InputValue(false, op_, PrevRank(), i)));
+          check(i, static_cast<double>(gradpack::tools::input_value(false, op_, prev_rank(), i)));
         }
         break;
     }
@@ -233,16 +233,16 @@ class RowRunner {
   }
 
   // -z -c: this rank's elements whose distance to the exact result (fp64, from every rank's input,
-  // which every rank can compute) exceeds the codec's bound (CompressedErrorBound), and in
+  // which every rank can compute) exceeds the codec's bound (compressed_error_bound), and in
   // *max_abs_error the largest distance (infinity for a NaN). Every absmax is over the whole
   // buffer, which only makes the bound looser.
-  int64_t CountOutOfBound(bool in_place, const CodecErrorModel& model, double* max_abs_error,
-                          double* result_absmax) const {
+  int64_t count_out_of_bound(bool in_place, const CodecErrorModel& model, double* max_abs_error,
+                             double* result_absmax) const {
     const void* recv = in_place ? bufs_.inplace_recv : bufs_.recv.data();
     const uint64_t rc = shape_.rank_count;
     // Every rank's input as it was stored (rounded to the dtype).
     auto input = [&](int r, uint64_t i) {
-      return gradpack::tools::RoundTo(dtype_, gradpack::tools::GradientValue(r, i));
+      return gradpack::tools::round_to(dtype_, gradpack::tools::gradient_value(r, i));
     };
     gradpack::tools::ErrorBoundInput bound_in;
     bound_in.dtype = dtype_;
@@ -269,9 +269,9 @@ class RowRunner {
       }
       const double ref = op_ == GP_AVG ? sum / ctx_->nranks : sum;
       bound_in.element_abs_sum = abs_sum;
-      const double err = std::fabs(gradpack::tools::LoadElement(dtype_, recv, i) - ref);
+      const double err = std::fabs(gradpack::tools::load_element(dtype_, recv, i) - ref);
       // A NaN fails the comparison: it is wrong, and the worst error.
-      if (!(err <= gradpack::tools::CompressedErrorBound(model, bound_in))) ++wrong;
+      if (!(err <= gradpack::tools::compressed_error_bound(model, bound_in))) ++wrong;
       worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : std::max(worst, err);
     }
     *max_abs_error = worst;
@@ -279,24 +279,24 @@ class RowRunner {
     return wrong;
   }
 
-  gp_comm_stats_t Stats() const {
+  gp_comm_stats_t comm_stats() const {
     gp_comm_stats_t stats;
     std::memset(&stats, 0, sizeof(stats));
     stats.struct_size = sizeof(stats);
-    CheckCall(ctx_->rank, "gp_comm_stats", gp_comm_stats(ctx_->comm, &stats));
+    check_call(ctx_->rank, "gp_comm_stats", gp_comm_stats(ctx_->comm, &stats));
     return stats;
   }
 
   // The -z check: one more call without error feedback (so that the timed calls' residuals do not
   // enter it) on fresh data, every element within the bound of the codec the library used.
-  void CheckCompressed(bool in_place, Measurement* m) {
+  void check_compressed(bool in_place, Measurement* m) {
     gp_allreduce_opts_t check_opts = ctx_->allreduce_opts;
     check_opts.error_feedback = 0;
-    Fill(in_place);
-    Call(in_place, &check_opts);
-    const gp_comm_stats_t stats = Stats();
+    fill(in_place);
+    call(in_place, &check_opts);
+    const gp_comm_stats_t stats = comm_stats();
     const std::string used(stats.last_codec, strnlen(stats.last_codec, sizeof(stats.last_codec)));
-    const auto model = gradpack::tools::ParseCodecErrorModel(used);
+    const auto model = gradpack::tools::parse_codec_error_model(used);
     if (!model) {
       std::fprintf(stderr,
                    "gradpack-perf: rank %d: gp_comm_stats.last_codec \"%s\" is no codec spec\n",
@@ -306,67 +306,67 @@ class RowRunner {
     }
     double max_abs_error = 0;
     double result_absmax = 0;
-    int64_t wrong = CountOutOfBound(in_place, *model, &max_abs_error, &result_absmax);
-    CheckCall(ctx_->rank, "gp_allreduce",
-              gp_allreduce(ctx_->comm, &wrong, &wrong, 1, GP_INT64, GP_SUM, nullptr));
-    CheckCall(
+    int64_t wrong = count_out_of_bound(in_place, *model, &max_abs_error, &result_absmax);
+    check_call(ctx_->rank, "gp_allreduce",
+               gp_allreduce(ctx_->comm, &wrong, &wrong, 1, GP_INT64, GP_SUM, nullptr));
+    check_call(
         ctx_->rank, "gp_allreduce",
         gp_allreduce(ctx_->comm, &max_abs_error, &max_abs_error, 1, GP_FLOAT64, GP_MAX, nullptr));
     m->wrong = wrong;
     m->max_error = result_absmax > 0 ? max_abs_error / result_absmax : max_abs_error;
   }
 
-  Measurement RunLayout(bool in_place) {
+  Measurement run_layout(bool in_place) {
     const PerfOptions& opts = ctx_->opts;
-    if (in_place && !gradpack::tools::CollectiveHasInPlace(coll())) {
+    if (in_place && !gradpack::tools::collective_has_in_place(coll())) {
       // Every rank skips it alike, so no rank waits in a call the others do not make.
       Measurement skipped;
       skipped.skipped = true;
       return skipped;
     }
-    Fill(in_place);
-    for (int i = 0; i < opts.warmup; ++i) Call(in_place);
-    CheckCall(ctx_->rank, "gp_barrier", gp_barrier(ctx_->comm));
+    fill(in_place);
+    for (int i = 0; i < opts.warmup; ++i) call(in_place);
+    check_call(ctx_->rank, "gp_barrier", gp_barrier(ctx_->comm));
     gp_comm_stats_t before{};
-    if (compressed()) before = Stats();
+    if (compressed()) before = comm_stats();
     const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < opts.iters; ++i) Call(in_place);
+    for (int i = 0; i < opts.iters; ++i) call(in_place);
     const auto end = std::chrono::steady_clock::now();
     // Read before any other call: last_codec is that of the last all-reduce.
     gp_comm_stats_t after{};
-    if (compressed()) after = Stats();
+    if (compressed()) after = comm_stats();
     double seconds = std::chrono::duration<double>(end - start).count() / opts.iters;
     // The slowest rank's time, as nccl-tests reports by default.
-    CheckCall(ctx_->rank, "gp_allreduce",
-              gp_allreduce(ctx_->comm, &seconds, &seconds, 1, GP_FLOAT64, GP_MAX, nullptr));
+    check_call(ctx_->rank, "gp_allreduce",
+               gp_allreduce(ctx_->comm, &seconds, &seconds, 1, GP_FLOAT64, GP_MAX, nullptr));
     if (compressed()) {
-      Measurement m = gradpack::tools::Measure(coll(), ctx_->nranks, shape_.bytes, seconds, -1);
+      Measurement m = gradpack::tools::measure(coll(), ctx_->nranks, shape_.bytes, seconds, -1);
       // Bytes this rank handed to the transport per call; the table shows the mean over ranks.
       double wire[2];
       wire[0] = static_cast<double>(after.bytes_sent - before.bytes_sent) / opts.iters;
       wire[1] = wire[0];
-      CheckCall(ctx_->rank, "gp_allreduce",
-                gp_allreduce(ctx_->comm, &wire[0], &wire[0], 1, GP_FLOAT64, GP_SUM, nullptr));
-      CheckCall(ctx_->rank, "gp_allreduce",
-                gp_allreduce(ctx_->comm, &wire[1], &wire[1], 1, GP_FLOAT64, GP_MAX, nullptr));
+      check_call(ctx_->rank, "gp_allreduce",
+                 gp_allreduce(ctx_->comm, &wire[0], &wire[0], 1, GP_FLOAT64, GP_SUM, nullptr));
+      check_call(ctx_->rank, "gp_allreduce",
+                 gp_allreduce(ctx_->comm, &wire[1], &wire[1], 1, GP_FLOAT64, GP_MAX, nullptr));
       m.wire_bytes = wire[0] / ctx_->nranks;
       m.wire_bytes_max = wire[1];
       m.codec_used.assign(after.last_codec, strnlen(after.last_codec, sizeof(after.last_codec)));
       m.algorithm_used.assign(after.last_algorithm,
                               strnlen(after.last_algorithm, sizeof(after.last_algorithm)));
-      if (opts.check != 0) CheckCompressed(in_place, &m);
+      if (opts.check != 0) check_compressed(in_place, &m);
       return m;
     }
     int64_t wrong = -1;
     if (opts.check != 0) {
       // The timed runs reduced their own outputs again (in place): check a run on fresh data.
-      Fill(in_place);
-      Call(in_place);
-      wrong = CountWrong(in_place);
-      CheckCall(ctx_->rank, "gp_allreduce",
-                gp_allreduce(ctx_->comm, &wrong, &wrong, 1, GP_INT64, GP_SUM, nullptr));
+      fill(in_place);
+      call(in_place);
+      wrong = count_wrong(in_place);
+      check_call(ctx_->rank, "gp_allreduce",
+                 gp_allreduce(ctx_->comm, &wrong, &wrong, 1, GP_INT64, GP_SUM, nullptr));
     }
-    return gradpack::tools::Measure(coll(), ctx_->nranks, shape_.bytes, seconds, wrong);
+    return gradpack::tools::measure(coll(), ctx_->nranks, shape_.bytes, seconds, wrong);
   }
 
   Context* ctx_;
@@ -377,7 +377,7 @@ class RowRunner {
   Buffers bufs_;
 };
 
-void PrintHeader(const Context& ctx) {
+void print_header(const Context& ctx) {
   const PerfOptions& o = ctx.opts;
   // Where every rank runs, gathered so that rank 0 can print it.
   char record[kRankRecordBytes] = {};
@@ -385,15 +385,15 @@ void PrintHeader(const Context& ctx) {
   gethostname(host, sizeof(host) - 1);
   std::snprintf(record, sizeof(record), "%d %s", static_cast<int>(getpid()), host);
   std::vector<char> all(kRankRecordBytes * static_cast<size_t>(ctx.nranks));
-  CheckCall(ctx.rank, "gp_allgather",
-            gp_allgather(ctx.comm, record, all.data(), kRankRecordBytes, GP_UINT8));
+  check_call(ctx.rank, "gp_allgather",
+             gp_allgather(ctx.comm, record, all.data(), kRankRecordBytes, GP_UINT8));
   if (ctx.rank != 0 || o.json) return;
-  const bool compressed = gradpack::tools::Compressed(o);
+  const bool compressed = gradpack::tools::compressed(o);
   const char* isa = std::getenv("GRADPACK_CPU_ISA");
   std::printf(
       "# gradpack-perf %s: nranks %d algorithm %s gradpack %s (header %d.%d.%d) cpu isa %s\n",
-      gradpack::tools::CollectiveName(o.collective), ctx.nranks,
-      gradpack::tools::AlgoName(o.algorithm), gp_version(), GRADPACK_VERSION_MAJOR,
+      gradpack::tools::collective_name(o.collective), ctx.nranks,
+      gradpack::tools::algo_name(o.algorithm), gp_version(), GRADPACK_VERSION_MAJOR,
       GRADPACK_VERSION_MINOR, GRADPACK_VERSION_PATCH,
       isa != nullptr && *isa != '\0' ? isa : "auto");
   if (o.step_factor >= 2) {
@@ -420,15 +420,15 @@ void PrintHeader(const Context& ctx) {
         "\n# time, algbw, busbw of the uncompressed size; wire: bytes sent per rank per call\n",
         o.codec.c_str(), o.error_feedback ? "on" : "off");
   }
-  std::printf("#\n%s", compressed ? gradpack::tools::CompressedTableHeader().c_str()
-                                  : gradpack::tools::TableHeader().c_str());
+  std::printf("#\n%s", compressed ? gradpack::tools::compressed_table_header().c_str()
+                                  : gradpack::tools::table_header().c_str());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   PerfOptions opts;
-  if (auto err = gradpack::tools::ParsePerfArgs(argc, argv, &opts)) {
+  if (auto err = gradpack::tools::parse_perf_args(argc, argv, &opts)) {
     std::fprintf(stderr, "gradpack-perf: %s\n", err->c_str());
     return kExitUsage;
   }
@@ -437,7 +437,7 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  if (gradpack::tools::Compressed(opts)) {
+  if (gradpack::tools::compressed(opts)) {
     // A bad spec is a usage error, found before the communicator is joined. "auto" names no codec;
     // "auto:<spec>" names one.
     std::string spec = opts.codec;
@@ -457,17 +457,17 @@ int main(int argc, char** argv) {
   gp_allreduce_opts_init(&ctx.allreduce_opts);
   ctx.allreduce_opts.algorithm = opts.algorithm;
   // Without -z the all-reduce is not compressed, whatever GRADPACK_COMPRESS says.
-  ctx.allreduce_opts.codec = gradpack::tools::Compressed(opts) ? ctx.opts.codec.c_str() : "off";
+  ctx.allreduce_opts.codec = gradpack::tools::compressed(opts) ? ctx.opts.codec.c_str() : "off";
   ctx.allreduce_opts.error_feedback = ctx.opts.error_feedback ? 1 : 0;
   {
     // Before the communicator exists, the rank comes from the launcher's environment.
     const char* env_rank = std::getenv("GRADPACK_RANK");
     const int env_rank_value = env_rank != nullptr ? std::atoi(env_rank) : 0;
-    CheckCall(env_rank_value, "gp_comm_init_from_env", gp_comm_init_from_env(&ctx.comm));
+    check_call(env_rank_value, "gp_comm_init_from_env", gp_comm_init_from_env(&ctx.comm));
   }
   ctx.rank = gp_comm_rank(ctx.comm);
   ctx.nranks = gp_comm_size(ctx.comm);
-  if (gradpack::tools::CollectiveHasRoot(opts.collective) && opts.root >= ctx.nranks) {
+  if (gradpack::tools::collective_has_root(opts.collective) && opts.root >= ctx.nranks) {
     if (ctx.rank == 0) {
       std::fprintf(stderr, "gradpack-perf: -r %d: the root must be below nranks %d\n", opts.root,
                    ctx.nranks);
@@ -476,13 +476,13 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
-  PrintHeader(ctx);
+  print_header(ctx);
   std::fflush(stdout);
 
-  const std::vector<uint64_t> sizes = gradpack::tools::SweepSizes(opts);
+  const std::vector<uint64_t> sizes = gradpack::tools::sweep_sizes(opts);
   // Collectives without a reduction run once per type, not once per op.
   std::vector<gp_redop_t> ops = opts.ops;
-  if (!gradpack::tools::CollectiveReduces(opts.collective)) ops = {GP_SUM};
+  if (!gradpack::tools::collective_reduces(opts.collective)) ops = {GP_SUM};
   int64_t total_wrong = 0;
   double max_error = -1;
   double busbw_sum = 0;
@@ -490,9 +490,9 @@ int main(int argc, char** argv) {
   for (gp_dtype_t dtype : opts.dtypes) {
     for (gp_redop_t op : ops) {
       for (uint64_t size : sizes) {
-        const auto shape = gradpack::tools::ShapeRow(opts.collective, size, dtype, ctx.nranks);
+        const auto shape = gradpack::tools::shape_row(opts.collective, size, dtype, ctx.nranks);
         RowRunner runner(&ctx, dtype, op, shape);
-        const Row row = runner.Run();
+        const Row row = runner.run();
         for (const Measurement* m : {&row.out_of_place, &row.in_place}) {
           if (m->skipped) continue;
           if (m->wrong > 0) total_wrong += m->wrong;
@@ -502,9 +502,9 @@ int main(int argc, char** argv) {
         }
         if (ctx.rank == 0) {
           const std::string line =
-              opts.json ? gradpack::tools::FormatJsonRow(row, ctx.nranks, opts.algorithm,
-                                                         opts.codec, opts.error_feedback)
-                        : gradpack::tools::FormatRow(row);
+              opts.json ? gradpack::tools::format_json_row(row, ctx.nranks, opts.algorithm,
+                                                           opts.codec, opts.error_feedback)
+                        : gradpack::tools::format_row(row);
           std::fputs(line.c_str(), stdout);
           std::fflush(stdout);
         }
@@ -515,7 +515,7 @@ int main(int argc, char** argv) {
     std::printf("# Out of bounds values : %" PRId64 " %s\n", total_wrong,
                 total_wrong == 0 ? "OK" : "FAILED");
     std::printf("# Avg bus bandwidth    : %g \n", busbw_count > 0 ? busbw_sum / busbw_count : 0.0);
-    if (gradpack::tools::Compressed(opts) && max_error >= 0) {
+    if (gradpack::tools::compressed(opts) && max_error >= 0) {
       std::printf("# Max relative error   : %.3g\n", max_error);
     }
     std::printf("#\n");
@@ -523,7 +523,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   // No rank leaves before rank 0 has printed everything: a rank that exits 1 (wrong elements)
   // makes gradpack-run stop the others, rank 0 included.
-  CheckCall(ctx.rank, "gp_barrier", gp_barrier(ctx.comm));
-  CheckCall(ctx.rank, "gp_comm_destroy", gp_comm_destroy(ctx.comm));
+  check_call(ctx.rank, "gp_barrier", gp_barrier(ctx.comm));
+  check_call(ctx.rank, "gp_comm_destroy", gp_comm_destroy(ctx.comm));
   return total_wrong == 0 ? 0 : kExitRuntime;
 }

@@ -79,7 +79,7 @@ struct Host {
   std::string ifname;
 };
 
-std::optional<long> ParseLong(std::string_view s) {
+std::optional<long> parse_long(std::string_view s) {
   long v = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
@@ -87,7 +87,7 @@ std::optional<long> ParseLong(std::string_view s) {
 }
 
 // Returns an error message, or std::nullopt.
-std::optional<std::string> ParseArgs(int argc, char** argv, RunOptions* out, bool* help) {
+std::optional<std::string> parse_args(int argc, char** argv, RunOptions* out, bool* help) {
   int i = 1;
   for (; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -119,7 +119,7 @@ std::optional<std::string> ParseArgs(int argc, char** argv, RunOptions* out, boo
       return "unknown option '" + std::string(arg) + "' (see --help)";
     }
     if (name == "-n" || name == "--np") {
-      auto v = ParseLong(value);
+      auto v = parse_long(value);
       if (!v || *v < 1 || *v > 4096) {
         return "-n: expected a rank count in [1, 4096], got '" + std::string(value) + "'";
       }
@@ -142,7 +142,7 @@ std::optional<std::string> ParseArgs(int argc, char** argv, RunOptions* out, boo
   return std::nullopt;
 }
 
-std::optional<std::string> ReadHosts(std::vector<Host>* hosts) {
+std::optional<std::string> read_hosts(std::vector<Host>* hosts) {
   const char* env = std::getenv("GRADPACK_VCLUSTER_HOSTS");
   const std::string path = env != nullptr && *env != '\0' ? env : kDefaultHostsFile;
   std::ifstream in(path);
@@ -170,7 +170,7 @@ std::optional<std::string> ReadHosts(std::vector<Host>* hosts) {
 
 // A port that is free on 127.0.0.1 now. Rank 0 binds it a moment later; another process taking
 // it in between is possible but unlikely.
-std::optional<int> PickFreePort() {
+std::optional<int> pick_free_port() {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return std::nullopt;
   sockaddr_in addr{};
@@ -193,7 +193,7 @@ struct Rank {
   bool running = false;
 };
 
-double Now() {
+double monotonic_now() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
@@ -203,15 +203,15 @@ class Launcher {
  public:
   explicit Launcher(RunOptions opts) : opts_(std::move(opts)) {}
 
-  int Run() {
+  int run() {
     if (opts_.vcluster) {
-      if (auto err = ReadHosts(&hosts_)) {
+      if (auto err = read_hosts(&hosts_)) {
         std::fprintf(stderr, "gradpack-run: %s\n", err->c_str());
         return kExitUsage;
       }
       root_ = hosts_[0].address + ":" + std::to_string(29500 + getpid() % 1000);
     } else {
-      auto port = PickFreePort();
+      auto port = pick_free_port();
       if (!port) {
         std::fprintf(stderr, "gradpack-run: cannot find a free port on 127.0.0.1: %s\n",
                      std::strerror(errno));
@@ -231,18 +231,18 @@ class Launcher {
 
     ranks_.resize(static_cast<size_t>(opts_.nranks));
     for (int r = 0; r < opts_.nranks; ++r) {
-      if (!Spawn(r)) {
+      if (!spawn(r)) {
         std::fprintf(stderr, "gradpack-run: cannot start rank %d: %s\n", r, std::strerror(errno));
         exit_status_ = kExitLaunch;
-        StopAll(SIGTERM);
+        stop_all(SIGTERM);
         break;
       }
     }
-    return Wait(set);
+    return wait_for_ranks(set);
   }
 
  private:
-  bool Spawn(int r) {
+  bool spawn(int r) {
     std::vector<std::string> env = {
         "GRADPACK_RANK=" + std::to_string(r),
         "GRADPACK_WORLD_SIZE=" + std::to_string(opts_.nranks),
@@ -282,14 +282,14 @@ class Launcher {
     return true;
   }
 
-  void StopAll(int sig) {
+  void stop_all(int sig) {
     for (const Rank& rank : ranks_) {
       if (rank.running) kill(rank.pid, sig);
     }
-    if (sig == SIGTERM && kill_at_ == 0) kill_at_ = Now() + kKillGraceSeconds;
+    if (sig == SIGTERM && kill_at_ == 0) kill_at_ = monotonic_now() + kKillGraceSeconds;
   }
 
-  void Reap() {
+  void reap() {
     for (;;) {
       int status = 0;
       const pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -298,12 +298,12 @@ class Launcher {
         if (ranks_[r].pid != pid || !ranks_[r].running) continue;
         ranks_[r].running = false;
         --running_;
-        OnExit(static_cast<int>(r), status);
+        on_rank_exit(static_cast<int>(r), status);
       }
     }
   }
 
-  void OnExit(int r, int status) {
+  void on_rank_exit(int r, int status) {
     int code = 0;
     if (WIFEXITED(status)) {
       code = WEXITSTATUS(status);
@@ -325,30 +325,30 @@ class Launcher {
       exit_status_ = code;
       if (running_ > 0) {
         std::fprintf(stderr, "gradpack-run: stopping the other %d rank(s)\n", running_);
-        StopAll(SIGTERM);
+        stop_all(SIGTERM);
       }
     }
   }
 
-  int Wait(const sigset_t& set) {
-    const double deadline = opts_.timeout_s > 0 ? Now() + opts_.timeout_s : 0;
+  int wait_for_ranks(const sigset_t& set) {
+    const double deadline = opts_.timeout_s > 0 ? monotonic_now() + opts_.timeout_s : 0;
     while (running_ > 0) {
-      Reap();
+      reap();
       if (running_ == 0) break;
-      const double now = Now();
+      const double now = monotonic_now();
       if (deadline > 0 && now >= deadline && !timed_out_) {
         timed_out_ = true;
         std::fprintf(stderr, "gradpack-run: timeout after %g s: killing %d rank(s)\n",
                      opts_.timeout_s, running_);
         stopping_ = true;
         exit_status_ = kExitTimeout;
-        StopAll(SIGTERM);
+        stop_all(SIGTERM);
       }
       if (kill_at_ > 0 && now >= kill_at_ && !killed_) {
         killed_ = true;
         std::fprintf(stderr, "gradpack-run: %d rank(s) still running after SIGTERM: SIGKILL\n",
                      running_);
-        StopAll(SIGKILL);
+        stop_all(SIGKILL);
       }
       timespec wait = {0, 100 * 1000 * 1000};
       siginfo_t info;
@@ -362,7 +362,7 @@ class Launcher {
           stopping_ = true;
           exit_status_ = 128 + sig;
         }
-        if (kill_at_ == 0) kill_at_ = Now() + kKillGraceSeconds;
+        if (kill_at_ == 0) kill_at_ = monotonic_now() + kKillGraceSeconds;
       }
     }
     return exit_status_;
@@ -386,7 +386,7 @@ class Launcher {
 int main(int argc, char** argv) {
   RunOptions opts;
   bool help = false;
-  if (auto err = ParseArgs(argc, argv, &opts, &help)) {
+  if (auto err = parse_args(argc, argv, &opts, &help)) {
     std::fprintf(stderr, "gradpack-run: %s\n", err->c_str());
     return kExitUsage;
   }
@@ -394,5 +394,5 @@ int main(int argc, char** argv) {
     std::fputs(kHelp, stdout);
     return 0;
   }
-  return Launcher(std::move(opts)).Run();
+  return Launcher(std::move(opts)).run();
 }

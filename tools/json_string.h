@@ -8,7 +8,7 @@
 
 namespace gradpack::tools {
 
-inline std::string JsonString(std::string_view s) {
+inline std::string json_string(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     if (c == '"' || c == '\\') {

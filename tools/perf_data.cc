@@ -1,75 +1,35 @@
 #include "tools/perf_data.h"
 
 #include <algorithm>
-#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <string>
 
+#include "common/float16.h"
+
 namespace gradpack::tools {
-
-uint16_t FloatToHalf(float value) {
-  const uint32_t x = std::bit_cast<uint32_t>(value);
-  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
-  const uint32_t abs = x & 0x7fffffff;
-  if (abs > 0x7f800000) return sign | 0x7e00;   // NaN
-  if (abs >= 0x477ff000) return sign | 0x7c00;  // >= 65520 rounds to infinity
-  if (abs < 0x38800000) {                       // below 2^-14: subnormal half (or zero)
-    // Scaling by 2^24 is exact in float; nearbyint rounds to nearest even.
-    const float scaled = std::bit_cast<float>(abs) * 16777216.0f;
-    return sign | static_cast<uint16_t>(std::nearbyint(scaled));
-  }
-  const uint32_t exponent = (abs >> 23) - 127 + 15;
-  const uint32_t mantissa = abs & 0x7fffff;
-  uint32_t h = (exponent << 10) | (mantissa >> 13);
-  const uint32_t rest = mantissa & 0x1fff;
-  if (rest > 0x1000 || (rest == 0x1000 && (h & 1) != 0)) ++h;  // a carry bumps the exponent
-  return sign | static_cast<uint16_t>(h);
-}
-
-float HalfToFloat(uint16_t bits) {
-  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000) << 16;
-  const uint32_t exponent = (bits >> 10) & 0x1f;
-  const uint32_t mantissa = bits & 0x3ff;
-  if (exponent == 0) {
-    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
-    return sign != 0 ? -magnitude : magnitude;
-  }
-  if (exponent == 31) return std::bit_cast<float>(sign | 0x7f800000 | (mantissa << 13));
-  return std::bit_cast<float>(sign | ((exponent - 15 + 127) << 23) | (mantissa << 13));
-}
-
-uint16_t FloatToBfloat16(float value) {
-  const uint32_t x = std::bit_cast<uint32_t>(value);
-  if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);
-  return static_cast<uint16_t>((x + 0x7fff + ((x >> 16) & 1)) >> 16);
-}
-
-float Bfloat16ToFloat(uint16_t bits) {
-  return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
-}
 
 namespace {
 
 template <typename T>
-T Get(const void* buf, uint64_t i) {
+T get(const void* buf, uint64_t i) {
   T v;
   std::memcpy(&v, static_cast<const unsigned char*>(buf) + i * sizeof(T), sizeof(T));
   return v;
 }
 
 template <typename T>
-void Put(void* buf, uint64_t i, T v) {
+void put(void* buf, uint64_t i, T v) {
   std::memcpy(static_cast<unsigned char*>(buf) + i * sizeof(T), &v, sizeof(T));
 }
 
-bool IsFloat(gp_dtype_t dtype) {
+bool is_float(gp_dtype_t dtype) {
   return dtype == GP_FLOAT32 || dtype == GP_FLOAT16 || dtype == GP_BFLOAT16 || dtype == GP_FLOAT64;
 }
 
 // An integer wrapped to dtype's range (two's complement, as C++20 conversions do).
-int64_t Wrap(gp_dtype_t dtype, int64_t v) {
+int64_t wrap(gp_dtype_t dtype, int64_t v) {
   switch (dtype) {
     case GP_INT8:
       return static_cast<int8_t>(v);
@@ -82,7 +42,7 @@ int64_t Wrap(gp_dtype_t dtype, int64_t v) {
   }
 }
 
-double Epsilon(gp_dtype_t dtype) {
+double epsilon(gp_dtype_t dtype) {
   switch (dtype) {
     case GP_FLOAT16:
       return std::ldexp(1.0, -10);
@@ -95,75 +55,75 @@ double Epsilon(gp_dtype_t dtype) {
   }
 }
 
-
 }  // namespace
 
-double RoundTo(gp_dtype_t dtype, double v) {
+double round_to(gp_dtype_t dtype, double v) {
   unsigned char tmp[8];
-  StoreElement(dtype, tmp, 0, v);
-  return LoadElement(dtype, tmp, 0);
+  store_element(dtype, tmp, 0, v);
+  return load_element(dtype, tmp, 0);
 }
 
-double LoadElement(gp_dtype_t dtype, const void* buf, uint64_t i) {
+double load_element(gp_dtype_t dtype, const void* buf, uint64_t i) {
   switch (dtype) {
     case GP_FLOAT32:
-      return Get<float>(buf, i);
+      return get<float>(buf, i);
     case GP_FLOAT16:
-      return HalfToFloat(Get<uint16_t>(buf, i));
+      return f16_to_f32(get<uint16_t>(buf, i));
     case GP_BFLOAT16:
-      return Bfloat16ToFloat(Get<uint16_t>(buf, i));
+      return bf16_to_f32(get<uint16_t>(buf, i));
     case GP_FLOAT64:
-      return Get<double>(buf, i);
+      return get<double>(buf, i);
     case GP_INT32:
-      return Get<int32_t>(buf, i);
+      return get<int32_t>(buf, i);
     case GP_INT64:
-      return static_cast<double>(Get<int64_t>(buf, i));
+      return static_cast<double>(get<int64_t>(buf, i));
     case GP_INT8:
-      return Get<int8_t>(buf, i);
+      return get<int8_t>(buf, i);
     case GP_UINT8:
-      return Get<uint8_t>(buf, i);
+      return get<uint8_t>(buf, i);
   }
   return std::nan("");
 }
 
-void StoreElement(gp_dtype_t dtype, void* buf, uint64_t i, double value) {
+void store_element(gp_dtype_t dtype, void* buf, uint64_t i, double value) {
   switch (dtype) {
     case GP_FLOAT32:
-      return Put<float>(buf, i, static_cast<float>(value));
+      return put<float>(buf, i, static_cast<float>(value));
     case GP_FLOAT16:
-      return Put<uint16_t>(buf, i, FloatToHalf(static_cast<float>(value)));
+      return put<uint16_t>(buf, i, f32_to_f16(static_cast<float>(value)));
     case GP_BFLOAT16:
-      return Put<uint16_t>(buf, i, FloatToBfloat16(static_cast<float>(value)));
+      return put<uint16_t>(buf, i, f32_to_bf16(static_cast<float>(value)));
     case GP_FLOAT64:
-      return Put<double>(buf, i, value);
+      return put<double>(buf, i, value);
     case GP_INT32:
-      return Put<int32_t>(buf, i, static_cast<int32_t>(static_cast<int64_t>(value)));
+      return put<int32_t>(buf, i, static_cast<int32_t>(static_cast<int64_t>(value)));
     case GP_INT64:
-      return Put<int64_t>(buf, i, static_cast<int64_t>(value));
+      return put<int64_t>(buf, i, static_cast<int64_t>(value));
     case GP_INT8:
-      return Put<int8_t>(buf, i, static_cast<int8_t>(static_cast<int64_t>(value)));
+      return put<int8_t>(buf, i, static_cast<int8_t>(static_cast<int64_t>(value)));
     case GP_UINT8:
-      return Put<uint8_t>(buf, i, static_cast<uint8_t>(static_cast<int64_t>(value)));
+      return put<uint8_t>(buf, i, static_cast<uint8_t>(static_cast<int64_t>(value)));
   }
 }
 
-int64_t InputValue(bool reduces, gp_redop_t op, int rank, uint64_t index) {
+int64_t input_value(bool reduces, gp_redop_t op, int rank, uint64_t index) {
   const uint64_t r = static_cast<uint64_t>(rank);
   if (!reduces) return static_cast<int64_t>((r * 3 + index) % 97) + 1;
   if (op == GP_PROD) return (r + index) % 3 == 0 ? 2 : 1;
   return static_cast<int64_t>((r + index) % 5) + 1;
 }
 
-void FillInput(gp_dtype_t dtype, bool reduces, gp_redop_t op, int rank, uint64_t first_index,
-               uint64_t count, void* dst) {
+void fill_input(gp_dtype_t dtype, bool reduces, gp_redop_t op, int rank, uint64_t first_index,
+                uint64_t count, void* dst) {
   for (uint64_t i = 0; i < count; ++i) {
-    StoreElement(dtype, dst, i,
-                 static_cast<double>(InputValue(reduces, op, rank, first_index + i)));
+    store_element(dtype, dst, i,
+                  static_cast<double>(input_value(reduces, op, rank, first_index + i)));
   }
 }
 
-double GradientValue(int rank, uint64_t index) {
-  uint64_t x = index * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(rank) + 1) * 0xBF58476D1CE4E5B9ull;
+double gradient_value(int rank, uint64_t index) {
+  uint64_t x =
+      index * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(rank) + 1) * 0xBF58476D1CE4E5B9ull;
   x ^= x >> 31;
   x *= 0x94D049BB133111EBull;
   x ^= x >> 29;
@@ -171,21 +131,21 @@ double GradientValue(int rank, uint64_t index) {
   return u * static_cast<double>(1 + index % 7);
 }
 
-void FillGradient(gp_dtype_t dtype, int rank, uint64_t first_index, uint64_t count, void* dst) {
+void fill_gradient(gp_dtype_t dtype, int rank, uint64_t first_index, uint64_t count, void* dst) {
   for (uint64_t i = 0; i < count; ++i) {
-    StoreElement(dtype, dst, i, GradientValue(rank, first_index + i));
+    store_element(dtype, dst, i, gradient_value(rank, first_index + i));
   }
 }
 
-void FillSentinel(gp_dtype_t dtype, uint64_t count, void* dst) {
-  for (uint64_t i = 0; i < count; ++i) StoreElement(dtype, dst, i, 0.0);
+void fill_sentinel(gp_dtype_t dtype, uint64_t count, void* dst) {
+  for (uint64_t i = 0; i < count; ++i) store_element(dtype, dst, i, 0.0);
 }
 
-double ExpectedReduction(gp_dtype_t dtype, gp_redop_t op, int nranks, uint64_t index) {
+double expected_reduction(gp_dtype_t dtype, gp_redop_t op, int nranks, uint64_t index) {
   // Small integers: every partial result is exact in int64 and in double.
-  int64_t acc = InputValue(true, op, 0, index);
+  int64_t acc = input_value(true, op, 0, index);
   for (int r = 1; r < nranks; ++r) {
-    const int64_t v = InputValue(true, op, r, index);
+    const int64_t v = input_value(true, op, r, index);
     switch (op) {
       case GP_SUM:
       case GP_AVG:
@@ -202,20 +162,20 @@ double ExpectedReduction(gp_dtype_t dtype, gp_redop_t op, int nranks, uint64_t i
         break;
     }
   }
-  if (IsFloat(dtype)) {
+  if (is_float(dtype)) {
     double result = static_cast<double>(acc);
     if (op == GP_AVG) result /= nranks;
-    return RoundTo(dtype, result);
+    return round_to(dtype, result);
   }
-  int64_t result = Wrap(dtype, acc);
-  if (op == GP_AVG) result = Wrap(dtype, result / nranks);
+  int64_t result = wrap(dtype, acc);
+  if (op == GP_AVG) result = wrap(dtype, result / nranks);
   return static_cast<double>(result);
 }
 
 namespace {
 
 // "q<b>[:option...]" -> the quantizer's model; nullopt when text is not one.
-std::optional<CodecErrorModel> ParseQuant(std::string_view text) {
+std::optional<CodecErrorModel> parse_quant(std::string_view text) {
   if (text.size() < 2 || text[0] != 'q') return std::nullopt;
   const size_t colon = text.find(':');
   const std::string_view digits =
@@ -238,7 +198,7 @@ std::optional<CodecErrorModel> ParseQuant(std::string_view text) {
 
 }  // namespace
 
-std::optional<CodecErrorModel> ParseCodecErrorModel(std::string_view spec) {
+std::optional<CodecErrorModel> parse_codec_error_model(std::string_view spec) {
   CodecErrorModel m;
   if (spec == "none") return m;
   if (spec == "fp16" || spec == "bf16") {
@@ -253,7 +213,7 @@ std::optional<CodecErrorModel> ParseCodecErrorModel(std::string_view spec) {
     // The fraction is the library's to check; here only that there is one.
     if (fraction.empty() || fraction.find(':') != std::string_view::npos) return std::nullopt;
     if (plus != std::string_view::npos) {
-      auto q = ParseQuant(rest.substr(plus + 1));
+      auto q = parse_quant(rest.substr(plus + 1));
       if (!q) return std::nullopt;
       m = *q;
     }
@@ -261,14 +221,14 @@ std::optional<CodecErrorModel> ParseCodecErrorModel(std::string_view spec) {
     m.topk = true;
     return m;
   }
-  return ParseQuant(spec);
+  return parse_quant(spec);
 }
 
-double CompressedErrorBound(const CodecErrorModel& model, const ErrorBoundInput& in) {
+double compressed_error_bound(const CodecErrorModel& model, const ErrorBoundInput& in) {
   const double n = std::max(in.nranks, 1);
   // A lossless codec (none, or auto sending uncompressed) still sums non-integer inputs in the
   // dtype, rounding up to n - 1 times.
-  double bound = (n - 1) * Epsilon(in.dtype) * in.element_abs_sum;
+  double bound = (n - 1) * epsilon(in.dtype) * in.element_abs_sum;
   if (!model.exact) {
     const double s = in.sum_rank_absmax;
     const double reduced_absmax = in.result_absmax + model.eps * s;
@@ -276,21 +236,21 @@ double CompressedErrorBound(const CodecErrorModel& model, const ErrorBoundInput&
     if (model.topk) bound += in.element_abs_sum;
     bound += (n + 2) * std::ldexp(1.0, -22) * (s + in.result_absmax);
     if (in.dtype == GP_FLOAT16 || in.dtype == GP_BFLOAT16) {
-      // Two roundings to the dtype of at most u = Epsilon / 2 each.
-      bound += Epsilon(in.dtype) * (in.result_absmax + bound);
+      // Two roundings to the dtype of at most u = epsilon / 2 each.
+      bound += epsilon(in.dtype) * (in.result_absmax + bound);
     }
   }
   if (in.op == GP_AVG) {
     bound /= n;
-    bound += 2 * Epsilon(in.dtype) * in.result_absmax / n;
+    bound += 2 * epsilon(in.dtype) * in.result_absmax / n;
   }
   return bound;
 }
 
-bool Matches(gp_dtype_t dtype, gp_redop_t op, bool reduces, double got, double expected) {
+bool matches(gp_dtype_t dtype, gp_redop_t op, bool reduces, double got, double expected) {
   if (got == expected) return true;
-  if (!reduces || op != GP_AVG || !IsFloat(dtype) || !std::isfinite(got)) return false;
-  return std::fabs(got - expected) <= 2 * Epsilon(dtype) * std::fabs(expected);
+  if (!reduces || op != GP_AVG || !is_float(dtype) || !std::isfinite(got)) return false;
+  return std::fabs(got - expected) <= 2 * epsilon(dtype) * std::fabs(expected);
 }
 
 }  // namespace gradpack::tools

@@ -17,36 +17,36 @@ namespace gradpack::tools {
 // dtype does, and the expected values wrap the same way. Non-reducing collectives get 1..97,
 // different per rank, so a block from the wrong rank is caught. 0 is never an input: buffers that
 // should be overwritten are pre-filled with it.
-int64_t InputValue(bool reduces, gp_redop_t op, int rank, uint64_t index);
+int64_t input_value(bool reduces, gp_redop_t op, int rank, uint64_t index);
 
 // -z: gradient-like inputs, so that the codecs meet what they are made for (signed values of
 // varied magnitude, different on every rank) and errors do not cancel by construction: a
 // deterministic hash of (rank, index), uniform in [-0.5, 0.5) times 1 + index % 7.
-double GradientValue(int rank, uint64_t index);
+double gradient_value(int rank, uint64_t index);
 // v stored as dtype and read back.
-double RoundTo(gp_dtype_t dtype, double v);
-// dst[i] = GradientValue(rank, first_index + i), stored as dtype.
-void FillGradient(gp_dtype_t dtype, int rank, uint64_t first_index, uint64_t count, void* dst);
+double round_to(gp_dtype_t dtype, double v);
+// dst[i] = gradient_value(rank, first_index + i), stored as dtype.
+void fill_gradient(gp_dtype_t dtype, int rank, uint64_t first_index, uint64_t count, void* dst);
 
-// dst[i] = InputValue(reduces, op, rank, first_index + i) for i in [0, count), stored as dtype.
-void FillInput(gp_dtype_t dtype, bool reduces, gp_redop_t op, int rank, uint64_t first_index,
-               uint64_t count, void* dst);
+// dst[i] = input_value(reduces, op, rank, first_index + i) for i in [0, count), stored as dtype.
+void fill_input(gp_dtype_t dtype, bool reduces, gp_redop_t op, int rank, uint64_t first_index,
+                uint64_t count, void* dst);
 
 // dst[i] = 0 for i in [0, count).
-void FillSentinel(gp_dtype_t dtype, uint64_t count, void* dst);
+void fill_sentinel(gp_dtype_t dtype, uint64_t count, void* dst);
 
-// The reduction with `op` over ranks 0..nranks-1 of InputValue(true, op, r, index), rounded (or
+// The reduction with `op` over ranks 0..nranks-1 of input_value(true, op, r, index), rounded (or
 // wrapped) to dtype; avg is the sum divided by nranks (integers truncate toward zero).
-double ExpectedReduction(gp_dtype_t dtype, gp_redop_t op, int nranks, uint64_t index);
+double expected_reduction(gp_dtype_t dtype, gp_redop_t op, int nranks, uint64_t index);
 
 // Element i of buf as a double, and the other way round (rounded to nearest even for the floats,
-// wrapped for the integers).
-double LoadElement(gp_dtype_t dtype, const void* buf, uint64_t i);
-void StoreElement(gp_dtype_t dtype, void* buf, uint64_t i, double value);
+// half and bfloat16 through the library's common/float16.h; wrapped for the integers).
+double load_element(gp_dtype_t dtype, const void* buf, uint64_t i);
+void store_element(gp_dtype_t dtype, void* buf, uint64_t i, double value);
 
 // Whether a received value is right. Exact except for avg of a floating dtype, where the library
 // may divide in a different precision: there two units in the last place of dtype are allowed.
-bool Matches(gp_dtype_t dtype, gp_redop_t op, bool reduces, double got, double expected);
+bool matches(gp_dtype_t dtype, gp_redop_t op, bool reduces, double got, double expected);
 
 // How far a compressed all-reduce may be from the exact sum: what gradpack-perf -z -c allows
 // (docs/tools.md "The check with -z"), from the per-encode bounds of docs/codecs.md.
@@ -63,7 +63,7 @@ struct CodecErrorModel {
 // (e.g. "auto", which names no codec).
 //   q<b> nearest: eps = 1/(2^b - 2); stochastic: 1/(2^(b-1) - 1); fp16: 2^-11; bf16: 2^-8;
 //   topk:<f>: eps 0 (fp32 values), topk:<f>+q<b>: q<b>'s eps; both drop elements.
-std::optional<CodecErrorModel> ParseCodecErrorModel(std::string_view spec);
+std::optional<CodecErrorModel> parse_codec_error_model(std::string_view spec);
 
 // What the bound of one element depends on. Every absmax may be taken over the whole buffer
 // (conservative).
@@ -85,16 +85,10 @@ struct ErrorBoundInput {
 //   + 2 * u * (result_absmax + the above) for fp16/bf16 data, u = 2^-11 / 2^-8 (the decode and
 //     the result are rounded to the dtype)
 // For GP_AVG the whole is divided by nranks, plus two units in the last place of the dtype
-// (Matches()). Every model, the exact one ("none", or auto sending uncompressed) too, also allows
-// the summation's own rounding in the dtype, (nranks - 1) * Epsilon(dtype) * element_abs_sum: zero
+// (matches()). Every model, the exact one ("none", or auto sending uncompressed) too, also allows
+// the summation's own rounding in the dtype, (nranks - 1) * epsilon(dtype) * element_abs_sum: zero
 // for one rank and for inputs whose partial sums are exact.
-double CompressedErrorBound(const CodecErrorModel& model, const ErrorBoundInput& in);
-
-// IEEE half and bfloat16 conversions (round to nearest even; NaN stays NaN).
-uint16_t FloatToHalf(float value);
-float HalfToFloat(uint16_t bits);
-uint16_t FloatToBfloat16(float value);
-float Bfloat16ToFloat(uint16_t bits);
+double compressed_error_bound(const CodecErrorModel& model, const ErrorBoundInput& in);
 
 }  // namespace gradpack::tools
 

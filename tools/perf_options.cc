@@ -52,7 +52,7 @@ constexpr CollectiveEntry kCollectives[] = {
     {"sendrecv", Collective::kSendRecv},
 };
 
-std::optional<int64_t> ParseInt(std::string_view text) {
+std::optional<int64_t> parse_int(std::string_view text) {
   int64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
@@ -60,7 +60,7 @@ std::optional<int64_t> ParseInt(std::string_view text) {
 }
 
 // Accepts "-x VALUE", "-xVALUE", "--long VALUE" and "--long=VALUE". A long-only flag has no
-// short form; its short_name only tells ApplyFlag which flag it is.
+// short form; its short_name only tells apply_flag which flag it is.
 struct Flag {
   char short_name;
   const char* long_name;
@@ -78,24 +78,24 @@ constexpr Flag kFlags[] = {
     {'j', "json", false},      {'h', "help", false},
 };
 
-std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
+std::string quote(std::string_view s) { return "'" + std::string(s) + "'"; }
 
-std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* factor_given,
-                                     PerfOptions* out) {
+std::optional<std::string> apply_flag(char name, std::string_view value, bool* factor_given,
+                                      PerfOptions* out) {
   auto int_in = [&](int lo, int hi, int* dst) -> std::optional<std::string> {
-    auto v = ParseInt(value);
+    auto v = parse_int(value);
     if (!v || *v < lo || *v > hi) {
       return "-" + std::string(1, name) + ": expected an integer in [" + std::to_string(lo) + ", " +
-             std::to_string(hi) + "], got " + Quote(value);
+             std::to_string(hi) + "], got " + quote(value);
     }
     *dst = static_cast<int>(*v);
     return std::nullopt;
   };
   auto size_in = [&](uint64_t* dst) -> std::optional<std::string> {
-    auto v = ParseSize(value);
+    auto v = parse_size(value);
     if (!v) {
       return "-" + std::string(1, name) + ": expected a size (N, NK, NM or NG), got " +
-             Quote(value);
+             quote(value);
     }
     *dst = *v;
     return std::nullopt;
@@ -110,9 +110,9 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
       if (out->step_bytes == 0) return "-i: the step must be positive";
       return std::nullopt;
     case 'f': {
-      auto v = ParseInt(value);
+      auto v = parse_int(value);
       if (!v || *v < 2 || *v > 1024)
-        return "-f: expected an integer factor >= 2, got " + Quote(value);
+        return "-f: expected an integer factor >= 2, got " + quote(value);
       out->step_factor = static_cast<uint64_t>(*v);
       *factor_given = true;
       return std::nullopt;
@@ -130,7 +130,7 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
       for (const auto& e : kRedops) {
         if (value == "all" || value == e.name) out->ops.push_back(e.op);
       }
-      if (out->ops.empty()) return "-o: unknown op " + Quote(value) + " (sum|prod|min|max|avg|all)";
+      if (out->ops.empty()) return "-o: unknown op " + quote(value) + " (sum|prod|min|max|avg|all)";
       return std::nullopt;
     case 'd':
       out->dtypes.clear();
@@ -138,7 +138,7 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
         if (value == "all" || value == e.name) out->dtypes.push_back(e.dtype);
       }
       if (out->dtypes.empty()) {
-        return "-d: unknown type " + Quote(value) +
+        return "-d: unknown type " + quote(value) +
                " (float|half|bfloat16|double|int32|int64|int8|uint8|all)";
       }
       return std::nullopt;
@@ -149,7 +149,7 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
           return std::nullopt;
         }
       }
-      return "-a: unknown algorithm " + Quote(value) + " (auto|ring|hd|tree|hier|direct|sparse)";
+      return "-a: unknown algorithm " + quote(value) + " (auto|ring|hd|tree|hier|direct|sparse)";
     case 'C':
       for (const auto& e : kCollectives) {
         if (value == e.name) {
@@ -157,7 +157,7 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
           return std::nullopt;
         }
       }
-      return "-C: unknown collective " + Quote(value) +
+      return "-C: unknown collective " + quote(value) +
              " (all_reduce|reduce_scatter|all_gather|broadcast|sendrecv)";
     case 'z':
       // The library parses the spec (gradpack-perf checks it with gp_codec_create before the
@@ -165,7 +165,7 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
       if (value.empty() || value == "off") {
         return "-z: expected a codec spec (q8, q4, topk:0.01+q8, fp16, bf16, none, auto, auto:q4), "
                "got " +
-               Quote(value) + "; leave -z out for an uncompressed all-reduce";
+               quote(value) + "; leave -z out for an uncompressed all-reduce";
       }
       out->codec = std::string(value);
       return std::nullopt;
@@ -175,7 +175,7 @@ std::optional<std::string> ApplyFlag(char name, std::string_view value, bool* fa
       } else if (value == "off") {
         out->error_feedback = false;
       } else {
-        return "--error-feedback: expected on or off, got " + Quote(value);
+        return "--error-feedback: expected on or off, got " + quote(value);
       }
       return std::nullopt;
     case 'j':
@@ -242,9 +242,9 @@ Options (short and long forms; sizes take K, M, G suffixes = 2^10, 2^20, 2^30):
 Exit status: 0 success, 1 a gradpack call failed or a result was wrong, 2 usage error.
 )";
 
-std::optional<uint64_t> ParseSize(std::string_view text) { return parse_size_suffix(text); }
+std::optional<uint64_t> parse_size(std::string_view text) { return parse_size_suffix(text); }
 
-std::optional<std::string> ParsePerfArgs(int argc, const char* const* argv, PerfOptions* out) {
+std::optional<std::string> parse_perf_args(int argc, const char* const* argv, PerfOptions* out) {
   bool factor_given = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -265,7 +265,7 @@ std::optional<std::string> ParsePerfArgs(int argc, const char* const* argv, Perf
       }
       if (arg.size() > 2) inline_value = arg.substr(2);
     }
-    if (flag == nullptr) return "unknown argument " + Quote(arg) + " (see --help)";
+    if (flag == nullptr) return "unknown argument " + quote(arg) + " (see --help)";
     std::string_view value;
     if (flag->takes_value) {
       if (inline_value) {
@@ -278,26 +278,26 @@ std::optional<std::string> ParsePerfArgs(int argc, const char* const* argv, Perf
     } else if (inline_value) {
       return std::string(arg) + " takes no value";
     }
-    if (auto err = ApplyFlag(flag->short_name, value, &factor_given, out)) return err;
+    if (auto err = apply_flag(flag->short_name, value, &factor_given, out)) return err;
   }
   if (!factor_given) out->step_factor = 0;
-  if (Compressed(*out) && out->collective != Collective::kAllReduce) {
-    return std::string("-z compresses all_reduce only; -C ") + CollectiveName(out->collective) +
+  if (compressed(*out) && out->collective != Collective::kAllReduce) {
+    return std::string("-z compresses all_reduce only; -C ") + collective_name(out->collective) +
            " cannot take it (leave -z out, or use -C all_reduce)";
   }
   // gradpack.h: lossy codecs take float, half and bfloat16 with sum or avg ("none" takes all).
-  if (Compressed(*out) && out->codec != "none") {
+  if (compressed(*out) && out->codec != "none") {
     for (gp_redop_t op : out->ops) {
       if (op != GP_SUM && op != GP_AVG) {
         return std::string("-z ") + out->codec +
-               ": a compressed all_reduce takes -o sum or avg, not " + RedopName(op);
+               ": a compressed all_reduce takes -o sum or avg, not " + redop_name(op);
       }
     }
     for (gp_dtype_t dtype : out->dtypes) {
       if (dtype != GP_FLOAT32 && dtype != GP_FLOAT16 && dtype != GP_BFLOAT16) {
         return std::string("-z ") + out->codec +
                ": a compressed all_reduce takes -d float, half or bfloat16, not " +
-               DtypeName(dtype);
+               dtype_name(dtype);
       }
     }
   }
@@ -308,50 +308,50 @@ std::optional<std::string> ParsePerfArgs(int argc, const char* const* argv, Perf
   return std::nullopt;
 }
 
-const char* DtypeName(gp_dtype_t dtype) {
+const char* dtype_name(gp_dtype_t dtype) {
   for (const auto& e : kDtypes) {
     if (e.dtype == dtype) return e.name;
   }
   return "?";
 }
 
-size_t DtypeBytes(gp_dtype_t dtype) {
+size_t dtype_bytes(gp_dtype_t dtype) {
   for (const auto& e : kDtypes) {
     if (e.dtype == dtype) return e.bytes;
   }
   return 0;
 }
 
-const char* RedopName(gp_redop_t op) {
+const char* redop_name(gp_redop_t op) {
   for (const auto& e : kRedops) {
     if (e.op == op) return e.name;
   }
   return "?";
 }
 
-const char* AlgoName(gp_algo_t algo) {
+const char* algo_name(gp_algo_t algo) {
   for (const auto& e : kAlgos) {
     if (e.algo == algo) return e.name;
   }
   return "?";
 }
 
-const char* CollectiveName(Collective coll) {
+const char* collective_name(Collective coll) {
   for (const auto& e : kCollectives) {
     if (e.coll == coll) return e.name;
   }
   return "?";
 }
 
-bool CollectiveReduces(Collective coll) {
+bool collective_reduces(Collective coll) {
   return coll == Collective::kAllReduce || coll == Collective::kReduceScatter;
 }
 
-bool CollectiveHasRoot(Collective coll) { return coll == Collective::kBroadcast; }
+bool collective_has_root(Collective coll) { return coll == Collective::kBroadcast; }
 
-bool CollectiveHasInPlace(Collective coll) { return coll != Collective::kSendRecv; }
+bool collective_has_in_place(Collective coll) { return coll != Collective::kSendRecv; }
 
-std::vector<uint64_t> SweepSizes(const PerfOptions& opts) {
+std::vector<uint64_t> sweep_sizes(const PerfOptions& opts) {
   std::vector<uint64_t> sizes;
   uint64_t size = opts.min_bytes;
   while (size <= opts.max_bytes) {
@@ -365,8 +365,8 @@ std::vector<uint64_t> SweepSizes(const PerfOptions& opts) {
   return sizes;
 }
 
-RowShape ShapeRow(Collective coll, uint64_t size, gp_dtype_t dtype, int nranks) {
-  const uint64_t elem = DtypeBytes(dtype);
+RowShape shape_row(Collective coll, uint64_t size, gp_dtype_t dtype, int nranks) {
+  const uint64_t elem = dtype_bytes(dtype);
   RowShape shape;
   if (elem == 0 || nranks <= 0) return shape;
   if (coll == Collective::kReduceScatter || coll == Collective::kAllGather) {
@@ -380,12 +380,12 @@ RowShape ShapeRow(Collective coll, uint64_t size, gp_dtype_t dtype, int nranks) 
   return shape;
 }
 
-double AlgBandwidth(uint64_t bytes, double seconds) {
+double alg_bandwidth(uint64_t bytes, double seconds) {
   if (seconds <= 0) return 0;
   return static_cast<double>(bytes) / seconds / 1e9;
 }
 
-double BusBandwidthFactor(Collective coll, int nranks) {
+double bus_bandwidth_factor(Collective coll, int nranks) {
   if (nranks <= 0) return 0;
   const double n = nranks;
   switch (coll) {
@@ -401,18 +401,18 @@ double BusBandwidthFactor(Collective coll, int nranks) {
   return 0;
 }
 
-Measurement Measure(Collective coll, int nranks, uint64_t bytes, double seconds, int64_t wrong) {
+Measurement measure(Collective coll, int nranks, uint64_t bytes, double seconds, int64_t wrong) {
   Measurement m;
   m.time_us = seconds * 1e6;
-  m.algbw = AlgBandwidth(bytes, seconds);
-  m.busbw = m.algbw * BusBandwidthFactor(coll, nranks);
+  m.algbw = alg_bandwidth(bytes, seconds);
+  m.busbw = m.algbw * bus_bandwidth_factor(coll, nranks);
   m.wrong = wrong;
   return m;
 }
 
 namespace {
 
-std::string FormatTime(double us) {
+std::string format_time(double us) {
   char buf[32];
   // Keep the column 8 wide however slow a row is.
   if (us < 1e5) {
@@ -425,7 +425,7 @@ std::string FormatTime(double us) {
   return buf;
 }
 
-std::string FormatMeasurement(const Measurement& m) {
+std::string format_measurement(const Measurement& m) {
   char buf[96];
   char wrong[24];
   if (m.skipped) {
@@ -437,31 +437,31 @@ std::string FormatMeasurement(const Measurement& m) {
   } else {
     std::snprintf(wrong, sizeof(wrong), "%6" PRId64, m.wrong);
   }
-  std::snprintf(buf, sizeof(buf), "%s  %7.2f  %7.2f  %s", FormatTime(m.time_us).c_str(), m.algbw,
+  std::snprintf(buf, sizeof(buf), "%s  %7.2f  %7.2f  %s", format_time(m.time_us).c_str(), m.algbw,
                 m.busbw, wrong);
   return buf;
 }
 
-std::string JsonNumber(double v) {
+std::string json_number(double v) {
   if (!std::isfinite(v)) return "null";
   char buf[40];
   std::snprintf(buf, sizeof(buf), "%.6g", v);
   return buf;
 }
 
-std::string JsonMeasurement(const Measurement& m) {
+std::string json_measurement(const Measurement& m) {
   if (m.skipped) return "null";
-  return "{\"time_us\":" + JsonNumber(m.time_us) + ",\"algbw_gbps\":" + JsonNumber(m.algbw) +
-         ",\"busbw_gbps\":" + JsonNumber(m.busbw) +
+  return "{\"time_us\":" + json_number(m.time_us) + ",\"algbw_gbps\":" + json_number(m.algbw) +
+         ",\"busbw_gbps\":" + json_number(m.busbw) +
          ",\"wrong\":" + (m.wrong < 0 ? std::string("null") : std::to_string(m.wrong)) + "}";
 }
 
-const char* RowRedop(const Row& row) {
-  return CollectiveReduces(row.coll) ? RedopName(row.op) : "none";
+const char* row_redop(const Row& row) {
+  return collective_reduces(row.coll) ? redop_name(row.op) : "none";
 }
 
-// The compressed row: time algbw busbw wire #wrong maxerr codec (see CompressedTableHeader()).
-std::string FormatCompressedMeasurement(const Measurement& m) {
+// The compressed row: time algbw busbw wire #wrong maxerr codec (see compressed_table_header()).
+std::string format_compressed_measurement(const Measurement& m) {
   char wire[24];
   char wrong[24];
   char maxerr[24];
@@ -482,16 +482,16 @@ std::string FormatCompressedMeasurement(const Measurement& m) {
   } else {
     std::snprintf(maxerr, sizeof(maxerr), "%8.2e", m.max_error);
   }
-  const std::string codec = m.codec_used.empty() ? "?" : ShortCodecName(m.codec_used);
+  const std::string codec = m.codec_used.empty() ? "?" : short_codec_name(m.codec_used);
   char buf[160];
   std::snprintf(buf, sizeof(buf), "%s  %7.2f  %7.2f  %s  %s  %s  %12s",
-                FormatTime(m.time_us).c_str(), m.algbw, m.busbw, wire, wrong, maxerr,
+                format_time(m.time_us).c_str(), m.algbw, m.busbw, wire, wrong, maxerr,
                 codec.c_str());
   return buf;
 }
 
-std::string JsonCompression(const Measurement& m) {
-  // Byte counts keep every digit (JsonNumber's 6 would round 25564500 to 2.55645e+07).
+std::string json_compression(const Measurement& m) {
+  // Byte counts keep every digit (json_number's 6 would round 25564500 to 2.55645e+07).
   auto bytes = [](double v) {
     if (v < 0 || !std::isfinite(v)) return std::string("null");
     char buf[40];
@@ -501,15 +501,15 @@ std::string JsonCompression(const Measurement& m) {
   std::string out;
   out += ",\"wire_bytes\":" + bytes(m.wire_bytes);
   out += ",\"wire_bytes_max\":" + bytes(m.wire_bytes_max);
-  out += ",\"codec_used\":" + JsonString(m.codec_used);
-  out += ",\"algorithm_used\":" + JsonString(m.algorithm_used);
-  out += ",\"maxerr\":" + (m.max_error < 0 ? std::string("null") : JsonNumber(m.max_error));
+  out += ",\"codec_used\":" + json_string(m.codec_used);
+  out += ",\"algorithm_used\":" + json_string(m.algorithm_used);
+  out += ",\"maxerr\":" + (m.max_error < 0 ? std::string("null") : json_number(m.max_error));
   return out;
 }
 
 }  // namespace
 
-std::string ShortCodecName(std::string_view canonical) {
+std::string short_codec_name(std::string_view canonical) {
   // Options are ":key=value" after a q<b> (also inside top-k, after '+'); drop the default ones.
   static constexpr std::string_view kDefaults[] = {"block=256", "round=nearest", "seed=0"};
   std::string out;
@@ -531,43 +531,43 @@ std::string ShortCodecName(std::string_view canonical) {
   return out;
 }
 
-std::string FormatRow(const Row& row) {
+std::string format_row(const Row& row) {
   char head[128];
   if (row.compressed) {
     std::snprintf(head, sizeof(head), "  %10" PRIu64 "  %12" PRIu64 "  %8s  %6s", row.shape.bytes,
-                  row.shape.count, DtypeName(row.dtype), RowRedop(row));
-    return std::string(head) + "  " + FormatCompressedMeasurement(row.out_of_place) + "\n";
+                  row.shape.count, dtype_name(row.dtype), row_redop(row));
+    return std::string(head) + "  " + format_compressed_measurement(row.out_of_place) + "\n";
   }
   std::snprintf(head, sizeof(head), "  %10" PRIu64 "  %12" PRIu64 "  %8s  %6s  %6d",
-                row.shape.bytes, row.shape.count, DtypeName(row.dtype), RowRedop(row), row.root);
-  return std::string(head) + "  " + FormatMeasurement(row.out_of_place) + "  " +
-         FormatMeasurement(row.in_place) + "\n";
+                row.shape.bytes, row.shape.count, dtype_name(row.dtype), row_redop(row), row.root);
+  return std::string(head) + "  " + format_measurement(row.out_of_place) + "  " +
+         format_measurement(row.in_place) + "\n";
 }
 
-std::string FormatJsonRow(const Row& row, int nranks, gp_algo_t algo, const std::string& codec,
-                          bool error_feedback) {
+std::string format_json_row(const Row& row, int nranks, gp_algo_t algo, const std::string& codec,
+                            bool error_feedback) {
   std::string out = "{\"collective\":\"";
-  out += CollectiveName(row.coll);
+  out += collective_name(row.coll);
   out += "\",\"nranks\":" + std::to_string(nranks);
   out += ",\"algorithm\":\"";
-  out += AlgoName(algo);
+  out += algo_name(algo);
   out += "\",\"size\":" + std::to_string(row.shape.bytes);
   out += ",\"count\":" + std::to_string(row.shape.count);
   out += ",\"rank_count\":" + std::to_string(row.shape.rank_count);
   out += ",\"type\":\"";
-  out += DtypeName(row.dtype);
+  out += dtype_name(row.dtype);
   out += "\",\"redop\":\"";
-  out += RowRedop(row);
+  out += row_redop(row);
   out += "\",\"root\":" + std::to_string(row.root);
   if (!codec.empty()) {
-    out += ",\"codec\":" + JsonString(codec);
+    out += ",\"codec\":" + json_string(codec);
     out += ",\"error_feedback\":";
     out += error_feedback ? "true" : "false";
   }
   auto measurement = [&](const Measurement& m) {
-    std::string j = JsonMeasurement(m);
+    std::string j = json_measurement(m);
     // The compression fields go inside the layout's object, before its closing brace.
-    if (row.compressed && !m.skipped) j.insert(j.size() - 1, JsonCompression(m));
+    if (row.compressed && !m.skipped) j.insert(j.size() - 1, json_compression(m));
     return j;
   };
   out += ",\"out_of_place\":" + measurement(row.out_of_place);

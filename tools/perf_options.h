@@ -41,29 +41,29 @@ struct PerfOptions {
 extern const char* const kPerfHelp;
 
 // Parses argv[1..argc). Returns an error message for a usage error, std::nullopt on success.
-std::optional<std::string> ParsePerfArgs(int argc, const char* const* argv, PerfOptions* out);
+std::optional<std::string> parse_perf_args(int argc, const char* const* argv, PerfOptions* out);
 
 // "32M" -> 33554432: a decimal count with an optional K, M or G suffix (binary multiples).
-std::optional<uint64_t> ParseSize(std::string_view text);
+std::optional<uint64_t> parse_size(std::string_view text);
 
 // Whether -z was given: the all-reduce runs compressed (only the out-of-place layout is run).
-inline bool Compressed(const PerfOptions& opts) { return !opts.codec.empty(); }
+inline bool compressed(const PerfOptions& opts) { return !opts.codec.empty(); }
 
 // Names as nccl-tests prints them ("float", "half", "bfloat16", ...; "sum", "prod", ...).
-const char* DtypeName(gp_dtype_t dtype);
-const char* RedopName(gp_redop_t op);
-const char* AlgoName(gp_algo_t algo);
-const char* CollectiveName(Collective coll);
-size_t DtypeBytes(gp_dtype_t dtype);
+const char* dtype_name(gp_dtype_t dtype);
+const char* redop_name(gp_redop_t op);
+const char* algo_name(gp_algo_t algo);
+const char* collective_name(Collective coll);
+size_t dtype_bytes(gp_dtype_t dtype);
 
 // Whether the collective reduces (takes an op), whether it has a root, and whether it has an
 // in-place layout (sendrecv has none: gp_sendrecv's send and recv must not overlap).
-bool CollectiveReduces(Collective coll);
-bool CollectiveHasRoot(Collective coll);
-bool CollectiveHasInPlace(Collective coll);
+bool collective_reduces(Collective coll);
+bool collective_has_root(Collective coll);
+bool collective_has_in_place(Collective coll);
 
 // The sizes (bytes) of the sweep, min to max inclusive.
-std::vector<uint64_t> SweepSizes(const PerfOptions& opts);
+std::vector<uint64_t> sweep_sizes(const PerfOptions& opts);
 
 // One row's element counts. As nccl-tests: `bytes` is the total size of the collective (for
 // reduce_scatter the send buffer, for all_gather the receive buffer, for sendrecv what each rank
@@ -76,11 +76,11 @@ struct RowShape {
   uint64_t count = 0;
   uint64_t rank_count = 0;
 };
-RowShape ShapeRow(Collective coll, uint64_t size, gp_dtype_t dtype, int nranks);
+RowShape shape_row(Collective coll, uint64_t size, gp_dtype_t dtype, int nranks);
 
 // algbw = bytes / time (GB/s, 1e9); busbw by nccl-tests' factors (sendrecv: 1).
-double AlgBandwidth(uint64_t bytes, double seconds);
-double BusBandwidthFactor(Collective coll, int nranks);
+double alg_bandwidth(uint64_t bytes, double seconds);
+double bus_bandwidth_factor(Collective coll, int nranks);
 
 // One measurement of one layout (out-of-place or in-place).
 struct Measurement {
@@ -108,19 +108,19 @@ struct Row {
   Measurement in_place;
 };
 
-Measurement Measure(Collective coll, int nranks, uint64_t bytes, double seconds, int64_t wrong);
+Measurement measure(Collective coll, int nranks, uint64_t bytes, double seconds, int64_t wrong);
 
 // "q8:block=256:round=nearest:seed=0" -> "q8": a canonical codec spec without the options that
 // have their default value, for the table's codec column (JSON keeps the canonical spec).
-std::string ShortCodecName(std::string_view canonical);
+std::string short_codec_name(std::string_view canonical);
 
 // One table line ending in '\n' (the compressed layout when row.compressed; see
-// CompressedTableHeader() in tools/perf_table.h).
-std::string FormatRow(const Row& row);
+// compressed_table_header() in tools/perf_table.h).
+std::string format_row(const Row& row);
 // One JSON object on one line ending in '\n'. codec: -z's spec ("" when not compressed: the
 // object then has no compression fields).
-std::string FormatJsonRow(const Row& row, int nranks, gp_algo_t algo, const std::string& codec = "",
-                          bool error_feedback = true);
+std::string format_json_row(const Row& row, int nranks, gp_algo_t algo,
+                            const std::string& codec = "", bool error_feedback = true);
 
 }  // namespace gradpack::tools
 

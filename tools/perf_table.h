@@ -9,7 +9,7 @@ namespace gradpack::tools {
 
 // Three lines starting with '#': the layout titles, centered over their four columns, the column
 // names and their units.
-inline std::string TableHeader() {
+inline std::string table_header() {
   char buf[512];
   std::string out;
   // Each layout's title centered over its four 34-character-wide columns.
@@ -37,7 +37,7 @@ inline std::string TableHeader() {
 // gradpack-perf -z: one layout (out-of-place) and no root column, so that the compression columns
 // fit in 120: wire bytes per rank per call, the worst relative error of the check, the codec the
 // library used. time, algbw and busbw are those of the uncompressed size (the effective rates).
-inline std::string CompressedTableHeader() {
+inline std::string compressed_table_header() {
   char buf[512];
   std::string out;
   const std::string title = "compressed, out-of-place";

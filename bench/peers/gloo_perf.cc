@@ -51,7 +51,7 @@ it: time per iteration (us, the maximum over ranks), algbw = size/time, busbw = 
 )";
 
 // The first IPv4 address of interface `name`, or "" when it has none.
-std::string InterfaceAddress(const std::string& name) {
+std::string interface_address(const std::string& name) {
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return "";
   std::string found;
@@ -70,7 +70,7 @@ std::string InterfaceAddress(const std::string& name) {
 }
 
 // The address the tcp device binds: --addr, --ifname, GRADPACK_IFNAME's first plain name.
-std::string DeviceAddress(const PeerOptions& opts) {
+std::string device_address(const PeerOptions& opts) {
   if (!opts.address.empty()) return opts.address;
   std::string ifname = opts.ifname;
   if (ifname.empty()) {
@@ -83,15 +83,15 @@ std::string DeviceAddress(const PeerOptions& opts) {
     }
   }
   if (ifname.empty()) return "127.0.0.1";
-  return InterfaceAddress(ifname);
+  return interface_address(ifname);
 }
 
-int Run(const PeerOptions& opts) {
+int run(const PeerOptions& opts) {
   const int rank =
-      opts.rank >= 0 ? opts.rank : EnvInt("GRADPACK_RANK", EnvInt("OMPI_COMM_WORLD_RANK", -1));
+      opts.rank >= 0 ? opts.rank : env_int("GRADPACK_RANK", env_int("OMPI_COMM_WORLD_RANK", -1));
   const int size = opts.world_size > 0
                        ? opts.world_size
-                       : EnvInt("GRADPACK_WORLD_SIZE", EnvInt("OMPI_COMM_WORLD_SIZE", -1));
+                       : env_int("GRADPACK_WORLD_SIZE", env_int("OMPI_COMM_WORLD_SIZE", -1));
   if (rank < 0 || size < 1 || rank >= size) {
     std::fprintf(stderr,
                  "gloo_perf: rank/size unknown or invalid (rank %d, size %d): use "
@@ -103,7 +103,7 @@ int Run(const PeerOptions& opts) {
     std::fprintf(stderr, "gloo_perf: --store DIR is required (a directory all ranks share)\n");
     return 2;
   }
-  const std::string address = DeviceAddress(opts);
+  const std::string address = device_address(opts);
   if (address.empty()) {
     std::fprintf(stderr, "gloo_perf: interface '%s' has no IPv4 address\n", opts.ifname.c_str());
     return 2;
@@ -148,14 +148,14 @@ int Run(const PeerOptions& opts) {
     std::printf("# gloo_perf: gloo %d.%d.%d, tcp, algorithm %s, %d ranks, rank 0 at %s\n",
                 GLOO_VERSION_MAJOR, GLOO_VERSION_MINOR, GLOO_VERSION_PATCH, opts.algorithm.c_str(),
                 size, address.c_str());
-    std::printf("%s", PeerTableHeader("Gloo gloo::allreduce", size).c_str());
+    std::printf("%s", peer_table_header("Gloo gloo::allreduce", size).c_str());
     std::fflush(stdout);
   }
 
   int64_t total_wrong = 0;
   double busbw_sum = 0;
   int rows = 0;
-  for (uint64_t requested : PeerSweep(opts)) {
+  for (uint64_t requested : peer_sweep(opts)) {
     const uint64_t count = requested / sizeof(float);
     if (count == 0) continue;
     const uint64_t bytes = count * sizeof(float);
@@ -168,8 +168,8 @@ int Run(const PeerOptions& opts) {
       ar.setAlgorithm(algorithm);
       ar.setReduceFunction(
           static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
-      FillCheck(input.data(), count, rank, 0);
-      FillCheck(output.data(), count, rank, 0);
+      fill_check(input.data(), count, rank, 0);
+      fill_check(output.data(), count, rank, 0);
       for (int i = 0; i < opts.warmup; ++i) gloo::allreduce(ar);
       barrier();
       auto start = std::chrono::steady_clock::now();
@@ -178,21 +178,21 @@ int Run(const PeerOptions& opts) {
       result[in_place].time_us = max_over_ranks(elapsed.count() / opts.iters);
       if (opts.check > 0) {
         // A separate run on fresh inputs: the timed ones summed sums.
-        FillCheck(in_place == 0 ? input.data() : output.data(), count, rank, 1 + in_place);
+        fill_check(in_place == 0 ? input.data() : output.data(), count, rank, 1 + in_place);
         gloo::allreduce(ar);
-        int64_t wrong = CountWrong(output.data(), count, size, 1 + in_place);
+        int64_t wrong = count_wrong(output.data(), count, size, 1 + in_place);
         result[in_place].wrong = sum_over_ranks(wrong);
         total_wrong += result[in_place].wrong;
       }
     }
     if (rank == 0) {
-      std::printf("%s", FormatPeerRow(bytes, size, result[0], result[1]).c_str());
+      std::printf("%s", format_peer_row(bytes, size, result[0], result[1]).c_str());
       std::fflush(stdout);
     }
-    busbw_sum += BusBandwidth(bytes, result[0].time_us, size);
+    busbw_sum += bus_bandwidth(bytes, result[0].time_us, size);
     ++rows;
   }
-  if (rank == 0) std::printf("%s", PeerTableFooter(total_wrong, busbw_sum, rows).c_str());
+  if (rank == 0) std::printf("%s", peer_table_footer(total_wrong, busbw_sum, rows).c_str());
   // A rank that leaves before the others are done makes them fail with "Connection closed by
   // peer": meet once more before the context goes away.
   barrier();
@@ -204,7 +204,7 @@ int Run(const PeerOptions& opts) {
 
 int main(int argc, char** argv) {
   gradpack::peers::PeerOptions opts;
-  if (auto error = gradpack::peers::ParsePeerArgs(argc, argv, &opts)) {
+  if (auto error = gradpack::peers::parse_peer_args(argc, argv, &opts)) {
     std::fprintf(stderr, "gloo_perf: %s\n%s", error->c_str(), gradpack::peers::kHelp);
     return 2;
   }
@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
   }
   // Gloo reports failures (timeouts, closed connections, bad addresses) by throwing.
   try {
-    return gradpack::peers::Run(opts);
+    return gradpack::peers::run(opts);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gloo_perf: %s\n", e.what());
     return 1;

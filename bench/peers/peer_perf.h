@@ -45,26 +45,26 @@ struct PeerOptions {
 };
 
 // "32M" -> 33554432: a decimal count with an optional K, M or G suffix (binary multiples).
-inline std::optional<uint64_t> ParsePeerSize(std::string_view text) {
+inline std::optional<uint64_t> parse_peer_size(std::string_view text) {
   return gradpack::tools::parse_size_suffix(text);
 }
 
-inline std::optional<int> ParsePeerInt(const char* text, int min) {
+inline std::optional<int> parse_peer_int(const char* text, int min) {
   char* end = nullptr;
   long value = std::strtol(text, &end, 10);
   if (end == text || *end != '\0' || value < min || value > (1L << 30)) return std::nullopt;
   return static_cast<int>(value);
 }
 
-inline int EnvInt(const char* name, int fallback) {
+inline int env_int(const char* name, int fallback) {
   const char* value = std::getenv(name);
   if (value == nullptr || *value == '\0') return fallback;
-  auto parsed = ParsePeerInt(value, 0);
+  auto parsed = parse_peer_int(value, 0);
   return parsed ? *parsed : fallback;
 }
 
 // Parses argv. Returns an error message for a usage error, std::nullopt on success.
-inline std::optional<std::string> ParsePeerArgs(int argc, char** argv, PeerOptions* opts) {
+inline std::optional<std::string> parse_peer_args(int argc, char** argv, PeerOptions* opts) {
   enum { kStore = 1000, kPrefix, kAddr, kIfname, kRank, kSize, kAlgo, kTimeout, kOsu };
   static const option kLong[] = {
       {"minbytes", required_argument, nullptr, 'b'},
@@ -98,12 +98,12 @@ inline std::optional<std::string> ParsePeerArgs(int argc, char** argv, PeerOptio
       case 'b':
       case 'e':
       case 'i':
-        size = ParsePeerSize(optarg);
+        size = parse_peer_size(optarg);
         if (!size) return std::string("bad size '") + optarg + "'";
         (c == 'b' ? opts->min_bytes : c == 'e' ? opts->max_bytes : opts->step_bytes) = *size;
         break;
       case 'f':
-        number = ParsePeerInt(optarg, 2);
+        number = parse_peer_int(optarg, 2);
         if (!number) return std::string("-f needs an integer >= 2, got '") + optarg + "'";
         opts->step_factor = static_cast<uint64_t>(*number);
         break;
@@ -112,7 +112,7 @@ inline std::optional<std::string> ParsePeerArgs(int argc, char** argv, PeerOptio
       case 'c':
       case 'T':
       case kTimeout:
-        number = ParsePeerInt(optarg, c == 'n' || c == 'T' || c == kTimeout ? 1 : 0);
+        number = parse_peer_int(optarg, c == 'n' || c == 'T' || c == kTimeout ? 1 : 0);
         if (!number) return std::string("bad count '") + optarg + "'";
         (c == 'n'   ? opts->iters
          : c == 'w' ? opts->warmup
@@ -139,7 +139,7 @@ inline std::optional<std::string> ParsePeerArgs(int argc, char** argv, PeerOptio
         break;
       case kRank:
       case kSize:
-        number = ParsePeerInt(optarg, c == kRank ? 0 : 1);
+        number = parse_peer_int(optarg, c == kRank ? 0 : 1);
         if (!number) return std::string("bad rank or size '") + optarg + "'";
         (c == kRank ? opts->rank : opts->world_size) = *number;
         break;
@@ -169,7 +169,7 @@ inline std::optional<std::string> ParsePeerArgs(int argc, char** argv, PeerOptio
 }
 
 // The sweep, min to max inclusive (stops on overflow).
-inline std::vector<uint64_t> PeerSweep(const PeerOptions& opts) {
+inline std::vector<uint64_t> peer_sweep(const PeerOptions& opts) {
   std::vector<uint64_t> sizes;
   for (uint64_t size = opts.min_bytes; size <= opts.max_bytes;) {
     sizes.push_back(size);
@@ -182,25 +182,25 @@ inline std::vector<uint64_t> PeerSweep(const PeerOptions& opts) {
 
 // Input of `rank` at element i for check runs `seed`: small integers, so the float sum over any
 // realistic number of ranks is exact and the expected value is known without the other ranks.
-inline float CheckInput(int rank, uint64_t i, int seed) {
+inline float check_input(int rank, uint64_t i, int seed) {
   return static_cast<float>(static_cast<int>((i * 7 + static_cast<uint64_t>(seed)) % 13) +
                             rank % 5);
 }
 
-inline float CheckExpected(int nranks, uint64_t i, int seed) {
+inline float check_expected(int nranks, uint64_t i, int seed) {
   float sum = 0;
-  for (int r = 0; r < nranks; ++r) sum += CheckInput(r, i, seed);
+  for (int r = 0; r < nranks; ++r) sum += check_input(r, i, seed);
   return sum;
 }
 
-inline void FillCheck(float* data, uint64_t count, int rank, int seed) {
-  for (uint64_t i = 0; i < count; ++i) data[i] = CheckInput(rank, i, seed);
+inline void fill_check(float* data, uint64_t count, int rank, int seed) {
+  for (uint64_t i = 0; i < count; ++i) data[i] = check_input(rank, i, seed);
 }
 
-inline int64_t CountWrong(const float* data, uint64_t count, int nranks, int seed) {
+inline int64_t count_wrong(const float* data, uint64_t count, int nranks, int seed) {
   // The expected value depends on i only through (i * 7 + seed) % 13: tabulate it.
   float expected[13];
-  for (uint64_t k = 0; k < 13; ++k) expected[k] = CheckExpected(nranks, k, seed);
+  for (uint64_t k = 0; k < 13; ++k) expected[k] = check_expected(nranks, k, seed);
   int64_t wrong = 0;
   for (uint64_t i = 0; i < count; ++i) {
     if (data[i] != expected[i % 13]) ++wrong;
@@ -213,13 +213,13 @@ struct PeerMeasurement {
   int64_t wrong = -1;  // -1: not checked
 };
 
-inline std::string PeerTableHeader(const char* what, int nranks) {
+inline std::string peer_table_header(const char* what, int nranks) {
   char buf[256];
   std::snprintf(buf, sizeof(buf), "# %s, %d ranks, float sum all_reduce\n#\n", what, nranks);
-  return buf + gradpack::tools::TableHeader();
+  return buf + gradpack::tools::table_header();
 }
 
-inline std::string FormatPeerMeasurement(const PeerMeasurement& m, uint64_t bytes, int nranks) {
+inline std::string format_peer_measurement(const PeerMeasurement& m, uint64_t bytes, int nranks) {
   // algbw = bytes / time (GB = 1e9); busbw = algbw * 2(n-1)/n, as nccl-tests for all_reduce.
   double algbw = m.time_us > 0 ? static_cast<double>(bytes) / (m.time_us * 1e3) : 0.0;
   double busbw = algbw * 2.0 * (nranks - 1) / nranks;
@@ -242,16 +242,16 @@ inline std::string FormatPeerMeasurement(const PeerMeasurement& m, uint64_t byte
   return buf;
 }
 
-inline std::string FormatPeerRow(uint64_t bytes, int nranks, const PeerMeasurement& out_of_place,
-                                 const PeerMeasurement& in_place) {
+inline std::string format_peer_row(uint64_t bytes, int nranks, const PeerMeasurement& out_of_place,
+                                   const PeerMeasurement& in_place) {
   char head[128];
   std::snprintf(head, sizeof(head), "  %10" PRIu64 "  %12" PRIu64 "  %8s  %6s  %6d", bytes,
                 bytes / sizeof(float), "float", "sum", -1);
-  return std::string(head) + "  " + FormatPeerMeasurement(out_of_place, bytes, nranks) + "  " +
-         FormatPeerMeasurement(in_place, bytes, nranks) + "\n";
+  return std::string(head) + "  " + format_peer_measurement(out_of_place, bytes, nranks) + "  " +
+         format_peer_measurement(in_place, bytes, nranks) + "\n";
 }
 
-inline std::string PeerTableFooter(int64_t total_wrong, double busbw_sum, int rows) {
+inline std::string peer_table_footer(int64_t total_wrong, double busbw_sum, int rows) {
   char buf[256];
   std::snprintf(buf, sizeof(buf), "# Out of bounds values : %" PRId64 " %s\n", total_wrong,
                 total_wrong == 0 ? "OK" : "FAILED");
@@ -261,7 +261,7 @@ inline std::string PeerTableFooter(int64_t total_wrong, double busbw_sum, int ro
   return out + buf;
 }
 
-inline double BusBandwidth(uint64_t bytes, double time_us, int nranks) {
+inline double bus_bandwidth(uint64_t bytes, double time_us, int nranks) {
   if (time_us <= 0) return 0;
   return static_cast<double>(bytes) / (time_us * 1e3) * 2.0 * (nranks - 1) / nranks;
 }

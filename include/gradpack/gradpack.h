@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gradpack/version.h" /* GRADPACK_VERSION, GRADPACK_VERSION_MAJOR/_MINOR/_PATCH */
+
 #if defined(_WIN32)
 #define GP_API
 #else
@@ -24,10 +26,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define GRADPACK_VERSION_MAJOR 0
-#define GRADPACK_VERSION_MINOR 1
-#define GRADPACK_VERSION_PATCH 0
 
 /* Result of every call. Values are part of the ABI: never renumbered. */
 typedef enum gp_status_t {
@@ -63,7 +61,8 @@ GP_API const char* gp_last_error(void);
 /* Size in bytes of one element of dtype, or 0 for an unknown value. */
 GP_API size_t gp_dtype_size(gp_dtype_t dtype);
 
-/* "0.1.0": the library's version, which may differ from the header's GRADPACK_VERSION_*. */
+/* The library's version, "MAJOR.MINOR.PATCH" (the GRADPACK_VERSION it was built with), which may
+ * differ from the GRADPACK_VERSION of the header a program was compiled against. Never NULL. */
 GP_API const char* gp_version(void);
 
 /* ---------------------------------------------------------------------------------------------

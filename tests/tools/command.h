@@ -16,7 +16,7 @@ struct CommandResult {
   double seconds = 0;
 };
 
-inline CommandResult RunCommand(const std::string& command) {
+inline CommandResult run_command(const std::string& command) {
   CommandResult result;
   const auto start = std::chrono::steady_clock::now();
   FILE* pipe = popen((command + " 2>&1").c_str(), "r");

@@ -15,14 +15,14 @@ namespace {
 const std::string kRun = GRADPACK_RUN_PATH;
 const std::string kPerf = GRADPACK_PERF_PATH;
 
-std::vector<std::string> Lines(const std::string& text) {
+std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
 }
 
-std::vector<std::string> Fields(const std::string& line) {
+std::vector<std::string> split_fields(const std::string& line) {
   std::vector<std::string> fields;
   std::istringstream in(line);
   for (std::string f; in >> f;) fields.push_back(f);
@@ -31,13 +31,13 @@ std::vector<std::string> Fields(const std::string& line) {
 
 // Runs gradpack-perf on 3 ranks and checks the shape of the table: `rows` data lines of 13
 // columns, each with #wrong 0 in both layouts.
-void ExpectTable(const std::string& perf_args, size_t rows) {
-  const auto r = RunCommand(kRun + " --timeout 280 -n 3 -- " + kPerf + " " + perf_args);
+void expect_table(const std::string& perf_args, size_t rows) {
+  const auto r = run_command(kRun + " --timeout 280 -n 3 -- " + kPerf + " " + perf_args);
   ASSERT_EQ(r.status, 0) << r.output;
   size_t data = 0;
-  for (const std::string& line : Lines(r.output)) {
+  for (const std::string& line : split_lines(r.output)) {
     if (line.empty() || line[0] == '#') continue;
-    const auto f = Fields(line);
+    const auto f = split_fields(line);
     ASSERT_EQ(f.size(), 13u) << line;
     EXPECT_EQ(f[8], "0") << line;
     EXPECT_EQ(f[12], "0") << line;
@@ -51,32 +51,32 @@ void ExpectTable(const std::string& perf_args, size_t rows) {
 
 TEST(GradpackPerf, AllReduceEveryOpAndType) {
   // 8 types x 5 ops x sizes 8, 32, ..., 512K (-f 4 up to 1M: 9 sizes).
-  ExpectTable("-b 8 -e 1M -f 4 -o all -d all -c 1 -n 2 -w 1", 8 * 5 * 9);
+  expect_table("-b 8 -e 1M -f 4 -o all -d all -c 1 -n 2 -w 1", 8 * 5 * 9);
 }
 
 TEST(GradpackPerf, EveryAllReduceAlgorithm) {
   for (const char* algo : {"ring", "hd", "tree", "hier"}) {
     SCOPED_TRACE(algo);
-    ExpectTable(std::string("-b 4K -e 256K -f 8 -o sum -d float -n 2 -a ") + algo, 3);
+    expect_table(std::string("-b 4K -e 256K -f 8 -o sum -d float -n 2 -a ") + algo, 3);
   }
 }
 
 TEST(GradpackPerf, ReduceScatterAllGatherBroadcast) {
-  ExpectTable("-C reduce_scatter -b 96 -e 96K -f 32 -o all -d all -n 2", 8 * 5 * 3);
-  ExpectTable("-C all_gather -b 96 -e 96K -f 32 -d all -n 2", 8 * 3);
-  ExpectTable("-C broadcast -r 2 -b 8 -e 64K -f 16 -d all -n 2", 8 * 4);
+  expect_table("-C reduce_scatter -b 96 -e 96K -f 32 -o all -d all -n 2", 8 * 5 * 3);
+  expect_table("-C all_gather -b 96 -e 96K -f 32 -d all -n 2", 8 * 3);
+  expect_table("-C broadcast -r 2 -b 8 -e 64K -f 16 -d all -n 2", 8 * 4);
 }
 
 TEST(GradpackPerf, SendRecvRing) {
   // Every rank sends to rank+1 and receives from rank-1; the tool checks each received block
   // against the previous rank's input. No in-place layout: those four columns are N/A.
-  const auto r = RunCommand(kRun + " --timeout 280 -n 3 -- " + kPerf +
-                            " -C sendrecv -b 8 -e 1M -f 8 -d all -c 1 -n 2");
+  const auto r = run_command(kRun + " --timeout 280 -n 3 -- " + kPerf +
+                             " -C sendrecv -b 8 -e 1M -f 8 -d all -c 1 -n 2");
   ASSERT_EQ(r.status, 0) << r.output;
   size_t data = 0;
-  for (const std::string& line : Lines(r.output)) {
+  for (const std::string& line : split_lines(r.output)) {
     if (line.empty() || line[0] == '#') continue;
-    const auto f = Fields(line);
+    const auto f = split_fields(line);
     ASSERT_EQ(f.size(), 13u) << line;
     EXPECT_EQ(f[3], "none") << line;
     EXPECT_EQ(f[4], "-1") << line;
@@ -90,8 +90,8 @@ TEST(GradpackPerf, SendRecvRing) {
   EXPECT_NE(r.output.find("# gradpack-perf sendrecv: nranks 3"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("# Out of bounds values : 0 OK"), std::string::npos) << r.output;
 
-  const auto j = RunCommand(kRun + " --timeout 120 -n 2 -- " + kPerf +
-                            " -C sendrecv --json -b 4K -e 4K -d int32 -n 2");
+  const auto j = run_command(kRun + " --timeout 120 -n 2 -- " + kPerf +
+                             " -C sendrecv --json -b 4K -e 4K -d int32 -n 2");
   ASSERT_EQ(j.status, 0) << j.output;
   EXPECT_NE(j.output.find("\"collective\":\"sendrecv\",\"nranks\":2"), std::string::npos)
       << j.output;
@@ -100,9 +100,9 @@ TEST(GradpackPerf, SendRecvRing) {
 
 TEST(GradpackPerf, JsonRows) {
   const auto r =
-      RunCommand(kRun + " --timeout 120 -n 3 -- " + kPerf + " --json -b 1K -e 4K -f 2 -n 2");
+      run_command(kRun + " --timeout 120 -n 3 -- " + kPerf + " --json -b 1K -e 4K -f 2 -n 2");
   ASSERT_EQ(r.status, 0) << r.output;
-  const auto lines = Lines(r.output);
+  const auto lines = split_lines(r.output);
   ASSERT_EQ(lines.size(), 3u) << r.output;
   for (const std::string& line : lines) {
     EXPECT_EQ(line.front(), '{') << line;
@@ -118,8 +118,8 @@ TEST(GradpackPerf, VclusterHierarchical) {
     GTEST_SKIP() << "needs root and a virtual cluster (scripts/vcluster.sh up N)";
   }
   // Two ranks per namespaced host (with at least two hosts), so hier has local and remote peers.
-  const auto r = RunCommand(kRun + " --vcluster --timeout 280 -n 4 -- " + kPerf +
-                            " -b 8 -e 1M -f 16 -o all -d float -n 2 -a hier");
+  const auto r = run_command(kRun + " --vcluster --timeout 280 -n 4 -- " + kPerf +
+                             " -b 8 -e 1M -f 16 -o all -d float -n 2 -a hier");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("# Out of bounds values : 0 OK"), std::string::npos) << r.output;
 }
@@ -128,12 +128,12 @@ TEST(GradpackPerf, VclusterHierarchical) {
 // within q8's bound.
 TEST(GradpackPerf, CompressedAllReduceIsChecked) {
   const auto r =
-      RunCommand(kRun + " --timeout 120 -n 2 -- " + kPerf + " -z q8 -c 1 -b 64K -e 64K -n 2");
+      run_command(kRun + " --timeout 120 -n 2 -- " + kPerf + " -z q8 -c 1 -b 64K -e 64K -n 2");
   ASSERT_EQ(r.status, 0) << r.output;
   size_t data = 0;
-  for (const std::string& line : Lines(r.output)) {
+  for (const std::string& line : split_lines(r.output)) {
     if (line.empty() || line[0] == '#') continue;
-    const auto f = Fields(line);
+    const auto f = split_fields(line);
     // size count type redop time algbw busbw wire #wrong maxerr codec
     ASSERT_EQ(f.size(), 11u) << line;
     EXPECT_EQ(f[0], "65536") << line;
@@ -153,8 +153,8 @@ TEST(GradpackPerf, CompressedAllReduceIsChecked) {
   EXPECT_NE(r.output.find("# Out of bounds values : 0 OK"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("# Max relative error   : "), std::string::npos) << r.output;
 
-  const auto j = RunCommand(kRun + " --timeout 120 -n 2 -- " + kPerf +
-                            " --json -z q8 --error-feedback off -b 4K -e 4K -n 2");
+  const auto j = run_command(kRun + " --timeout 120 -n 2 -- " + kPerf +
+                             " --json -z q8 --error-feedback off -b 4K -e 4K -n 2");
   ASSERT_EQ(j.status, 0) << j.output;
   for (const char* field :
        {"\"codec\":\"q8\",\"error_feedback\":false",
@@ -166,31 +166,31 @@ TEST(GradpackPerf, CompressedAllReduceIsChecked) {
 
 TEST(GradpackPerf, CompressedUsageErrors) {
   // Found before the communicator is joined: no launcher needed.
-  const auto coll = RunCommand(kPerf + " -z q8 -C all_gather");
+  const auto coll = run_command(kPerf + " -z q8 -C all_gather");
   EXPECT_EQ(coll.status, 2);
   EXPECT_NE(coll.output.find("all_reduce only"), std::string::npos) << coll.output;
   // The library's parser names the bad part of the spec.
-  const auto spec = RunCommand(kPerf + " -z q8:block=12");
+  const auto spec = run_command(kPerf + " -z q8:block=12");
   EXPECT_EQ(spec.status, 2);
   EXPECT_NE(spec.output.find("block=12"), std::string::npos) << spec.output;
-  EXPECT_EQ(RunCommand(kPerf + " -z auto:q99").status, 2);
-  EXPECT_EQ(RunCommand(kPerf + " -z q8 --error-feedback maybe").status, 2);
+  EXPECT_EQ(run_command(kPerf + " -z auto:q99").status, 2);
+  EXPECT_EQ(run_command(kPerf + " -z q8 --error-feedback maybe").status, 2);
 }
 
 TEST(GradpackPerf, UsageErrorsAndHelp) {
   // Usage errors are found before the communicator is joined: no launcher needed.
-  EXPECT_EQ(RunCommand(kPerf + " -d fp8").status, 2);
-  EXPECT_EQ(RunCommand(kPerf + " -C all_to_all").status, 2);
-  const auto help = RunCommand(kPerf + " --help");
+  EXPECT_EQ(run_command(kPerf + " -d fp8").status, 2);
+  EXPECT_EQ(run_command(kPerf + " -C all_to_all").status, 2);
+  const auto help = run_command(kPerf + " --help");
   EXPECT_EQ(help.status, 0);
   EXPECT_NE(help.output.find("--collective"), std::string::npos);
   // A root outside the communicator.
-  EXPECT_EQ(RunCommand(kRun + " --timeout 60 -n 2 -- " + kPerf + " -C broadcast -r 5").status, 2);
+  EXPECT_EQ(run_command(kRun + " --timeout 60 -n 2 -- " + kPerf + " -C broadcast -r 5").status, 2);
 }
 
 TEST(GradpackPerf, FailedInitNamesTheCall) {
   // No rendezvous in the environment: gp_comm_init_from_env fails and says so.
-  const auto r = RunCommand(
+  const auto r = run_command(
       "env -u GRADPACK_ROOT -u GRADPACK_RANK -u GRADPACK_WORLD_SIZE -u RANK -u WORLD_SIZE "
       "-u MASTER_ADDR -u MASTER_PORT -u OMPI_COMM_WORLD_RANK -u OMPI_COMM_WORLD_SIZE "
       "-u SLURM_PROCID -u SLURM_NTASKS " +

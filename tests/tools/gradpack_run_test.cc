@@ -14,10 +14,10 @@ namespace {
 const std::string kRun = GRADPACK_RUN_PATH;
 
 TEST(GradpackRun, EveryRankGetsItsEnvironment) {
-  const auto r = RunCommand(kRun +
-                            " -n 3 -- /bin/sh -c 'echo \"rank=$GRADPACK_RANK "
-                            "size=$GRADPACK_WORLD_SIZE root=$GRADPACK_ROOT "
-                            "local=$GRADPACK_LOCAL_RANK/$GRADPACK_LOCAL_SIZE\"'");
+  const auto r = run_command(kRun +
+                             " -n 3 -- /bin/sh -c 'echo \"rank=$GRADPACK_RANK "
+                             "size=$GRADPACK_WORLD_SIZE root=$GRADPACK_ROOT "
+                             "local=$GRADPACK_LOCAL_RANK/$GRADPACK_LOCAL_SIZE\"'");
   EXPECT_EQ(r.status, 0) << r.output;
   for (int rank = 0; rank < 3; ++rank) {
     const std::string want = "rank=" + std::to_string(rank) + " size=3 root=127.0.0.1:";
@@ -27,16 +27,16 @@ TEST(GradpackRun, EveryRankGetsItsEnvironment) {
 }
 
 TEST(GradpackRun, PassesArgumentsUnchanged) {
-  const auto r = RunCommand(kRun + " -n 1 /bin/echo -n 'a b' c");
+  const auto r = run_command(kRun + " -n 1 /bin/echo -n 'a b' c");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(r.output, "a b c");
 }
 
 TEST(GradpackRun, FailingRankExitStatusAndOthersStopped) {
   // Rank 1 fails at once; the others would sleep for a minute unless they are stopped.
-  const auto r = RunCommand(kRun +
-                            " -n 3 -- /bin/sh -c '[ \"$GRADPACK_RANK\" = 1 ] && exit 3; "
-                            "exec sleep 60'");
+  const auto r = run_command(kRun +
+                             " -n 3 -- /bin/sh -c '[ \"$GRADPACK_RANK\" = 1 ] && exit 3; "
+                             "exec sleep 60'");
   EXPECT_EQ(r.status, 3) << r.output;
   EXPECT_LT(r.seconds, 20) << r.output;
   EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
@@ -44,9 +44,9 @@ TEST(GradpackRun, FailingRankExitStatusAndOthersStopped) {
 }
 
 TEST(GradpackRun, RankKilledBySignal) {
-  const auto r = RunCommand(kRun +
-                            " -n 3 -- /bin/sh -c '[ \"$GRADPACK_RANK\" = 2 ] && kill -9 $$; "
-                            "exec sleep 60'");
+  const auto r = run_command(kRun +
+                             " -n 3 -- /bin/sh -c '[ \"$GRADPACK_RANK\" = 2 ] && kill -9 $$; "
+                             "exec sleep 60'");
   EXPECT_EQ(r.status, 128 + 9) << r.output;
   EXPECT_LT(r.seconds, 20) << r.output;
   EXPECT_NE(r.output.find("rank 2"), std::string::npos) << r.output;
@@ -54,7 +54,7 @@ TEST(GradpackRun, RankKilledBySignal) {
 }
 
 TEST(GradpackRun, TimeoutKillsEverythingWith124) {
-  const auto r = RunCommand(kRun + " --timeout 1 -n 2 -- /bin/sh -c 'exec sleep 60'");
+  const auto r = run_command(kRun + " --timeout 1 -n 2 -- /bin/sh -c 'exec sleep 60'");
   EXPECT_EQ(r.status, 124) << r.output;
   EXPECT_GE(r.seconds, 0.9);
   EXPECT_LT(r.seconds, 10) << r.output;
@@ -64,7 +64,7 @@ TEST(GradpackRun, TimeoutKillsEverythingWith124) {
 TEST(GradpackRun, SigkillAfterGraceForRanksIgnoringSigterm) {
   // An ignored SIGTERM stays ignored across exec: only SIGKILL, 5 s later, ends these ranks.
   const auto r =
-      RunCommand(kRun + " --timeout 0.5 -n 2 -- /bin/sh -c \"trap '' TERM; exec sleep 60\"");
+      run_command(kRun + " --timeout 0.5 -n 2 -- /bin/sh -c \"trap '' TERM; exec sleep 60\"");
   EXPECT_EQ(r.status, 124) << r.output;
   EXPECT_GE(r.seconds, 5.0) << r.output;
   EXPECT_LT(r.seconds, 20) << r.output;
@@ -73,26 +73,26 @@ TEST(GradpackRun, SigkillAfterGraceForRanksIgnoringSigterm) {
 
 TEST(GradpackRun, ForwardsSigterm) {
   // gradpack-run itself gets SIGTERM after a moment; its ranks must end with it.
-  const auto r = RunCommand("/bin/sh -c '" + kRun +
-                            " -n 2 -- /bin/sleep 60 & pid=$!; sleep 0.5; kill -TERM $pid; "
-                            "wait $pid; echo status=$?'");
+  const auto r = run_command("/bin/sh -c '" + kRun +
+                             " -n 2 -- /bin/sleep 60 & pid=$!; sleep 0.5; kill -TERM $pid; "
+                             "wait $pid; echo status=$?'");
   EXPECT_NE(r.output.find("status=143"), std::string::npos) << r.output;
   EXPECT_LT(r.seconds, 20) << r.output;
 }
 
 TEST(GradpackRun, ProgramThatCannotRun) {
-  const auto r = RunCommand(kRun + " -n 2 -- /nonexistent/program");
+  const auto r = run_command(kRun + " -n 2 -- /nonexistent/program");
   EXPECT_EQ(r.status, 127) << r.output;
   EXPECT_NE(r.output.find("cannot run"), std::string::npos) << r.output;
 }
 
 TEST(GradpackRun, UsageErrors) {
-  EXPECT_EQ(RunCommand(kRun + " -- /bin/true").status, 2);
-  EXPECT_EQ(RunCommand(kRun + " -n 2").status, 2);
-  EXPECT_EQ(RunCommand(kRun + " -n 0 -- /bin/true").status, 2);
-  EXPECT_EQ(RunCommand(kRun + " -n 2 --timeout -1 -- /bin/true").status, 2);
-  EXPECT_EQ(RunCommand(kRun + " -n 2 --bogus -- /bin/true").status, 2);
-  const auto help = RunCommand(kRun + " --help");
+  EXPECT_EQ(run_command(kRun + " -- /bin/true").status, 2);
+  EXPECT_EQ(run_command(kRun + " -n 2").status, 2);
+  EXPECT_EQ(run_command(kRun + " -n 0 -- /bin/true").status, 2);
+  EXPECT_EQ(run_command(kRun + " -n 2 --timeout -1 -- /bin/true").status, 2);
+  EXPECT_EQ(run_command(kRun + " -n 2 --bogus -- /bin/true").status, 2);
+  const auto help = run_command(kRun + " --help");
   EXPECT_EQ(help.status, 0);
   for (const char* flag : {"-n", "--vcluster", "--timeout", "GRADPACK_ROOT", "GRADPACK_IFNAME"}) {
     EXPECT_NE(help.output.find(flag), std::string::npos) << flag;
@@ -100,8 +100,8 @@ TEST(GradpackRun, UsageErrors) {
 }
 
 TEST(GradpackRun, VclusterWithoutHostsFile) {
-  const auto r = RunCommand("GRADPACK_VCLUSTER_HOSTS=/nonexistent/hosts " + kRun +
-                            " -n 2 --vcluster -- /bin/true");
+  const auto r = run_command("GRADPACK_VCLUSTER_HOSTS=/nonexistent/hosts " + kRun +
+                             " -n 2 --vcluster -- /bin/true");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("no vcluster: run scripts/vcluster.sh up N"), std::string::npos)
       << r.output;
@@ -111,9 +111,9 @@ TEST(GradpackRun, VclusterEnvironment) {
   if (access("/run/gradpack-vcluster/hosts", R_OK) != 0 || geteuid() != 0) {
     GTEST_SKIP() << "needs root and a virtual cluster (scripts/vcluster.sh up N)";
   }
-  const auto r = RunCommand(kRun +
-                            " -n 2 --vcluster -- /bin/sh -c 'echo \"rank=$GRADPACK_RANK "
-                            "if=$GRADPACK_IFNAME root=$GRADPACK_ROOT\"'");
+  const auto r = run_command(kRun +
+                             " -n 2 --vcluster -- /bin/sh -c 'echo \"rank=$GRADPACK_RANK "
+                             "if=$GRADPACK_IFNAME root=$GRADPACK_ROOT\"'");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("rank=0 if="), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank=1 if="), std::string::npos) << r.output;

@@ -26,18 +26,18 @@ struct GzCloser {
 };
 using GzFile = std::unique_ptr<std::remove_pointer_t<gzFile>, GzCloser>;
 
-bool Exists(const std::string& path) {
+bool exists(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0;
 }
 
 // An IDX file of the set: the .gz name if present, else the plain one. gzread reads an
 // uncompressed file as it is, so both go through zlib.
-std::string FindFile(const std::string& dir, const std::string& name) {
+std::string find_file(const std::string& dir, const std::string& name) {
   std::string gz = dir + "/" + name + ".gz";
-  if (Exists(gz)) return gz;
+  if (exists(gz)) return gz;
   std::string plain = dir + "/" + name;
-  if (Exists(plain)) return plain;
+  if (exists(plain)) return plain;
   return gz;  // named in the error
 }
 
@@ -45,7 +45,7 @@ class IdxReader {
  public:
   explicit IdxReader(std::string path) : path_(std::move(path)) {}
 
-  std::optional<std::string> Open() {
+  std::optional<std::string> open() {
     errno = 0;
     file_.reset(gzopen(path_.c_str(), "rb"));
     if (!file_) {
@@ -56,7 +56,7 @@ class IdxReader {
   }
 
   // Reads exactly `bytes` bytes; a short read or a gzip error is an error naming `what`.
-  std::optional<std::string> Read(void* out, size_t bytes, const char* what) {
+  std::optional<std::string> read(void* out, size_t bytes, const char* what) {
     auto* dst = static_cast<unsigned char*>(out);
     size_t done = 0;
     while (done < bytes) {
@@ -78,14 +78,14 @@ class IdxReader {
     return std::nullopt;
   }
 
-  std::optional<std::string> ReadU32(uint32_t* out, const char* what) {
+  std::optional<std::string> read_u32(uint32_t* out, const char* what) {
     unsigned char b[4];
-    if (auto err = Read(b, sizeof(b), what)) return err;
+    if (auto err = read(b, sizeof(b), what)) return err;
     *out = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
     return std::nullopt;
   }
 
-  std::string Corrupt(const std::string& detail) const {
+  std::string corrupt(const std::string& detail) const {
     return path_ + " is not a Fashion-MNIST IDX file: " + detail + ": " + kPackageHint;
   }
 
@@ -94,7 +94,7 @@ class IdxReader {
   GzFile file_;
 };
 
-std::string Hex(uint32_t v) {
+std::string hex(uint32_t v) {
   char buf[16];
   std::snprintf(buf, sizeof(buf), "0x%08x", v);
   return buf;
@@ -102,46 +102,46 @@ std::string Hex(uint32_t v) {
 
 }  // namespace
 
-std::optional<std::string> LoadImageSet(const std::string& dir, const std::string& prefix,
-                                        size_t limit, ImageSet* out) {
-  IdxReader images(FindFile(dir, prefix + "-images-idx3-ubyte"));
-  IdxReader labels(FindFile(dir, prefix + "-labels-idx1-ubyte"));
-  if (auto err = images.Open()) return err;
-  if (auto err = labels.Open()) return err;
+std::optional<std::string> load_image_set(const std::string& dir, const std::string& prefix,
+                                          size_t limit, ImageSet* out) {
+  IdxReader images(find_file(dir, prefix + "-images-idx3-ubyte"));
+  IdxReader labels(find_file(dir, prefix + "-labels-idx1-ubyte"));
+  if (auto err = images.open()) return err;
+  if (auto err = labels.open()) return err;
 
   uint32_t magic = 0, count = 0, rows = 0, cols = 0;
-  if (auto err = images.ReadU32(&magic, "the header")) return err;
+  if (auto err = images.read_u32(&magic, "the header")) return err;
   if (magic != kImagesMagic) {
-    return images.Corrupt("magic " + Hex(magic) + ", expected " + Hex(kImagesMagic));
+    return images.corrupt("magic " + hex(magic) + ", expected " + hex(kImagesMagic));
   }
-  if (auto err = images.ReadU32(&count, "the header")) return err;
-  if (auto err = images.ReadU32(&rows, "the header")) return err;
-  if (auto err = images.ReadU32(&cols, "the header")) return err;
+  if (auto err = images.read_u32(&count, "the header")) return err;
+  if (auto err = images.read_u32(&rows, "the header")) return err;
+  if (auto err = images.read_u32(&cols, "the header")) return err;
   if (rows != kImageSide || cols != kImageSide) {
-    return images.Corrupt("images of " + std::to_string(rows) + " x " + std::to_string(cols) +
+    return images.corrupt("images of " + std::to_string(rows) + " x " + std::to_string(cols) +
                           " pixels, expected 28 x 28");
   }
   uint32_t label_magic = 0, label_count = 0;
-  if (auto err = labels.ReadU32(&label_magic, "the header")) return err;
+  if (auto err = labels.read_u32(&label_magic, "the header")) return err;
   if (label_magic != kLabelsMagic) {
-    return labels.Corrupt("magic " + Hex(label_magic) + ", expected " + Hex(kLabelsMagic));
+    return labels.corrupt("magic " + hex(label_magic) + ", expected " + hex(kLabelsMagic));
   }
-  if (auto err = labels.ReadU32(&label_count, "the header")) return err;
+  if (auto err = labels.read_u32(&label_count, "the header")) return err;
   if (label_count != count) {
-    return labels.Corrupt(std::to_string(label_count) + " labels for " + std::to_string(count) +
+    return labels.corrupt(std::to_string(label_count) + " labels for " + std::to_string(count) +
                           " images");
   }
-  if (count == 0) return images.Corrupt("no images");
+  if (count == 0) return images.corrupt("no images");
 
   const size_t keep = limit == 0 ? count : std::min<size_t>(limit, count);
   out->count = keep;
   out->pixels.resize(keep * kImagePixels);
   out->labels.resize(keep);
-  if (auto err = images.Read(out->pixels.data(), out->pixels.size(), "pixels")) return err;
-  if (auto err = labels.Read(out->labels.data(), out->labels.size(), "labels")) return err;
+  if (auto err = images.read(out->pixels.data(), out->pixels.size(), "pixels")) return err;
+  if (auto err = labels.read(out->labels.data(), out->labels.size(), "labels")) return err;
   for (size_t i = 0; i < keep; ++i) {
     if (out->labels[i] >= kClasses) {
-      return labels.Corrupt("label " + std::to_string(out->labels[i]) + " of image " +
+      return labels.corrupt("label " + std::to_string(out->labels[i]) + " of image " +
                             std::to_string(i) + " is not a class 0..9");
     }
   }

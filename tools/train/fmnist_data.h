@@ -26,8 +26,8 @@ struct ImageSet {
 // without .gz), PREFIX "train" or "t10k", keeping the first `limit` images (0: all). Every header
 // field, length and label is checked: a missing, truncated or corrupt file gives an error message
 // that names the file and the package that provides it.
-std::optional<std::string> LoadImageSet(const std::string& dir, const std::string& prefix,
-                                        size_t limit, ImageSet* out);
+std::optional<std::string> load_image_set(const std::string& dir, const std::string& prefix,
+                                          size_t limit, ImageSet* out);
 
 }  // namespace gradpack::train
 

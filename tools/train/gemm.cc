@@ -11,9 +11,9 @@ extern const GemmKernels kGemmAvx2;
 
 namespace {
 
-const GemmKernels kGemmGeneric = {MulAdd, TransposedMulAdd, "generic"};
+const GemmKernels kGemmGeneric = {mul_add, transposed_mul_add, "generic"};
 
-const GemmKernels& Choose() {
+const GemmKernels& choose() {
 #if defined(GRADPACK_TRAIN_HAVE_AVX2)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return kGemmAvx2;
@@ -23,8 +23,8 @@ const GemmKernels& Choose() {
 
 }  // namespace
 
-const GemmKernels& Gemm() {
-  static const GemmKernels& kernels = Choose();
+const GemmKernels& gemm_kernels() {
+  static const GemmKernels& kernels = choose();
   return kernels;
 }
 

@@ -19,7 +19,7 @@ struct GemmKernels {
 };
 
 // The fastest kernels this CPU runs, chosen once.
-const GemmKernels& Gemm();
+const GemmKernels& gemm_kernels();
 
 }  // namespace gradpack::train
 

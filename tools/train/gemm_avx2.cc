@@ -5,6 +5,6 @@
 namespace gradpack::train {
 
 extern const GemmKernels kGemmAvx2;
-const GemmKernels kGemmAvx2 = {MulAdd, TransposedMulAdd, "avx2"};
+const GemmKernels kGemmAvx2 = {mul_add, transposed_mul_add, "avx2"};
 
 }  // namespace gradpack::train

@@ -14,17 +14,17 @@ namespace {
 class SplitMix64 {
  public:
   explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
+  uint64_t next() {
     uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
   }
   // Uniform in (0, 1].
-  double Uniform() { return (static_cast<double>(Next() >> 11) + 1.0) * 0x1.0p-53; }
+  double uniform() { return (static_cast<double>(next() >> 11) + 1.0) * 0x1.0p-53; }
   // Standard normal (Box-Muller).
-  double Normal() {
-    const double u = Uniform(), v = Uniform();
+  double normal() {
+    const double u = uniform(), v = uniform();
     return std::sqrt(-2.0 * std::log(u)) * std::cos(2.0 * M_PI * v);
   }
 
@@ -52,13 +52,13 @@ Mlp::Mlp(const std::vector<int>& sizes, uint64_t seed) {
     const double stddev = std::sqrt(2.0 / layer.in);
     float* w = params_.data() + layer.offset;
     for (size_t i = 0; i < static_cast<size_t>(layer.in) * layer.out; ++i) {
-      w[i] = static_cast<float>(stddev * rng.Normal());
+      w[i] = static_cast<float>(stddev * rng.normal());
     }
   }
 }
 
-void Mlp::Forward(const float* x, int m) {
-  const GemmKernels& gemm = Gemm();
+void Mlp::forward(const float* x, int m) {
+  const GemmKernels& gemm = gemm_kernels();
   const float* input = x;
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& layer = layers_[l];
@@ -76,7 +76,7 @@ void Mlp::Forward(const float* x, int m) {
   }
 }
 
-double Mlp::Softmax(const uint8_t* labels, int m, int64_t* correct) {
+double Mlp::softmax(const uint8_t* labels, int m, int64_t* correct) {
   std::vector<float>& z = activations_.back();
   const int classes = layers_.back().out;
   double loss = 0;
@@ -99,11 +99,11 @@ double Mlp::Softmax(const uint8_t* labels, int m, int64_t* correct) {
   return loss;
 }
 
-double Mlp::Backprop(const float* x, const uint8_t* labels, int m, float scale) {
+double Mlp::backprop(const float* x, const uint8_t* labels, int m, float scale) {
   if (m == 0) return 0;
-  const GemmKernels& gemm = Gemm();
-  Forward(x, m);
-  const double loss = Softmax(labels, m, nullptr);
+  const GemmKernels& gemm = gemm_kernels();
+  forward(x, m);
+  const double loss = softmax(labels, m, nullptr);
 
   // d(loss)/d(logits) = softmax - one_hot, times scale.
   const int classes = layers_.back().out;
@@ -145,13 +145,13 @@ double Mlp::Backprop(const float* x, const uint8_t* labels, int m, float scale) 
   return loss;
 }
 
-void Mlp::Evaluate(const float* x, const uint8_t* labels, int m, double* loss, int64_t* correct) {
+void Mlp::evaluate(const float* x, const uint8_t* labels, int m, double* loss, int64_t* correct) {
   if (m == 0) return;
-  Forward(x, m);
-  *loss += Softmax(labels, m, correct);
+  forward(x, m);
+  *loss += softmax(labels, m, correct);
 }
 
-void SgdMomentum::Step(float* params, const float* grads) {
+void SgdMomentum::step(float* params, const float* grads) {
   const size_t n = velocity_.size();
   float* v = velocity_.data();
   for (size_t i = 0; i < n; ++i) {
@@ -160,7 +160,7 @@ void SgdMomentum::Step(float* params, const float* grads) {
   }
 }
 
-uint64_t Checksum(const float* data, size_t n) {
+uint64_t checksum(const float* data, size_t n) {
   const auto* bytes = reinterpret_cast<const unsigned char*>(data);
   uint64_t h = 0xcbf29ce484222325ull;
   for (size_t i = 0; i < n * sizeof(float); ++i) {

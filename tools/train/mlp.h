@@ -31,16 +31,16 @@ class Mlp {
 
   // Forward and backward pass over x[m x input] with labels[m]: adds `scale` times the gradient of
   // the summed loss to grads() (the caller zeroes them) and returns the summed loss.
-  double Backprop(const float* x, const uint8_t* labels, int m, float scale);
+  double backprop(const float* x, const uint8_t* labels, int m, float scale);
 
   // Forward pass only: adds the summed loss and the number of correct predictions.
-  void Evaluate(const float* x, const uint8_t* labels, int m, double* loss, int64_t* correct);
+  void evaluate(const float* x, const uint8_t* labels, int m, double* loss, int64_t* correct);
 
  private:
   // Computes activations_ for m rows; the last one holds the logits.
-  void Forward(const float* x, int m);
+  void forward(const float* x, int m);
   // Turns the logits into softmax probabilities in place; returns the summed cross-entropy.
-  double Softmax(const uint8_t* labels, int m, int64_t* correct);
+  double softmax(const uint8_t* labels, int m, int64_t* correct);
 
   std::vector<Layer> layers_;
   std::vector<float> params_;
@@ -57,7 +57,7 @@ class SgdMomentum {
  public:
   SgdMomentum(size_t n, float lr, float momentum, float weight_decay)
       : velocity_(n, 0.0f), lr_(lr), momentum_(momentum), weight_decay_(weight_decay) {}
-  void Step(float* params, const float* grads);
+  void step(float* params, const float* grads);
 
  private:
   std::vector<float> velocity_;
@@ -65,7 +65,7 @@ class SgdMomentum {
 };
 
 // FNV-1a over the bytes of the parameters: equal on every rank exactly when the bits are.
-uint64_t Checksum(const float* data, size_t n);
+uint64_t checksum(const float* data, size_t n);
 
 }  // namespace gradpack::train
 

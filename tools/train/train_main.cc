@@ -37,18 +37,18 @@ constexpr int kEvalBatch = 256;
 
 using Clock = std::chrono::steady_clock;
 
-double Since(Clock::time_point start) {
+double since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 // The rank from the launcher's environment, for messages before the communicator exists.
-int EnvRank() {
+int env_rank() {
   const char* env = std::getenv("GRADPACK_RANK");
   return env != nullptr ? std::atoi(env) : 0;
 }
 
 // A failed gp_* call ends this rank; gradpack-run then stops the others.
-void CheckCall(int rank, const char* call, gp_status_t status) {
+void check_call(int rank, const char* call, gp_status_t status) {
   if (status == GP_OK) return;
   std::fprintf(stderr, "%s: rank %d: %s: %s: %s\n", kTool, rank, call, gp_status_string(status),
                gp_last_error());
@@ -59,7 +59,7 @@ void CheckCall(int rank, const char* call, gp_status_t status) {
 // The permutation of [0, n) that epoch `epoch` visits, the same on every rank: Fisher-Yates driven
 // by splitmix64 of (seed, epoch), which (unlike std::shuffle) gives the same order on every
 // platform and standard library.
-std::vector<uint32_t> Shuffle(size_t n, uint64_t seed, int epoch) {
+std::vector<uint32_t> shuffle(size_t n, uint64_t seed, int epoch) {
   std::vector<uint32_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = static_cast<uint32_t>(i);
   uint64_t state = seed * 0x2545f4914f6cdd1dull + static_cast<uint64_t>(epoch) + 1;
@@ -77,7 +77,7 @@ std::vector<uint32_t> Shuffle(size_t n, uint64_t seed, int epoch) {
 }
 
 // Pixels of the chosen images scaled to [0, 1], one row each.
-void Gather(const ImageSet& set, const uint32_t* index, int m, std::vector<float>* x,
+void gather(const ImageSet& set, const uint32_t* index, int m, std::vector<float>* x,
             std::vector<uint8_t>* y) {
   x->resize(static_cast<size_t>(m) * kImagePixels);
   y->resize(static_cast<size_t>(m));
@@ -98,7 +98,7 @@ struct Bucket {
   size_t count;
 };
 
-std::vector<Bucket> MakeBuckets(const gradpack::train::Mlp& mlp, Bucketing how) {
+std::vector<Bucket> make_buckets(const gradpack::train::Mlp& mlp, Bucketing how) {
   if (how == Bucketing::kFlat) return {{"all", 0, mlp.num_params()}};
   std::vector<Bucket> buckets;
   for (size_t l = 0; l < mlp.layers().size(); ++l) {
@@ -121,7 +121,7 @@ struct Sums {
 
 int main(int argc, char** argv) {
   TrainOptions opts;
-  if (auto err = gradpack::train::ParseTrainArgs(argc, argv, &opts)) {
+  if (auto err = gradpack::train::parse_train_args(argc, argv, &opts)) {
     std::fprintf(stderr, "%s: %s\n", kTool, err->c_str());
     return kExitUsage;
   }
@@ -133,22 +133,22 @@ int main(int argc, char** argv) {
   // The dataset first: a missing package stops every rank before any of them waits for a peer.
   const auto load_start = Clock::now();
   ImageSet train, test;
-  if (auto err = gradpack::train::LoadImageSet(opts.data, "train", opts.train_limit, &train)) {
-    std::fprintf(stderr, "%s: rank %d: %s\n", kTool, EnvRank(), err->c_str());
+  if (auto err = gradpack::train::load_image_set(opts.data, "train", opts.train_limit, &train)) {
+    std::fprintf(stderr, "%s: rank %d: %s\n", kTool, env_rank(), err->c_str());
     return kExitRuntime;
   }
-  if (auto err = gradpack::train::LoadImageSet(opts.data, "t10k", 0, &test)) {
-    std::fprintf(stderr, "%s: rank %d: %s\n", kTool, EnvRank(), err->c_str());
+  if (auto err = gradpack::train::load_image_set(opts.data, "t10k", 0, &test)) {
+    std::fprintf(stderr, "%s: rank %d: %s\n", kTool, env_rank(), err->c_str());
     return kExitRuntime;
   }
-  const double load_seconds = Since(load_start);
+  const double load_seconds = since(load_start);
 
   gp_comm_t* comm = nullptr;
   if (gp_comm_init_from_env(&comm) != GP_OK) {
     std::fprintf(stderr,
                  "%s: rank %d: gp_comm_init_from_env: %s (start the ranks with gradpack-run -n N "
                  "-- %s ...)\n",
-                 kTool, EnvRank(), gp_last_error(), kTool);
+                 kTool, env_rank(), gp_last_error(), kTool);
     return kExitRuntime;
   }
   const int rank = gp_comm_rank(comm);
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
                    "%s: --batch %d is below the %d ranks: each rank needs an image per step\n",
                    kTool, opts.batch, nranks);
     }
-    CheckCall(rank, "gp_barrier", gp_barrier(comm));
+    check_call(rank, "gp_barrier", gp_barrier(comm));
     gp_comm_destroy(comm);
     return kExitUsage;
   }
@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
   gradpack::train::SgdMomentum sgd(mlp.num_params(), static_cast<float>(opts.lr),
                                    static_cast<float>(opts.momentum),
                                    static_cast<float>(opts.weight_decay));
-  const std::vector<Bucket> buckets = MakeBuckets(mlp, opts.bucket);
+  const std::vector<Bucket> buckets = make_buckets(mlp, opts.bucket);
 
   gp_allreduce_opts_t grad_opts;
   gp_allreduce_opts_init(&grad_opts);
@@ -192,7 +192,7 @@ int main(int argc, char** argv) {
         " (%zu parameters), %zu training images, codec %s, error feedback %s, bucket %s, "
         "gemm %s\n",
         mlp.num_params(), train.count, opts.codec.c_str(), opts.error_feedback ? "on" : "off",
-        gradpack::train::BucketingName(opts.bucket), gradpack::train::Gemm().isa);
+        gradpack::train::bucketing_name(opts.bucket), gradpack::train::gemm_kernels().isa);
     std::fflush(stdout);
   }
 
@@ -210,9 +210,9 @@ int main(int argc, char** argv) {
 
   for (int epoch = 0; epoch < opts.epochs; ++epoch) {
     const auto epoch_start = Clock::now();
-    const std::vector<uint32_t> order = Shuffle(n, opts.seed, epoch);
+    const std::vector<uint32_t> order = shuffle(n, opts.seed, epoch);
     stats.struct_size = sizeof(stats);
-    CheckCall(rank, "gp_comm_stats", gp_comm_stats(comm, &stats));
+    check_call(rank, "gp_comm_stats", gp_comm_stats(comm, &stats));
     const uint64_t sent_before = stats.bytes_sent;
     Sums sums;
     for (size_t s = 0; s < steps; ++s) {
@@ -222,23 +222,23 @@ int main(int argc, char** argv) {
       const size_t lo = start + len * static_cast<size_t>(rank) / static_cast<size_t>(nranks);
       const size_t hi = start + len * static_cast<size_t>(rank + 1) / static_cast<size_t>(nranks);
       const int m = static_cast<int>(hi - lo);
-      Gather(train, &order[lo], m, &x, &y);
+      gather(train, &order[lo], m, &x, &y);
       std::memset(mlp.grads(), 0, mlp.num_params() * sizeof(float));
       // Each rank's gradient is scaled by 1 / (global batch), so the sum over ranks is the
       // gradient of the mean loss of the whole batch, even when shards are unequal.
-      sums.train_loss += mlp.Backprop(x.data(), y.data(), m, 1.0f / static_cast<float>(len));
+      sums.train_loss += mlp.backprop(x.data(), y.data(), m, 1.0f / static_cast<float>(len));
       sums.train_seen += m;
       const auto reduce_start = Clock::now();
       for (const Bucket& b : buckets) {
         grad_opts.key = b.key.c_str();
         float* g = mlp.grads() + b.offset;
-        CheckCall(rank, "gp_allreduce",
-                  gp_allreduce(comm, g, g, b.count, GP_FLOAT32, GP_SUM, &grad_opts));
+        check_call(rank, "gp_allreduce",
+                   gp_allreduce(comm, g, g, b.count, GP_FLOAT32, GP_SUM, &grad_opts));
       }
-      allreduce_seconds += Since(reduce_start);
-      sgd.Step(mlp.params(), mlp.grads());
+      allreduce_seconds += since(reduce_start);
+      sgd.step(mlp.params(), mlp.grads());
     }
-    CheckCall(rank, "gp_comm_stats", gp_comm_stats(comm, &stats));
+    check_call(rank, "gp_comm_stats", gp_comm_stats(comm, &stats));
     // Only the gradient all-reduces of this epoch: the metric all-reduce below is not counted.
     sums.wire_bytes = static_cast<double>(stats.bytes_sent - sent_before);
     grad_stats = stats;
@@ -252,14 +252,14 @@ int main(int argc, char** argv) {
     int64_t correct = 0;
     for (size_t i = 0; i < test_index.size(); i += kEvalBatch) {
       const int m = static_cast<int>(std::min<size_t>(kEvalBatch, test_index.size() - i));
-      Gather(test, &test_index[i], m, &x, &y);
-      mlp.Evaluate(x.data(), y.data(), m, &sums.test_loss, &correct);
+      gather(test, &test_index[i], m, &x, &y);
+      mlp.evaluate(x.data(), y.data(), m, &sums.test_loss, &correct);
     }
     sums.test_correct = static_cast<double>(correct);
 
     static_assert(sizeof(Sums) == 5 * sizeof(double));
-    CheckCall(rank, "gp_allreduce",
-              gp_allreduce(comm, &sums, &sums, 5, GP_FLOAT64, GP_SUM, &exact_opts));
+    check_call(rank, "gp_allreduce",
+               gp_allreduce(comm, &sums, &sums, 5, GP_FLOAT64, GP_SUM, &exact_opts));
     last = sums;
     total_wire += sums.wire_bytes;
     if (rank == 0) {
@@ -269,17 +269,17 @@ int main(int argc, char** argv) {
           epoch + 1, opts.epochs, sums.train_loss / sums.train_seen,
           sums.test_correct / static_cast<double>(test.count),
           sums.test_loss / static_cast<double>(test.count), sums.wire_bytes / 1e6,
-          Since(epoch_start));
+          since(epoch_start));
       std::fflush(stdout);
     }
   }
-  const double train_seconds = Since(train_start);
+  const double train_seconds = since(train_start);
 
   // gp_allreduce gives every rank the same sum, so the weights must be the same bits everywhere.
-  const uint64_t checksum = gradpack::train::Checksum(mlp.params(), mlp.num_params());
+  const uint64_t checksum = gradpack::train::checksum(mlp.params(), mlp.num_params());
   int64_t lo = static_cast<int64_t>(checksum), hi = lo;
-  CheckCall(rank, "gp_allreduce", gp_allreduce(comm, &lo, &lo, 1, GP_INT64, GP_MIN, &exact_opts));
-  CheckCall(rank, "gp_allreduce", gp_allreduce(comm, &hi, &hi, 1, GP_INT64, GP_MAX, &exact_opts));
+  check_call(rank, "gp_allreduce", gp_allreduce(comm, &lo, &lo, 1, GP_INT64, GP_MIN, &exact_opts));
+  check_call(rank, "gp_allreduce", gp_allreduce(comm, &hi, &hi, 1, GP_INT64, GP_MAX, &exact_opts));
   const bool identical = lo == hi;
 
   if (rank == 0) {
@@ -303,11 +303,11 @@ int main(int argc, char** argv) {
         "\"test_accuracy\":%.4f,\"wire_bytes\":%.0f,\"compressed_calls\":%" PRIu64
         ",\"seconds\":%.3f,\"allreduce_seconds\":%.3f,\"load_seconds\":%.3f,"
         "\"weights_identical\":%s}\n",
-        kTool, gradpack::tools::JsonString(opts.codec).c_str(),
-        gradpack::tools::JsonString(grad_stats.last_codec).c_str(),
-        gradpack::tools::JsonString(grad_stats.last_algorithm).c_str(),
+        kTool, gradpack::tools::json_string(opts.codec).c_str(),
+        gradpack::tools::json_string(grad_stats.last_codec).c_str(),
+        gradpack::tools::json_string(grad_stats.last_algorithm).c_str(),
         opts.error_feedback ? "true" : "false", opts.residual_bits,
-        gradpack::train::BucketingName(opts.bucket), nranks, opts.epochs, opts.seed, opts.batch,
+        gradpack::train::bucketing_name(opts.bucket), nranks, opts.epochs, opts.seed, opts.batch,
         opts.lr, opts.momentum, opts.weight_decay, hidden.c_str(), mlp.num_params(), train.count,
         last.train_loss / last.train_seen, last.test_loss / static_cast<double>(test.count),
         last.test_correct / static_cast<double>(test.count), total_wire,
@@ -315,6 +315,6 @@ int main(int argc, char** argv) {
         identical ? "true" : "false");
     std::fflush(stdout);
   }
-  CheckCall(rank, "gp_comm_destroy", gp_comm_destroy(comm));
+  check_call(rank, "gp_comm_destroy", gp_comm_destroy(comm));
   return 0;
 }

@@ -44,14 +44,14 @@ Exit status: 0 success; 1 runtime failure (dataset, communicator); 2 usage error
 namespace {
 
 template <typename T>
-std::optional<T> ParseInteger(std::string_view text) {
+std::optional<T> parse_integer(std::string_view text) {
   T value{};
   const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || ptr != text.data() + text.size() || text.empty()) return std::nullopt;
   return value;
 }
 
-std::optional<double> ParseDouble(const std::string& text) {
+std::optional<double> parse_double(const std::string& text) {
   if (text.empty()) return std::nullopt;
   errno = 0;
   char* end = nullptr;
@@ -60,7 +60,7 @@ std::optional<double> ParseDouble(const std::string& text) {
   return v;
 }
 
-std::optional<std::string> CheckCodec(const std::string& spec) {
+std::optional<std::string> check_codec(const std::string& spec) {
   if (spec == "none" || spec == "off" || spec == "auto") return std::nullopt;
   const std::string inner = spec.rfind("auto:", 0) == 0 ? spec.substr(5) : spec;
   gp_codec_t* codec = nullptr;
@@ -74,9 +74,9 @@ std::optional<std::string> CheckCodec(const std::string& spec) {
 
 }  // namespace
 
-const char* BucketingName(Bucketing b) { return b == Bucketing::kFlat ? "flat" : "layer"; }
+const char* bucketing_name(Bucketing b) { return b == Bucketing::kFlat ? "flat" : "layer"; }
 
-std::optional<std::string> ParseTrainArgs(int argc, const char* const* argv, TrainOptions* out) {
+std::optional<std::string> parse_train_args(int argc, const char* const* argv, TrainOptions* out) {
   TrainOptions o;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
@@ -103,36 +103,36 @@ std::optional<std::string> ParseTrainArgs(int argc, const char* const* argv, Tra
     };
 
     if (flag == "--codec") {
-      if (auto err = CheckCodec(value)) return err;
+      if (auto err = check_codec(value)) return err;
       o.codec = value;
     } else if (flag == "--error-feedback") {
       if (value != "on" && value != "off") return bad("on or off");
       o.error_feedback = value == "on";
     } else if (flag == "--residual-bits") {
-      const auto v = ParseInteger<int>(value);
+      const auto v = parse_integer<int>(value);
       if (!v || (*v != 32 && *v != 16)) return bad("32 or 16");
       o.residual_bits = *v;
     } else if (flag == "--bucket") {
       if (value != "layer" && value != "flat") return bad("layer or flat");
       o.bucket = value == "flat" ? Bucketing::kFlat : Bucketing::kLayer;
     } else if (flag == "--epochs") {
-      const auto v = ParseInteger<int>(value);
+      const auto v = parse_integer<int>(value);
       if (!v || *v < 1 || *v > 100000) return bad("a whole number of epochs, 1 or more");
       o.epochs = *v;
     } else if (flag == "--batch") {
-      const auto v = ParseInteger<int>(value);
+      const auto v = parse_integer<int>(value);
       if (!v || *v < 1 || *v > 1 << 20) return bad("a global batch size, 1 or more");
       o.batch = *v;
     } else if (flag == "--lr") {
-      const auto v = ParseDouble(value);
+      const auto v = parse_double(value);
       if (!v || *v <= 0) return bad("a learning rate above 0");
       o.lr = *v;
     } else if (flag == "--momentum") {
-      const auto v = ParseDouble(value);
+      const auto v = parse_double(value);
       if (!v || *v < 0 || *v >= 1) return bad("a momentum in [0, 1)");
       o.momentum = *v;
     } else if (flag == "--weight-decay") {
-      const auto v = ParseDouble(value);
+      const auto v = parse_double(value);
       if (!v || *v < 0) return bad("a weight decay of 0 or more");
       o.weight_decay = *v;
     } else if (flag == "--hidden") {
@@ -140,7 +140,7 @@ std::optional<std::string> ParseTrainArgs(int argc, const char* const* argv, Tra
       std::string_view rest = value;
       while (true) {
         const size_t comma = rest.find(',');
-        const auto v = ParseInteger<int>(rest.substr(0, comma));
+        const auto v = parse_integer<int>(rest.substr(0, comma));
         if (!v || *v < 1 || *v > 65536) {
           return bad("comma-separated hidden layer widths of 1..65536, such as 256,128");
         }
@@ -151,11 +151,11 @@ std::optional<std::string> ParseTrainArgs(int argc, const char* const* argv, Tra
       if (widths.size() > 16) return bad("at most 16 hidden layers");
       o.hidden = widths;
     } else if (flag == "--seed") {
-      const auto v = ParseInteger<uint64_t>(value);
+      const auto v = parse_integer<uint64_t>(value);
       if (!v) return bad("an unsigned 64-bit seed");
       o.seed = *v;
     } else if (flag == "--train-limit") {
-      const auto v = ParseInteger<size_t>(value);
+      const auto v = parse_integer<size_t>(value);
       if (!v) return bad("a number of training images (0: all)");
       o.train_limit = *v;
     } else if (flag == "--data") {

@@ -35,9 +35,9 @@ extern const char* const kTrainHelp;
 // Parses argv[1..argc) ("--flag value" or "--flag=value"). Returns a message for a usage error
 // (it names the flag and says what it takes), std::nullopt on success. The codec spec is checked
 // with the library's parser.
-std::optional<std::string> ParseTrainArgs(int argc, const char* const* argv, TrainOptions* out);
+std::optional<std::string> parse_train_args(int argc, const char* const* argv, TrainOptions* out);
 
-const char* BucketingName(Bucketing b);
+const char* bucketing_name(Bucketing b);
 
 }  // namespace gradpack::train
 
