@@ -1,8 +1,9 @@
 // Unit tests of the net face's internals (net_plugin/plugin_api.h, net_plugin/net_v11.h), linked
-// directly: the handle's magic and checksum, the device choice (with fake transports, so that the
-// RDMA cases run without an RDMA device), properties, init/finalize reference counting, and a
+// directly: the handle's magic and checksum, properties, init/finalize reference counting, and a
 // loopback connection driven from one thread the way NCCL's service and progress threads would.
-// The dlopen-level conformance checks are the harness's (tests/net_plugin/harness.*).
+// The dlopen-level conformance checks are the harness's (tests/net_plugin/harness.*); the device
+// choice and the device table are tested where they live (tests/transport/open_test.cc,
+// tests/topology/devices_test.cc).
 #include <dirent.h>
 #include <gtest/gtest.h>
 
@@ -12,13 +13,10 @@
 #include <cstring>
 #include <set>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "net_plugin/net_v11.h"
 #include "net_plugin/plugin_api.h"
-#include "topology/devices.h"
-#include "transport/open.h"
 
 namespace gradpack::plugin {
 namespace {
@@ -44,177 +42,6 @@ int thread_count() {
     closedir(dir);
   }
   return n;
-}
-
-// ---- the device choice (transport::open) ------------------------------------------------------
-
-// A transport that has devices and nothing else: the choice only counts and names them.
-class FakeTransport : public transport::Transport {
- public:
-  FakeTransport(const char* name, std::vector<std::string> devices)
-      : name_(name), devices_(std::move(devices)) {}
-  const char* name() const override { return name_; }
-  int device_count() const override { return static_cast<int>(devices_.size()); }
-  Status device_info(int dev, transport::DeviceInfo* out) const override {
-    if (dev < 0 || dev >= device_count()) return InvalidArgument("no such fake device");
-    *out = transport::DeviceInfo{};
-    out->name = devices_[static_cast<size_t>(dev)];
-    return OkStatus();
-  }
-  Status listen(int, transport::Handle*, std::unique_ptr<transport::Listener>*) override {
-    return Unsupported("a fake transport cannot listen");
-  }
-  Status connect(int, const transport::Handle&, uint64_t, std::chrono::milliseconds,
-                 std::unique_ptr<transport::SendConnection>*) override {
-    return Unsupported("a fake transport cannot connect");
-  }
-
- private:
-  const char* name_;
-  std::vector<std::string> devices_;
-};
-
-// A maker that counts its calls and makes a FakeTransport with `devices`, or fails with `error`.
-transport::TransportMaker fake_maker(const char* name, std::vector<std::string> devices, int* calls,
-                          Status error = OkStatus()) {
-  return [=](std::unique_ptr<transport::Transport>* out) -> Status {
-    ++*calls;
-    if (!error.ok()) return error;
-    *out = std::make_unique<FakeTransport>(name, devices);
-    return OkStatus();
-  };
-}
-
-// Backends and device names of a choice, in device order.
-std::vector<std::pair<Backend, std::string>> listed(const std::vector<transport::OpenedTransport>& chosen) {
-  std::vector<std::pair<Backend, std::string>> out;
-  for (const auto& [backend, transport] : chosen) {
-    EXPECT_GT(transport->device_count(), 0) << "a transport without devices was kept";
-    for (int i = 0; i < transport->device_count(); ++i) {
-      transport::DeviceInfo info;
-      EXPECT_TRUE(transport->device_info(i, &info).ok());
-      out.emplace_back(backend, info.name);
-    }
-  }
-  return out;
-}
-
-using Listed = std::vector<std::pair<Backend, std::string>>;
-
-Status open_choice(const std::string& choice, transport::TransportMaker ib,
-                   transport::TransportMaker tcp, std::vector<transport::OpenedTransport>* out) {
-  transport::TransportMakers makers;
-  makers.ib = std::move(ib);
-  makers.tcp = std::move(tcp);
-  return transport::open(choice, makers, out);
-}
-
-// An ibverbs transport that cannot be used: its constructor fails (no libibverbs), or it has no
-// device with an active port.
-transport::TransportMaker unusable_rdma(bool fails, int* calls) {
-  return fails ? fake_maker("ib", {"mlx5_0:1"}, calls, Unsupported("libibverbs.so.1 not found"))
-               : fake_maker("ib", {}, calls);
-}
-
-TEST(ChooseTransports, AutoListsTheRdmaDevicesFirstThenTheInterfaces) {
-  int ib_calls = 0, tcp_calls = 0;
-  std::vector<transport::OpenedTransport> chosen;
-  ASSERT_TRUE(open_choice("auto", fake_maker("ib", {"mlx5_0:1", "mlx5_1:1"}, &ib_calls),
-                                fake_maker("tcp", {"eth0", "ib0"}, &tcp_calls), &chosen)
-                  .ok());
-  EXPECT_EQ(listed(chosen), (Listed{{Backend::kIb, "mlx5_0:1"},
-                                    {Backend::kIb, "mlx5_1:1"},
-                                    {Backend::kTcp, "eth0"},
-                                    {Backend::kTcp, "ib0"}}));
-  EXPECT_EQ(ib_calls, 1);
-  EXPECT_EQ(tcp_calls, 1);
-}
-
-TEST(ChooseTransports, AutoWithoutRdmaListsTheInterfaces) {
-  for (bool ib_fails : {true, false}) {
-    SCOPED_TRACE(ib_fails ? "the ibverbs transport fails" : "it has no device");
-    int ib_calls = 0, tcp_calls = 0;
-    std::vector<transport::OpenedTransport> chosen;
-    transport::TransportMaker make_ib = unusable_rdma(ib_fails, &ib_calls);
-    ASSERT_TRUE(
-        open_choice("auto", make_ib, fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen).ok());
-    EXPECT_EQ(listed(chosen), (Listed{{Backend::kTcp, "eth0"}}));
-    EXPECT_EQ(ib_calls, 1);
-  }
-}
-
-TEST(ChooseTransports, AutoReportsAnInterfaceErrorEvenWithRdmaDevices) {
-  int ib_calls = 0, tcp_calls = 0;
-  std::vector<transport::OpenedTransport> chosen;
-  const Status bad = InvalidArgument("no network interface matches GRADPACK_IFNAME=eht0");
-  Status status = open_choice("auto", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
-                                    fake_maker("tcp", {}, &tcp_calls, bad), &chosen);
-  EXPECT_EQ(status.code(), bad.code());
-  EXPECT_EQ(status.message(), bad.message());
-  EXPECT_TRUE(chosen.empty());
-}
-
-TEST(ChooseTransports, TcpNeverProbesRdma) {
-  int ib_calls = 0, tcp_calls = 0;
-  std::vector<transport::OpenedTransport> chosen;
-  ASSERT_TRUE(open_choice("tcp", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
-                                fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen)
-                  .ok());
-  EXPECT_EQ(listed(chosen), (Listed{{Backend::kTcp, "eth0"}}));
-  EXPECT_EQ(ib_calls, 0);
-}
-
-TEST(ChooseTransports, IbListsOnlyRdmaDevices) {
-  int ib_calls = 0, tcp_calls = 0;
-  std::vector<transport::OpenedTransport> chosen;
-  ASSERT_TRUE(open_choice("ib", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
-                                fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen)
-                  .ok());
-  EXPECT_EQ(listed(chosen), (Listed{{Backend::kIb, "mlx5_0:1"}}));
-  EXPECT_EQ(tcp_calls, 0);
-}
-
-TEST(ChooseTransports, IbWithoutRdmaIsUnsupportedNamingTheSetting) {
-  for (bool ib_fails : {true, false}) {
-    SCOPED_TRACE(ib_fails ? "the ibverbs transport fails" : "it has no device");
-    int ib_calls = 0, tcp_calls = 0;
-    std::vector<transport::OpenedTransport> chosen;
-    transport::TransportMaker make_ib = unusable_rdma(ib_fails, &ib_calls);
-    Status status =
-        open_choice("ib", make_ib, fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen);
-    EXPECT_EQ(status.code(), Code::kUnsupported);
-    EXPECT_NE(status.message().find("GRADPACK_TRANSPORT"), std::string::npos) << status.message();
-    if (ib_fails) {
-      EXPECT_NE(status.message().find("libibverbs.so.1 not found"), std::string::npos)
-          << status.message();
-    }
-    EXPECT_TRUE(chosen.empty());
-    EXPECT_EQ(tcp_calls, 0);
-  }
-}
-
-TEST(ChooseTransports, NoDeviceAtAllAndAnUnknownChoiceAreErrors) {
-  int ib_calls = 0, tcp_calls = 0;
-  std::vector<transport::OpenedTransport> chosen;
-  EXPECT_EQ(open_choice("auto", fake_maker("ib", {}, &ib_calls),
-                              fake_maker("tcp", {}, &tcp_calls), &chosen)
-                .code(),
-            Code::kInvalidArgument);
-  EXPECT_TRUE(chosen.empty());
-  Status status = open_choice("rdma", fake_maker("ib", {"mlx5_0:1"}, &ib_calls),
-                                    fake_maker("tcp", {"eth0"}, &tcp_calls), &chosen);
-  EXPECT_EQ(status.code(), Code::kInvalidArgument);
-  EXPECT_NE(status.message().find("GRADPACK_TRANSPORT=rdma"), std::string::npos)
-      << status.message();
-}
-
-TEST(ChooseTransports, DeviceNamesAreMadeUniqueInOrder) {
-  std::vector<std::string> taken;
-  for (const char* name : {"eth0", "eth0", "ib", "eth0", "eth0#1", "ib"}) {
-    taken.push_back(topology::unique_device_name(name, taken));
-  }
-  EXPECT_EQ(taken,
-            (std::vector<std::string>{"eth0", "eth0#1", "ib", "eth0#2", "eth0#1#1", "ib#1"}));
 }
 
 // A ctx for the duration of a test.
