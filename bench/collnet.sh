@@ -67,7 +67,7 @@ fi
 
 # --- build -------------------------------------------------------------------------------------
 gp_run=$build/tools/gradpack-run
-gp_bench=$build/tests/plugin/gradpack-collnet-bench
+gp_bench=$build/bench/gradpack-collnet-bench
 if [ ! -x "$gp_run" ] || [ ! -x "$gp_bench" ]; then
   # shellcheck disable=SC2119
   configure_build

@@ -19,10 +19,10 @@ mkdir -p "$build"
 cmake -S "$root" -B "$build" -G Ninja -DGRADPACK_SANITIZE=address -DGRADPACK_WITH_CUDA=OFF \
   -DGRADPACK_BUILD_BENCH=OFF -DGRADPACK_BUILD_TOOLS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   >"$build/asan-configure.log" 2>&1 || { cat "$build/asan-configure.log"; exit 1; }
-ninja -C "$build" -j "$jobs" nccl-net-gradpack plugin_net_conformance_tests plugin_collnet_tuner_tests
+ninja -C "$build" -j "$jobs" nccl-net-gradpack plugin_net_conformance_tests net_plugin_tests
 built=$(date +%s)
 
-tests=$build/tests/plugin/plugin_net_conformance_tests
+tests=$build/tests/net_plugin/plugin_net_conformance_tests
 export GRADPACK_PLUGIN=$build/net_plugin/libnccl-net-gradpack.so
 # The harness's forked children leave with _exit (no leak check there); the parent checks leaks.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
@@ -37,15 +37,16 @@ for t in $("$tests" --gtest_list_tests | awk '/^[^ ]/ {s = $1} /^  / {print s $1
   fi
 done
 # The CollNet and tuner faces (four node threads in one process: connect, compressed and
-# uncompressed streams, teardown and cancellation with calls in flight).
-collnet=$build/tests/plugin/plugin_collnet_tuner_tests
+# uncompressed streams, teardown and cancellation with calls in flight): their tests in
+# net_plugin_tests, which links the plugin's internal library.
+collnet=$build/tests/net_plugin/net_plugin_tests
 if ! GRADPACK_IFNAME==lo GRADPACK_TRANSPORT=tcp GRADPACK_TIMEOUT_MS=20000 timeout 300 "$collnet" \
-    >"$build/asan-collnet-tuner.log" 2>&1; then
-  echo "FAIL (ASan): plugin_collnet_tuner_tests"
+    --gtest_filter='CollNet.*:TunerTest.*' >"$build/asan-collnet-tuner.log" 2>&1; then
+  echo "FAIL (ASan): net_plugin_tests (CollNet, tuner)"
   grep -E "ERROR: AddressSanitizer|ERROR: LeakSanitizer|FAILED|Failure" "$build/asan-collnet-tuner.log" | head -5
   failed=$((failed + 1))
 else
-  echo "ok: plugin_collnet_tuner_tests"
+  echo "ok: net_plugin_tests (CollNet, tuner)"
 fi
 end=$(date +%s)
 echo "asan_plugin: build $((built - start)) s, tests $((end - built)) s, $failed failed"

@@ -9,7 +9,7 @@ packages=(
   libgtest-dev libgmock-dev          # tests
   dataset-fashion-mnist zlib1g-dev
   libbenchmark-dev                   # bench/codec_bench
-  clang libclang-rt-14-dev           # libFuzzer for tests/fuzz
+  clang libclang-rt-14-dev           # libFuzzer for tests/compression/fuzz
   clang-format                       # style
   libgloo-dev                        # bench/peers/gloo_perf (Gloo baseline)
   openmpi-bin libopenmpi-dev         # bench/peers/mpi_perf (Open MPI baseline)

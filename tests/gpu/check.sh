@@ -2,11 +2,12 @@
 # The GPU acceptance run (ARCHITECTURE.md, "GPU paths"), for any machine with one NVIDIA GPU, the
 # CUDA toolkit, CMake and GoogleTest. In under 8 minutes it:
 #   1. lists the GPU (nvidia-smi -L);
-#   2. builds gradpack with CUDA: only the CUDA tests, the GPU codec benchmark and the unit tests;
+#   2. builds gradpack with CUDA: only the CUDA tests, the GPU codec benchmark and the codec tests;
 #   3. runs the CUDA tests (ctest -L cuda: the GPU codecs bit-exact against the CPU reference),
 #      which must not skip here: GRADPACK_TEST_REQUIRE_CUDA=1 turns "no device" into a failure;
-#   4. runs the CPU codec unit tests (tests/unit_tests);
-#   5. runs codec_cuda_bench and prints its figures (GB/s and the ratio to a device-to-device copy);
+#   4. runs the CPU codec unit tests (tests/compression/compression_tests);
+#   5. runs codec_cuda_bench (bench/codec_cuda_bench.cc) and prints its figures (GB/s and the
+#      ratio to a device-to-device copy);
 #   6. NCCL plugin check (tests/gpu/nccl_allreduce_check.cc): two processes on this one GPU, each
 #      with its own NCCL_HOSTID so NCCL connects them through the network, NCCL_NET=gradpack and
 #      NCCL_NET_PLUGIN=libnccl-net-gradpack.so, NCCL_PROTO=^LL128, bootstrap on loopback;
@@ -44,7 +45,7 @@ cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DGRADPACK_BUILD_TESTS=ON ${GRADPACK_CMAKE_ARGS:-}
 
 section "build"
-cmake --build "$build" -j "$jobs" --target codec_cuda_test codec_cuda_bench unit_tests
+cmake --build "$build" -j "$jobs" --target codec_cuda_test codec_cuda_bench compression_tests
 # The NCCL check's pieces (and the executor kernels' CUDA test) exist when the toolkit has NCCL.
 nccl_targets=(nccl-net-gradpack gradpack-nccl nccl_allreduce_check accum_kernels_test)
 nccl_missing=""
@@ -61,10 +62,10 @@ section "CUDA tests (ctest -L cuda)"
   -j "${CTEST_JOBS:-4}" --timeout 300)
 
 section "CPU codec unit tests"
-"$build/tests/unit_tests" --gtest_brief=1
+"$build/tests/compression/compression_tests" --gtest_brief=1
 
 section "GPU codec benchmark"
-"$build/tests/cuda/codec_cuda_bench"
+"$build/bench/codec_cuda_bench"
 
 section "NCCL plugin check"
 if [[ -n "$nccl_missing" ]]; then

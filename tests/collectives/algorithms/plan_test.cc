@@ -1,0 +1,575 @@
+// Runs every algorithm's plans for all ranks against each other in memory (plan_sim.h) and checks
+// the results, plan.h's rules and the bytes on the wire that docs/algorithms.md states.
+
+#include "collectives/plan.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "collectives/selector.h"
+#include "tests/collectives/algorithms/plan_sim.h"
+
+namespace gradpack::coll {
+namespace {
+
+constexpr size_t kElem = 8;  // int64 values: sums are exact
+
+struct Case {
+  Collective collective = Collective::kAllReduce;
+  Algorithm algorithm = Algorithm::kRing;
+  int nranks = 1;
+  size_t count = 0;
+  size_t segment_bytes = 1 << 20;
+  std::vector<int> hosts;
+  int root = 0;
+  bool compressed = false;
+};
+
+std::string describe(const Case& c, bool in_place) {
+  std::string s = std::string(collective_name(c.collective)) + "/" + algorithm_name(c.algorithm) +
+                  " p=" + std::to_string(c.nranks) + " count=" + std::to_string(c.count) +
+                  " seg=" + std::to_string(c.segment_bytes) + (in_place ? " in-place" : "");
+  if (!c.hosts.empty()) {
+    s += " hosts=";
+    for (int h : c.hosts) s += std::to_string(h);
+  }
+  if (c.collective == Collective::kBroadcast) s += " root=" + std::to_string(c.root);
+  if (c.compressed) s += " compressed";
+  return s;
+}
+
+int64_t value(int rank, size_t i) {
+  return static_cast<int64_t>(rank + 1) * 1000003 + static_cast<int64_t>(i) * 31 + 7;
+}
+
+struct CaseRun {
+  std::vector<Plan> plans;
+  sim::Outcome outcome;
+};
+
+// Builds, checks and runs all ranks' plans; compares kRecv with the direct computation.
+CaseRun run_case(const Case& c, bool in_place, uint64_t seed = 1) {
+  const std::string what = describe(c, in_place);
+  CaseRun run;
+  std::vector<PlanRequest> reqs;
+  std::vector<std::vector<int64_t>> send(static_cast<size_t>(c.nranks));
+  for (int r = 0; r < c.nranks; ++r) {
+    PlanRequest req;
+    req.collective = c.collective;
+    req.rank = r;
+    req.nranks = c.nranks;
+    req.count = c.count;
+    req.elem_size = kElem;
+    req.root = c.root;
+    req.segment_bytes = c.segment_bytes;
+    req.host_of_rank = c.hosts;
+    req.compressed = c.compressed;
+    req.send_peer = (r + 1) % c.nranks;  // kSendRecv: a ring
+    req.recv_peer = (r + c.nranks - 1) % c.nranks;
+    Plan plan;
+    const Status st = make_plan(c.algorithm, req, &plan);
+    EXPECT_TRUE(st.ok()) << what << ": " << st.to_string();
+    const std::string err = sim::check_plan(req, plan, in_place);
+    EXPECT_EQ(err, "") << what;
+    const sim::Layout l = sim::layout_of(req, in_place);
+    auto& s = send[static_cast<size_t>(r)];
+    s.resize(l.send_count);
+    for (size_t i = 0; i < s.size(); ++i) s[i] = value(r, i);
+    reqs.push_back(req);
+    run.plans.push_back(std::move(plan));
+  }
+  run.outcome = sim::run_plans(reqs, run.plans, send, in_place, seed);
+  EXPECT_EQ(run.outcome.error, "") << what;
+  if (!run.outcome.error.empty()) return run;
+  const size_t n = c.count;
+  const auto all = (c.nranks >= 64 ? ~uint64_t{0} : (uint64_t{1} << c.nranks) - 1);
+  for (int r = 0; r < c.nranks; ++r) {
+    const auto& got = run.outcome.recv[static_cast<size_t>(r)];
+    std::vector<int64_t> want;
+    switch (c.collective) {
+      case Collective::kAllReduce:
+        for (size_t i = 0; i < n; ++i) {
+          int64_t sum = 0;
+          for (int q = 0; q < c.nranks; ++q) sum += value(q, i);
+          want.push_back(sum);
+        }
+        break;
+      case Collective::kReduceScatter:
+        for (size_t i = 0; i < n; ++i) {
+          int64_t sum = 0;
+          for (int q = 0; q < c.nranks; ++q) sum += value(q, static_cast<size_t>(r) * n + i);
+          want.push_back(sum);
+        }
+        break;
+      case Collective::kAllGather:
+        for (int q = 0; q < c.nranks; ++q)
+          for (size_t i = 0; i < n; ++i) want.push_back(value(q, i));
+        break;
+      case Collective::kBroadcast:
+        for (size_t i = 0; i < n; ++i) want.push_back(value(c.root, i));
+        break;
+      case Collective::kSendRecv:
+        for (size_t i = 0; i < n; ++i) want.push_back(value((r + c.nranks - 1) % c.nranks, i));
+        break;
+      case Collective::kBarrier:
+        EXPECT_EQ(run.outcome.heard_from[static_cast<size_t>(r)], all)
+            << what << ": rank " << r << " can leave the barrier before every rank entered";
+        break;
+    }
+    EXPECT_EQ(got, want) << what << ": rank " << r;
+    if (got != want) break;
+  }
+  return run;
+}
+
+const std::vector<int> kRankCounts = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16};
+
+std::vector<size_t> counts_for(int p) {
+  std::set<size_t> s = {0, 1, static_cast<size_t>(p - 1), static_cast<size_t>(p), 1000};
+  return {s.begin(), s.end()};
+}
+
+// Every count, plus segment-crossing sizes (64-byte segments: 8 elements) at 1000 and 37*p+5.
+void sweep(Collective coll, Algorithm algo, std::vector<int> (*hosts)(int) = nullptr,
+           bool compressed = false) {
+  for (int p : kRankCounts) {
+    std::vector<Case> cases;
+    for (size_t n : counts_for(p)) {
+      Case c;
+      c.collective = coll;
+      c.algorithm = algo;
+      c.nranks = p;
+      c.count = n;
+      cases.push_back(c);
+    }
+    for (size_t n : {size_t{1000}, static_cast<size_t>(37 * p + 5)}) {
+      Case c;
+      c.collective = coll;
+      c.algorithm = algo;
+      c.nranks = p;
+      c.count = n;
+      c.segment_bytes = 64;
+      cases.push_back(c);
+    }
+    for (Case& c : cases) {
+      if (hosts) c.hosts = hosts(p);
+      c.compressed = compressed;
+      for (bool in_place : {false, true}) {
+        if (in_place && coll == Collective::kSendRecv) continue;  // its buffers never overlap
+        if (coll == Collective::kBroadcast) {
+          for (int root : {0, p - 1, p / 2}) {
+            c.root = root;
+            run_case(c, in_place);
+          }
+        } else {
+          run_case(c, in_place);
+        }
+        if (::testing::Test::HasFailure()) return;
+      }
+    }
+  }
+}
+
+TEST(AllReduce, Ring) { sweep(Collective::kAllReduce, Algorithm::kRing); }
+TEST(AllReduce, HalvingDoubling) { sweep(Collective::kAllReduce, Algorithm::kHalvingDoubling); }
+TEST(AllReduce, Tree) { sweep(Collective::kAllReduce, Algorithm::kTree); }
+TEST(AllReduce, HierOneRankPerHost) { sweep(Collective::kAllReduce, Algorithm::kHierarchical); }
+TEST(AllReduce, HierOneHost) {
+  sweep(Collective::kAllReduce, Algorithm::kHierarchical,
+        [](int p) { return std::vector<int>(static_cast<size_t>(p), 0); });
+}
+TEST(AllReduce, HierTwoPerHost) {
+  sweep(Collective::kAllReduce, Algorithm::kHierarchical, [](int p) {
+    std::vector<int> h;
+    for (int r = 0; r < p; ++r) h.push_back(r / 2);
+    return h;
+  });
+}
+TEST(AllReduce, HierThreeHostsUnevenInterleaved) {
+  // Hosts get ranks round-robin-ish and unevenly: 0,1,0,2,0,1,0,2,...
+  sweep(Collective::kAllReduce, Algorithm::kHierarchical, [](int p) {
+    static const int pattern[] = {0, 1, 0, 2};
+    std::vector<int> h;
+    for (int r = 0; r < p; ++r) h.push_back(p < 3 ? r % p : pattern[r % 4]);
+    return h;
+  });
+}
+TEST(AllReduce, HalvingDoublingLargeUsesRabenseifner) {
+  // Over 64 KiB: the recursive-halving path, with and without segments, pow2 and not.
+  for (int p : {2, 3, 4, 6, 8, 16}) {
+    for (size_t seg : {size_t{1} << 20, size_t{4096}}) {
+      Case c;
+      c.algorithm = Algorithm::kHalvingDoubling;
+      c.nranks = p;
+      c.count = 9001;
+      c.segment_bytes = seg;
+      run_case(c, true);
+      run_case(c, false, 7);
+    }
+  }
+}
+TEST(AllReduce, HierLargeUsesRingAmongLeaders) {
+  for (int p : {4, 6, 9}) {
+    Case c;
+    c.algorithm = Algorithm::kHierarchical;
+    c.nranks = p;
+    c.count = 9001;
+    c.segment_bytes = 8192;
+    for (int r = 0; r < p; ++r) c.hosts.push_back(r % 3);
+    run_case(c, true);
+    run_case(c, false, 3);
+  }
+}
+
+TEST(ReduceScatter, Ring) { sweep(Collective::kReduceScatter, Algorithm::kRing); }
+TEST(ReduceScatter, OtherAlgorithmsRunTheRing) {
+  for (Algorithm a : {Algorithm::kHalvingDoubling, Algorithm::kTree, Algorithm::kHierarchical}) {
+    Case c;
+    c.collective = Collective::kReduceScatter;
+    c.algorithm = a;
+    c.nranks = 5;
+    c.count = 100;
+    const CaseRun run = run_case(c, true);
+    EXPECT_EQ(run.plans[0].algorithm, "ring");
+  }
+}
+TEST(SendRecv, RingOfPeers) { sweep(Collective::kSendRecv, Algorithm::kRing); }
+TEST(AllGather, Ring) { sweep(Collective::kAllGather, Algorithm::kRing); }
+TEST(Broadcast, Chain) { sweep(Collective::kBroadcast, Algorithm::kRing); }
+TEST(Broadcast, Binomial) { sweep(Collective::kBroadcast, Algorithm::kTree); }
+TEST(Barrier, Dissemination) {
+  for (int p : kRankCounts) {
+    Case c;
+    c.collective = Collective::kBarrier;
+    c.nranks = p;
+    const CaseRun run = run_case(c, false);
+    // ceil(log2 p) zero-byte messages per rank.
+    const auto rounds = static_cast<uint64_t>(std::ceil(std::log2(p)));
+    for (uint64_t m : run.outcome.messages_sent) EXPECT_EQ(m, rounds) << "p=" << p;
+    for (uint64_t b : run.outcome.bytes_sent) EXPECT_EQ(b, 0u);
+  }
+}
+
+// Bytes on the wire per rank, as docs/algorithms.md states them (S = count * elem_size).
+TEST(WireBytes, RingAllReduceIsBandwidthOptimal) {
+  for (int p : {2, 3, 5, 8, 16}) {
+    Case c;
+    c.nranks = p;
+    c.count = 10007;
+    c.segment_bytes = 4096;
+    const CaseRun run = run_case(c, false);
+    const double S = static_cast<double>(c.count * kElem);
+    for (uint64_t b : run.outcome.bytes_sent)
+      EXPECT_NEAR(static_cast<double>(b), 2.0 * (p - 1) / p * S, 2.0 * kElem) << "p=" << p;
+  }
+}
+TEST(WireBytes, RabenseifnerPowerOfTwo) {
+  for (int p : {2, 4, 8, 16}) {
+    Case c;
+    c.algorithm = Algorithm::kHalvingDoubling;
+    c.nranks = p;
+    c.count = 10007;
+    const CaseRun run = run_case(c, false);
+    const double S = static_cast<double>(c.count * kElem);
+    for (uint64_t b : run.outcome.bytes_sent)
+      EXPECT_NEAR(static_cast<double>(b), 2.0 * (p - 1) / p * S, 2.0 * std::log2(p) * kElem);
+  }
+}
+TEST(WireBytes, RecursiveDoublingSendsWholeVectorPerStep) {
+  for (int p : {2, 4, 8}) {
+    Case c;
+    c.algorithm = Algorithm::kHalvingDoubling;
+    c.nranks = p;
+    c.count = 100;
+    const CaseRun run = run_case(c, false);
+    for (uint64_t b : run.outcome.bytes_sent)
+      EXPECT_EQ(b, static_cast<uint64_t>(std::log2(p)) * c.count * kElem);
+  }
+}
+TEST(WireBytes, DoubleTreeTotalMatchesRing) {
+  for (int p : {3, 4, 7, 8, 16}) {
+    Case c;
+    c.algorithm = Algorithm::kTree;
+    c.nranks = p;
+    c.count = 10000;
+    c.segment_bytes = 8192;
+    const CaseRun run = run_case(c, false);
+    const uint64_t S = c.count * kElem;
+    uint64_t total = 0, most = 0;
+    for (uint64_t b : run.outcome.bytes_sent) {
+      total += b;
+      most = std::max(most, b);
+    }
+    EXPECT_EQ(total, 2u * static_cast<uint64_t>(p - 1) * S) << "p=" << p;
+    EXPECT_LE(most, 2 * S) << "p=" << p;
+  }
+}
+TEST(WireBytes, HierCrossesHostsOnlyBetweenLeaders) {
+  // 3 hosts x 2 ranks (hosts 0,0,1,1,2,2): inter-host traffic is a 3-rank ring among leaders.
+  Case c;
+  c.algorithm = Algorithm::kHierarchical;
+  c.nranks = 6;
+  c.count = 30000;
+  c.hosts = {0, 0, 1, 1, 2, 2};
+  const CaseRun run = run_case(c, false);
+  const double S = static_cast<double>(c.count * kElem);
+  for (int a = 0; a < 6; ++a) {
+    uint64_t inter = 0;
+    for (int b = 0; b < 6; ++b)
+      if (c.hosts[static_cast<size_t>(a)] != c.hosts[static_cast<size_t>(b)])
+        inter += run.outcome.bytes_to[static_cast<size_t>(a)][static_cast<size_t>(b)];
+    if (a % 2 == 1) {
+      EXPECT_EQ(inter, 0u) << "rank " << a;
+    } else {
+      EXPECT_NEAR(static_cast<double>(inter), 2.0 * 2 / 3 * S, 2.0 * kElem) << "rank " << a;
+    }
+  }
+}
+TEST(WireBytes, RingReduceScatterAndAllGather) {
+  for (Collective coll : {Collective::kReduceScatter, Collective::kAllGather}) {
+    Case c;
+    c.collective = coll;
+    c.nranks = 5;
+    c.count = 1001;
+    const CaseRun run = run_case(c, false);
+    for (uint64_t b : run.outcome.bytes_sent) EXPECT_EQ(b, 4u * c.count * kElem);
+  }
+}
+
+TEST(Plans, RandomSchedulesAgree) {
+  // Different legal interleavings must give the same answer.
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    for (Algorithm a : {Algorithm::kRing, Algorithm::kHalvingDoubling, Algorithm::kTree}) {
+      Case c;
+      c.algorithm = a;
+      c.nranks = 7;
+      c.count = 333;
+      c.segment_bytes = 128;
+      run_case(c, true, seed);
+    }
+  }
+}
+
+// The simulator itself must catch broken plans, or the sweeps above prove nothing.
+Op message(OpKind kind, int peer, Span span, std::vector<uint32_t> deps = {}) {
+  Op op;
+  op.kind = kind;
+  op.peer = peer;
+  (kind == OpKind::kSend ? op.src : op.dst) = span;
+  if (kind == OpKind::kRecvReduce) op.src = span;
+  op.deps = std::move(deps);
+  return op;
+}
+
+std::vector<PlanRequest> two_ranks(size_t count) {
+  std::vector<PlanRequest> reqs(2);
+  for (int r = 0; r < 2; ++r) {
+    reqs[static_cast<size_t>(r)].nranks = 2;
+    reqs[static_cast<size_t>(r)].rank = r;
+    reqs[static_cast<size_t>(r)].count = count;
+    reqs[static_cast<size_t>(r)].elem_size = kElem;
+  }
+  return reqs;
+}
+
+TEST(Simulator, DetectsDeadlock) {
+  // Each rank sends only after it has received from the other.
+  std::vector<Plan> plans(2);
+  for (int r = 0; r < 2; ++r) {
+    plans[static_cast<size_t>(r)].ops = {message(OpKind::kRecv, 1 - r, {Buf::kRecv, 0, 4}),
+                                         message(OpKind::kSend, 1 - r, {Buf::kSend, 0, 4}, {0})};
+  }
+  const auto out = sim::run_plans(two_ranks(4), plans, {{1, 2, 3, 4}, {5, 6, 7, 8}}, false, 1);
+  EXPECT_NE(out.error.find("deadlock"), std::string::npos) << out.error;
+}
+
+TEST(Simulator, DetectsCountMismatch) {
+  std::vector<Plan> plans(2);
+  plans[0].ops = {message(OpKind::kSend, 1, {Buf::kSend, 0, 2})};
+  plans[1].ops = {message(OpKind::kRecv, 0, {Buf::kRecv, 0, 3})};
+  const auto out = sim::run_plans(two_ranks(4), plans, {{1, 2, 3, 4}, {5, 6, 7, 8}}, false, 1);
+  EXPECT_NE(out.error.find("which sent 2"), std::string::npos) << out.error;
+}
+
+TEST(Simulator, DetectsUnmatchedMessage) {
+  std::vector<Plan> plans(2);
+  plans[0].ops = {message(OpKind::kSend, 1, {Buf::kSend, 0, 2})};
+  const auto out = sim::run_plans(two_ranks(4), plans, {{1, 2, 3, 4}, {5, 6, 7, 8}}, false, 1);
+  EXPECT_NE(out.error.find("received 0"), std::string::npos) << out.error;
+}
+
+TEST(Simulator, DetectsRuleBreaks) {
+  const PlanRequest req = two_ranks(4)[0];
+  Plan plan;
+  // Two receives into the same elements with no order between them.
+  plan.ops = {message(OpKind::kRecv, 1, {Buf::kRecv, 0, 4}),
+              message(OpKind::kRecv, 1, {Buf::kRecv, 2, 2})};
+  EXPECT_NE(sim::check_plan(req, plan, false).find("may run at once"), std::string::npos);
+  plan.ops[1].deps = {0};
+  EXPECT_EQ(sim::check_plan(req, plan, false), "");
+  // In place, a receive into kRecv races a send still reading the same kSend elements.
+  plan.ops = {message(OpKind::kSend, 1, {Buf::kSend, 0, 4}),
+              message(OpKind::kRecv, 1, {Buf::kRecv, 0, 4})};
+  EXPECT_EQ(sim::check_plan(req, plan, false), "");
+  EXPECT_NE(sim::check_plan(req, plan, true).find("in place"), std::string::npos);
+  // Scratch beyond scratch_count, a span past kRecv, a message over segment_bytes.
+  plan.ops = {message(OpKind::kRecv, 1, {Buf::kScratch, 0, 4})};
+  plan.scratch_count = 3;
+  EXPECT_NE(sim::check_plan(req, plan, false).find("out of bounds"), std::string::npos);
+  plan.ops = {message(OpKind::kRecv, 1, {Buf::kRecv, 1, 4})};
+  EXPECT_NE(sim::check_plan(req, plan, false).find("out of bounds"), std::string::npos);
+  PlanRequest small_segments = req;
+  small_segments.segment_bytes = 3 * kElem;
+  plan.ops = {message(OpKind::kSend, 1, {Buf::kSend, 0, 4})};
+  EXPECT_NE(sim::check_plan(small_segments, plan, false).find("exceeds"), std::string::npos);
+}
+
+TEST(MakePlan, RejectsBadRequests) {
+  Plan plan;
+  PlanRequest req;
+  req.nranks = 4;
+  req.rank = 4;
+  EXPECT_EQ(make_plan(Algorithm::kRing, req, &plan).code(), Code::kInvalidArgument);
+  req.rank = 0;
+  req.segment_bytes = 2;
+  EXPECT_EQ(make_plan(Algorithm::kRing, req, &plan).code(), Code::kInvalidArgument);
+  req.segment_bytes = 1 << 20;
+  req.host_of_rank = {0, 0};
+  EXPECT_EQ(make_plan(Algorithm::kHierarchical, req, &plan).code(), Code::kInvalidArgument);
+  req.host_of_rank = {};
+  EXPECT_EQ(make_plan(Algorithm::kAuto, req, &plan).code(), Code::kInvalidArgument);
+  req.collective = Collective::kBroadcast;
+  req.root = 9;
+  EXPECT_EQ(make_plan(Algorithm::kTree, req, &plan).code(), Code::kInvalidArgument);
+}
+
+// Compressed plans, with the simulator's lossless model codec: exact sums show that every frame
+// reaches its decoder, the owners sum every member's chunk once, and all ranks end equal.
+std::vector<int> two_per_host(int p) {
+  std::vector<int> h;
+  for (int r = 0; r < p; ++r) h.push_back(r / 2);
+  return h;
+}
+TEST(Compressed, Direct) { sweep(Collective::kAllReduce, Algorithm::kDirect, nullptr, true); }
+TEST(Compressed, Sparse) { sweep(Collective::kAllReduce, Algorithm::kSparse, nullptr, true); }
+TEST(Compressed, ReencodingRing) { sweep(Collective::kAllReduce, Algorithm::kRing, nullptr, true); }
+TEST(Compressed, HierTwoPerHost) {
+  sweep(Collective::kAllReduce, Algorithm::kHierarchical, two_per_host, true);
+}
+TEST(Compressed, HierRoundRobinHosts) {
+  // gradpack-run --vcluster puts rank i on host i % H.
+  sweep(
+      Collective::kAllReduce, Algorithm::kHierarchical,
+      [](int p) {
+        std::vector<int> h;
+        for (int r = 0; r < p; ++r) h.push_back(r % std::max(1, p / 2));
+        return h;
+      },
+      true);
+}
+TEST(Compressed, HierOneHost) {
+  sweep(
+      Collective::kAllReduce, Algorithm::kHierarchical,
+      [](int p) { return std::vector<int>(static_cast<size_t>(p), 0); }, true);
+}
+TEST(Compressed, DirectSendsEachChunkOnceEachWay) {
+  // Each rank sends (p-1)/p of the buffer to the owners and each owner its chunk to p-1 ranks:
+  // 2(p-1)/p of the buffer per rank, as the ring, but in two rounds instead of 2(p-1) steps.
+  for (int p : {2, 4, 5}) {
+    Case c;
+    c.algorithm = Algorithm::kDirect;
+    c.compressed = true;
+    c.nranks = p;
+    c.count = 1000 * static_cast<size_t>(p);
+    const CaseRun run = run_case(c, false);
+    for (int r = 0; r < p; ++r) {
+      EXPECT_EQ(run.outcome.bytes_sent[static_cast<size_t>(r)],
+                2 * static_cast<uint64_t>(p - 1) * 1000 * kElem);
+    }
+  }
+}
+TEST(Compressed, OnlyAllReduceAndOnlyWithTheFlag) {
+  PlanRequest r;
+  r.nranks = 4;
+  r.count = 100;
+  Plan plan;
+  EXPECT_EQ(make_plan(Algorithm::kDirect, r, &plan).code(), Code::kUnsupported);
+  EXPECT_EQ(make_plan(Algorithm::kSparse, r, &plan).code(), Code::kUnsupported);
+  r.compressed = true;
+  EXPECT_EQ(make_plan(Algorithm::kHalvingDoubling, r, &plan).code(), Code::kUnsupported);
+  EXPECT_TRUE(make_plan(Algorithm::kDirect, r, &plan).ok());
+  r.collective = Collective::kReduceScatter;
+  EXPECT_EQ(make_plan(Algorithm::kDirect, r, &plan).code(), Code::kInvalidArgument);
+}
+TEST(Compressed, SimulatorCatchesAFrameNobodyWrites) {
+  PlanRequest r;
+  r.nranks = 1;
+  r.count = 4;
+  r.compressed = true;
+  Plan plan;
+  plan.frames.push_back(FrameSlot{4, Stage::kWorker});
+  Op copy;
+  copy.kind = OpKind::kCopy;
+  copy.src = Span{Buf::kSend, 0, 4};
+  copy.dst = Span{Buf::kFrame, 0, 4};
+  plan.ops.push_back(copy);
+  EXPECT_NE(sim::check_plan(r, plan, false), "");
+}
+
+TEST(Names, ParseRoundTrips) {
+  for (Algorithm a :
+       {Algorithm::kAuto, Algorithm::kRing, Algorithm::kHalvingDoubling, Algorithm::kTree,
+        Algorithm::kHierarchical, Algorithm::kDirect, Algorithm::kSparse}) {
+    Algorithm back = Algorithm::kAuto;
+    ASSERT_TRUE(parse_algorithm(algorithm_name(a), &back).ok());
+    EXPECT_EQ(back, a);
+  }
+  Algorithm x;
+  const Status st = parse_algorithm("butterfly", &x);
+  EXPECT_EQ(st.code(), Code::kInvalidArgument);
+  EXPECT_NE(st.message().find("ring"), std::string::npos);
+  EXPECT_STREQ(collective_name(Collective::kAllReduce), "allreduce");
+}
+
+PlanRequest request(int p, size_t bytes, std::vector<int> hosts = {}) {
+  PlanRequest r;
+  r.nranks = p;
+  r.elem_size = 4;
+  r.count = bytes / 4;
+  r.host_of_rank = std::move(hosts);
+  return r;
+}
+
+TEST(Selector, SmallGoesToLogStepAlgorithms) {
+  EXPECT_EQ(select_algorithm(request(8, 1024)), Algorithm::kHalvingDoubling);
+  EXPECT_EQ(select_algorithm(request(16, 64 * 1024)), Algorithm::kHalvingDoubling);
+  // p = 3: the tree needs 2 steps, hd 1 + fold/unfold = 3.
+  EXPECT_EQ(select_algorithm(request(3, 1024)), Algorithm::kTree);
+}
+TEST(Selector, LargeGoesToRingOrHier) {
+  EXPECT_EQ(select_algorithm(request(8, 1 << 20)), Algorithm::kRing);
+  EXPECT_EQ(select_algorithm(request(4, 1 << 20, {0, 0, 1, 1})), Algorithm::kHierarchical);
+  EXPECT_EQ(select_algorithm(request(4, 1 << 20, {0, 1, 2, 3})), Algorithm::kRing);
+  EXPECT_EQ(select_algorithm(request(4, 1 << 20, {0, 0, 0, 0})), Algorithm::kRing);
+}
+TEST(Selector, OtherCollectives) {
+  PlanRequest r = request(8, 1 << 20);
+  r.collective = Collective::kBroadcast;
+  EXPECT_EQ(select_algorithm(r), Algorithm::kRing);
+  r.count = 16;
+  EXPECT_EQ(select_algorithm(r), Algorithm::kTree);
+  r.collective = Collective::kReduceScatter;
+  EXPECT_EQ(select_algorithm(r), Algorithm::kRing);
+}
+TEST(Selector, ForcedWins) {
+  Algorithm a = Algorithm::kAuto;
+  ASSERT_TRUE(resolve_algorithm(Algorithm::kTree, request(8, 1 << 20), &a).ok());
+  EXPECT_EQ(a, Algorithm::kTree);
+}
+
+}  // namespace
+}  // namespace gradpack::coll
