@@ -1,6 +1,7 @@
 // A Plan: what one rank does in one collective, as a list of operations with dependencies. The
 // algorithms (collectives/algorithms/) write plans and do no I/O; the host executor runs them over
-// a transport, the NCCL executor (issue 5) over pnccl send/recv, the simulator costs them.
+// a transport, the interposer's NCCL executor (net_plugin/interposer/nccl_executor.h) over pnccl
+// send/recv, and the tests' plan simulator checks them.
 //
 // Buffers are named, not pointed to: kSend and kRecv are the caller's buffers, kScratch is memory
 // the executor allocates (Plan::scratch_count elements). Offsets and counts are in elements of the
@@ -13,8 +14,8 @@
 // frame encodes. A frame is written by one kEncode or one kRecv and may be sent and decoded any
 // number of times; its size in bytes is known only once it is written.
 //
-// Rules every plan keeps (tests/unit/plan_test.cc checks them by running all ranks' plans
-// against each other in memory, for every algorithm, rank count and size):
+// Rules every plan keeps (tests/collectives/algorithms/plan_test.cc checks them by running all
+// ranks' plans against each other in memory, for every algorithm, rank count and size):
 //  - Messages between two ranks are matched in order: rank a's k-th kSend to b is rank b's k-th
 //    kRecv or kRecvReduce from a, with the same count.
 //  - An op starts only when all its deps (indices of earlier ops of the same plan) are done. A

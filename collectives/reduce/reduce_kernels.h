@@ -1,7 +1,7 @@
 // The tables behind reduce_fn() and divide(): one per instruction set (scalar, AVX2, AVX-512),
 // each holding a kernel for every dtype x op. Internal to collectives/reduce and its tests.
 //
-// Rules every table follows, so that all of them give the same bits (tests/reduce/):
+// Rules every table follows, so that all of them give the same bits (tests/collectives/reduce/):
 // - A NaN result of a float op is the canonical NaN: positive, quiet, zero payload (0x7FC00000,
 //   0x7FF8000000000000, fp16 0x7E00, bf16 0x7FC0). x86 returns the payload of one NaN operand,
 //   chosen by the instruction's operand order, which the compiler is free to swap for + and *;
