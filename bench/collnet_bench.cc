@@ -1,9 +1,10 @@
 // gradpack-collnet-bench: one all-reduce of a large float32 buffer through the CollNet face of
-// libnccl-net-gradpack.so, cut the way NCCL's CollNetChain cuts it (reference nccl-plugin-api.md
-// §2.2): consecutive chunks of at most 8 channels x 256 KiB = 2 MiB, one iallreduce each, at most 8
-// in flight, only the oldest tested, in the same order on every node. One process per node, under
-// gradpack-run (its environment gives libgradpack's communicator, which carries the 128-byte
-// handles and the timings; the CollNet traffic itself goes only through the plugin):
+// libnccl-net-gradpack.so, cut the way NCCL's CollNetChain cuts it (NCCL's
+// src/transport/coll_net.cc): consecutive chunks of at most 8 channels x 256 KiB = 2 MiB, one
+// iallreduce each, at most 8 in flight, only the oldest tested, in the same order on every node.
+// One process per node, under gradpack-run (its environment gives libgradpack's communicator, which
+// carries the 128-byte handles and the timings; the CollNet traffic itself goes only through the
+// plugin):
 //
 //   gradpack-run -n 4 [--vcluster] -- gradpack-collnet-bench [options]
 //     --plugin PATH   the .so (default: $GRADPACK_PLUGIN, else the one built with this program)
@@ -29,8 +30,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <iterator>
 #include <deque>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>

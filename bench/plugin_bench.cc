@@ -1,9 +1,10 @@
 // gradpack-plugin-bench: NCCL's ring pattern through the net plugin between two processes, as
-// NCCL's proxy runs it (reference §4.4/§4.5): one connection each way, 8 outstanding 1 MiB isends
-// and 8 outstanding 1 MiB irecvs per connection, both directions at once, only the oldest request
-// tested. Prints each direction's rate in GB/s (bytes received / time) and, with --vs-iperf3, runs
-// iperf3 between the same two endpoints in the same run (one TCP stream each way at once, as
-// bench/compare.sh's iperf3 mode) and prints plugin / iperf3.
+// NCCL's proxy runs it (src/transport/net.cc, sendProxyProgress and recvProxyProgress): one
+// connection each way, 8 outstanding 1 MiB isends and 8 outstanding 1 MiB irecvs per connection,
+// both directions at once, only the oldest request tested. Prints each direction's rate in GB/s
+// (bytes received / time) and, with --vs-iperf3, runs iperf3 between the same two endpoints in the
+// same run (one TCP stream each way at once, as bench/compare.sh's iperf3 mode) and prints plugin /
+// iperf3.
 //
 //   gradpack-plugin-bench [options]
 //     --plugin PATH      the .so (default: $GRADPACK_PLUGIN)

@@ -2,9 +2,9 @@
 // connection exists (addresses, connection handles, barrier counters).
 //
 // Three backends share this interface: MemoryStore (threads of one process, for tests),
-// FileStore (a directory every rank can see) and, with issue 3's transports, a TCP store served
-// by rank 0. A get or wait that outlives its timeout is kTimeout naming the missing keys, so a
-// rank that never arrives is an error on every other rank, never a hang.
+// FileStore (a directory every rank can see) and a TCP store served by rank 0. A get or wait that
+// outlives its timeout is kTimeout naming the missing keys, so a rank that never arrives is an
+// error on every other rank, never a hang.
 #pragma once
 
 #include <chrono>

@@ -1,4 +1,4 @@
-// The CollNet face, driven the way NCCL's proxy drives it (reference nccl-plugin-api.md §2.2), by
+// The CollNet face, driven the way NCCL's proxy drives it (NCCL's src/transport/coll_net.cc), by
 // four threads standing for four node leaders of one process: init, listen, handles exchanged,
 // a concurrent blocking connect, closeListen, reduceSupport for every type and op, one staging
 // region registered twice, then a stream of iallreduce calls with up to 8 in flight over staging
@@ -23,9 +23,9 @@
 #include <thread>
 #include <vector>
 
-#include "topology/cost_model.h"
 #include "common/float16.h"
 #include "net_plugin/tuner/measured_link.h"
+#include "topology/cost_model.h"
 
 namespace gp = gradpack::plugin::collnet;
 
@@ -309,7 +309,7 @@ void exercise(int rank, void* coll, const std::vector<Call>& calls, bool compres
     }
 
     // One shared staging region: kWindow send slots, then kWindow receive slots. The send and
-    // receive proxies each register it (reference §2.2).
+    // receive proxies each register it (src/transport/coll_net.cc).
     std::vector<uint8_t> region(2 * kWindow * kSlotBytes);
     void* send_mr = nullptr;
     void* recv_mr = nullptr;

@@ -535,7 +535,7 @@ bool accept_until_done(Net& net, void* lcomm, void** rcomm) {
 }
 
 // ---- data path --------------------------------------------------------------------------------
-// Step sizes and slices of NCCL 2.28.9 (reference §4.3/§4.4).
+// Step sizes and slices of NCCL 2.28.9 (src/transport/net.cc, sendProxyProgress).
 const Protocol kLL{"LL", 512 * 1024, 64 * 1024, 1, true};
 const Protocol kLL128{"LL128", 4915200, 614400, 1, true};
 const Protocol kSimple{"SIMPLE", 4 << 20, 512 * 1024, 1, false};

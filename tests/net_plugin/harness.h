@@ -1,6 +1,7 @@
 // The conformance harness: drives libnccl-net-gradpack.so the way NCCL 2.28.9's proxy does
-// (reference nccl-plugin-api.md §1.6 and §4), through dlopen/dlsym and our own ABI declarations
-// only. Nothing of the plugin's internals is linked: what passes here is what NCCL would see.
+// (NCCL's src/transport/net.cc proxy and ext-net/README.md), through dlopen/dlsym and our own ABI
+// declarations only. Nothing of the plugin's internals is linked: what passes here is what NCCL
+// would see.
 //
 // Pieces: Library (dlopen RTLD_NOW|RTLD_LOCAL, dlsym of every table), a logger that keeps the
 // plugin's WARN lines, Net (one v11-shaped face over the v11, v10, v9 and v8 tables, adapted the
@@ -173,7 +174,8 @@ bool connect_until_done(Net& net, void* ctx, int dev, void* handle, void** scomm
 bool accept_until_done(Net& net, void* lcomm, void** rcomm);
 
 // ---- data path --------------------------------------------------------------------------------
-// One NCCL protocol buffer: its size and how NCCL cuts it (reference §4.3/§4.4).
+// One NCCL protocol buffer: its size and how NCCL cuts it (src/transport/net.cc,
+// sendProxyProgress).
 struct Protocol {
   const char* name;
   size_t buffer_bytes;       // 512 KiB, 4,915,200 B, 4 MiB

@@ -1,10 +1,11 @@
-// The net plugin driven exactly as NCCL 2.28.9 drives it (reference nccl-plugin-api.md §1.6, §4.6):
-// dlopen RTLD_NOW|RTLD_LOCAL, every exported table, two contexts, properties from two threads,
-// non-blocking connect/accept in every interleaving NCCL produces, NCCL's three registration
-// sizes, the proxy's ring of 8 slots on a "progress" thread with setup on a "service" thread,
-// NULL requests retried, the 0x1 receive hint, 32 outstanding requests, teardown with requests in
-// flight, dlclose and dlopen again; then two forked processes over loopback, and faults: bad
-// handles (refused before any dial: connect(2) is interposed below), a peer killed mid-transfer.
+// The net plugin driven exactly as NCCL 2.28.9 drives it (NCCL's src/transport/net.cc proxy and
+// ext-net/README.md): dlopen RTLD_NOW|RTLD_LOCAL, every exported table, two contexts, properties
+// from two threads, non-blocking connect/accept in every interleaving NCCL produces, NCCL's three
+// registration sizes, the proxy's ring of 8 slots on a "progress" thread with setup on a "service"
+// thread, NULL requests retried, the 0x1 receive hint, 32 outstanding requests, teardown with
+// requests in flight, dlclose and dlopen again; then two forked processes over loopback, and
+// faults: bad handles (refused before any dial: connect(2) is interposed below), a peer killed
+// mid-transfer.
 //
 // GRADPACK_PLUGIN names the .so (compiled in by CMake); GRADPACK_IFNAME==lo and
 // GRADPACK_TRANSPORT=tcp keep every connection on loopback TCP. Checks inside scenarios use
@@ -261,7 +262,7 @@ TEST(Load, DlopenFindsEveryTableWithTheRequiredEntries) {
            {"finalize", reinterpret_cast<const void*>(t->finalize)}}) {
     EXPECT_NE(fn, nullptr) << "ncclNetPlugin_v11." << what << " is NULL";
   }
-  // Non-NULL makes NCCL call it even for single NICs (reference §1.4 #20).
+  // Non-NULL makes NCCL call it even for single NICs (NCCL's ncclTopoAutoMerge, src/graph/topo.cc).
   EXPECT_EQ(t->makeVDevice, nullptr) << "makeVDevice must stay NULL without NIC fusion";
   // Device-offload entries of a host plugin.
   EXPECT_EQ(t->getDeviceMr, nullptr);
@@ -694,9 +695,9 @@ TEST(DataPath, IflushOfOneAcceptsANullRequest) {
   EXPECT_EQ(pt::failures(), 0);
 }
 
-// Grouped receives (reference §1.6.5): with maxRecvs > 1, one irecv of n buffers; each send
-// lands in the buffer whose tag it carries, sizes[i] gives each buffer's count. With maxRecvs = 1
-// NCCL never groups; a group is then misuse and must be refused, not crash.
+// Grouped receives (ext-net/README.md, "Communication"): with maxRecvs > 1, one irecv of n buffers;
+// each send lands in the buffer whose tag it carries, sizes[i] gives each buffer's count. With
+// maxRecvs = 1 NCCL never groups; a group is then misuse and must be refused, not crash.
 TEST(DataPath, GroupedReceivesUpToMaxRecvs) {
   LOAD_OR_SKIP(lib);
   auto net = pt::make_net(*lib, 11);

@@ -1,7 +1,7 @@
-// The tuner face's table rules (reference nccl-plugin-api.md §3): getCollInfo never fails, never
-// turns a disabled (-1) entry on, always leaves an enabled one, leaves nChannels alone, and
-// GRADPACK_TUNER=off changes nothing; with a compressed CollNet, large all-reduces across nodes
-// prefer CollNetChain/SIMPLE, from the link CollNet measured once it has.
+// The tuner face's table rules (NCCL's src/include/plugin/tuner/tuner_v5.h): getCollInfo never
+// fails, never turns a disabled (-1) entry on, always leaves an enabled one, leaves nChannels
+// alone, and GRADPACK_TUNER=off changes nothing; with a compressed CollNet, large all-reduces
+// across nodes prefer CollNetChain/SIMPLE, from the link CollNet measured once it has.
 #include "net_plugin/tuner/tuner.h"
 
 #include <gtest/gtest.h>
@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "topology/cost_model.h"
 #include "net_plugin/collnet/collnet.h"
 #include "net_plugin/tuner/measured_link.h"
+#include "topology/cost_model.h"
 
 namespace gt = gradpack::plugin::tuner;
 
