@@ -3,7 +3,9 @@
 // nccl-plugin-api.md §1.7, §8). v11 is native; the older tables are thin adapters over it. They
 // have no ctx and no finalize, so they share one process-default ctx per face (plugin_api.h).
 // Slots gradpack does not implement are NULL, as the reference allows: regMrDmaBuf, getDeviceMr,
-// irecvConsumed, makeVDevice, setNetAttr, CollNet iallgather/ireducescatter.
+// irecvConsumed, makeVDevice, setNetAttr, CollNet iallgather/ireducescatter. Every table names
+// each of its fields, in declaration order (C++20 designated initializers), so the compiler
+// rejects an entry put in another field's slot.
 #include <climits>
 
 #include "net_plugin/collnet/collnet.h"
@@ -144,175 +146,191 @@ namespace gp = gradpack::plugin;
 extern "C" {
 
 GP_PLUGIN_EXPORT ncclNet_v11_t ncclNetPlugin_v11 = {
-    gp::kPluginName,   gp::net::init,       gp::net::devices,    gp::net::get_properties,
-    gp::net::listen,   gp::net::connect,    gp::net::accept,     gp::net::reg_mr,
-    nullptr,  // regMrDmaBuf
-    gp::net::dereg_mr, gp::net::isend,      gp::net::irecv,      gp::net::iflush,
-    gp::net::test,     gp::net::close_send, gp::net::close_recv, gp::net::close_listen,
-    nullptr,  // getDeviceMr
-    nullptr,  // irecvConsumed
-    nullptr,  // makeVDevice
-    gp::net::finalize,
-    nullptr,  // setNetAttr
+    .name = gp::kPluginName,
+    .init = gp::net::init,
+    .devices = gp::net::devices,
+    .getProperties = gp::net::get_properties,
+    .listen = gp::net::listen,
+    .connect = gp::net::connect,
+    .accept = gp::net::accept,
+    .regMr = gp::net::reg_mr,
+    .regMrDmaBuf = nullptr,
+    .deregMr = gp::net::dereg_mr,
+    .isend = gp::net::isend,
+    .irecv = gp::net::irecv,
+    .iflush = gp::net::iflush,
+    .test = gp::net::test,
+    .closeSend = gp::net::close_send,
+    .closeRecv = gp::net::close_recv,
+    .closeListen = gp::net::close_listen,
+    .getDeviceMr = nullptr,
+    .irecvConsumed = nullptr,
+    .makeVDevice = nullptr,
+    .finalize = gp::net::finalize,
+    .setNetAttr = nullptr,
 };
 
 GP_PLUGIN_EXPORT ncclNet_v10_t ncclNetPlugin_v10 = {
-    gp::kPluginName,
-    gp::net_init_v10,
-    gp::net::devices,
-    gp::properties_as<ncclNetProperties_v10_t, gp::to_v10, gp::net::get_properties>,
-    gp::net_listen_legacy,
-    gp::net_connect_v10,
-    gp::net::accept,
-    gp::net::reg_mr,
-    nullptr,  // regMrDmaBuf
-    gp::net::dereg_mr,
-    gp::net::isend,
-    gp::net::irecv,
-    gp::net::iflush,
-    gp::net::test,
-    gp::net::close_send,
-    gp::net::close_recv,
-    gp::net::close_listen,
-    nullptr,  // getDeviceMr
-    nullptr,  // irecvConsumed
-    nullptr,  // makeVDevice
+    .name = gp::kPluginName,
+    .init = gp::net_init_v10,
+    .devices = gp::net::devices,
+    .getProperties =
+        gp::properties_as<ncclNetProperties_v10_t, gp::to_v10, gp::net::get_properties>,
+    .listen = gp::net_listen_legacy,
+    .connect = gp::net_connect_v10,
+    .accept = gp::net::accept,
+    .regMr = gp::net::reg_mr,
+    .regMrDmaBuf = nullptr,
+    .deregMr = gp::net::dereg_mr,
+    .isend = gp::net::isend,
+    .irecv = gp::net::irecv,
+    .iflush = gp::net::iflush,
+    .test = gp::net::test,
+    .closeSend = gp::net::close_send,
+    .closeRecv = gp::net::close_recv,
+    .closeListen = gp::net::close_listen,
+    .getDeviceMr = nullptr,
+    .irecvConsumed = nullptr,
+    .makeVDevice = nullptr,
 };
 
 GP_PLUGIN_EXPORT ncclNet_v9_t ncclNetPlugin_v9 = {
-    gp::kPluginName,
-    gp::net_init_v9,
-    gp::net::devices,
-    gp::properties_as<ncclNetProperties_v9_t, gp::to_v10, gp::net::get_properties>,
-    gp::net_listen_legacy,
-    gp::net_connect_v9,
-    gp::net::accept,
-    gp::net::reg_mr,
-    nullptr,  // regMrDmaBuf
-    gp::net::dereg_mr,
-    gp::net_isend_v9,
-    gp::net_irecv_v9,
-    gp::net::iflush,
-    gp::net::test,
-    gp::net::close_send,
-    gp::net::close_recv,
-    gp::net::close_listen,
-    nullptr,  // getDeviceMr
-    nullptr,  // irecvConsumed
-    nullptr,  // makeVDevice
+    .name = gp::kPluginName,
+    .init = gp::net_init_v9,
+    .devices = gp::net::devices,
+    .getProperties = gp::properties_as<ncclNetProperties_v9_t, gp::to_v10, gp::net::get_properties>,
+    .listen = gp::net_listen_legacy,
+    .connect = gp::net_connect_v9,
+    .accept = gp::net::accept,
+    .regMr = gp::net::reg_mr,
+    .regMrDmaBuf = nullptr,
+    .deregMr = gp::net::dereg_mr,
+    .isend = gp::net_isend_v9,
+    .irecv = gp::net_irecv_v9,
+    .iflush = gp::net::iflush,
+    .test = gp::net::test,
+    .closeSend = gp::net::close_send,
+    .closeRecv = gp::net::close_recv,
+    .closeListen = gp::net::close_listen,
+    .getDeviceMr = nullptr,
+    .irecvConsumed = nullptr,
+    .makeVDevice = nullptr,
 };
 
 GP_PLUGIN_EXPORT ncclNet_v8_t ncclNetPlugin_v8 = {
-    gp::kPluginName,
-    gp::net_init_v9,
-    gp::net::devices,
-    gp::properties_as<ncclNetProperties_v8_t, gp::to_v8, gp::net::get_properties>,
-    gp::net_listen_legacy,
-    gp::net_connect_v9,
-    gp::net::accept,
-    gp::net::reg_mr,
-    nullptr,  // regMrDmaBuf
-    gp::net::dereg_mr,
-    gp::net_isend_v8,
-    gp::net_irecv_v8,
-    gp::net::iflush,
-    gp::net::test,
-    gp::net::close_send,
-    gp::net::close_recv,
-    gp::net::close_listen,
-    nullptr,  // getDeviceMr
-    nullptr,  // irecvConsumed
+    .name = gp::kPluginName,
+    .init = gp::net_init_v9,
+    .devices = gp::net::devices,
+    .getProperties = gp::properties_as<ncclNetProperties_v8_t, gp::to_v8, gp::net::get_properties>,
+    .listen = gp::net_listen_legacy,
+    .connect = gp::net_connect_v9,
+    .accept = gp::net::accept,
+    .regMr = gp::net::reg_mr,
+    .regMrDmaBuf = nullptr,
+    .deregMr = gp::net::dereg_mr,
+    .isend = gp::net_isend_v8,
+    .irecv = gp::net_irecv_v8,
+    .iflush = gp::net::iflush,
+    .test = gp::net::test,
+    .closeSend = gp::net::close_send,
+    .closeRecv = gp::net::close_recv,
+    .closeListen = gp::net::close_listen,
+    .getDeviceMr = nullptr,
+    .irecvConsumed = nullptr,
 };
 
 GP_PLUGIN_EXPORT ncclCollNet_v11_t ncclCollNetPlugin_v11 = {
-    gp::kPluginName,
-    gp::collnet::init,
-    gp::collnet::devices,
-    gp::collnet::get_properties,
-    gp::collnet::listen,
-    gp::collnet::connect,
-    gp::collnet::reduce_support,
-    gp::collnet::reg_mr,
-    nullptr,  // regMrDmaBuf
-    gp::collnet::dereg_mr,
-    gp::collnet::iallreduce,
-    nullptr,  // iallgather
-    nullptr,  // ireducescatter
-    gp::collnet::iflush,
-    gp::collnet::test,
-    gp::collnet::close_coll,
-    gp::collnet::close_listen,
-    nullptr,  // makeVDevice
-    gp::collnet::finalize,
+    .name = gp::kPluginName,
+    .init = gp::collnet::init,
+    .devices = gp::collnet::devices,
+    .getProperties = gp::collnet::get_properties,
+    .listen = gp::collnet::listen,
+    .connect = gp::collnet::connect,
+    .reduceSupport = gp::collnet::reduce_support,
+    .regMr = gp::collnet::reg_mr,
+    .regMrDmaBuf = nullptr,
+    .deregMr = gp::collnet::dereg_mr,
+    .iallreduce = gp::collnet::iallreduce,
+    .iallgather = nullptr,
+    .ireducescatter = nullptr,
+    .iflush = gp::collnet::iflush,
+    .test = gp::collnet::test,
+    .closeColl = gp::collnet::close_coll,
+    .closeListen = gp::collnet::close_listen,
+    .makeVDevice = nullptr,
+    .finalize = gp::collnet::finalize,
 };
 
 GP_PLUGIN_EXPORT ncclCollNet_v10_t ncclCollNetPlugin_v10 = {
-    gp::kPluginName,
-    gp::collnet_init_legacy,
-    gp::collnet::devices,
-    gp::properties_as<ncclNetProperties_v10_t, gp::to_v10, gp::collnet::get_properties>,
-    gp::collnet_listen_legacy,
-    gp::collnet::connect,
-    gp::collnet::reduce_support,
-    gp::collnet::reg_mr,
-    nullptr,  // regMrDmaBuf
-    gp::collnet::dereg_mr,
-    gp::collnet::iallreduce,
-    nullptr,  // iallgather
-    nullptr,  // ireducescatter
-    gp::collnet::iflush,
-    gp::collnet::test,
-    gp::collnet::close_coll,
-    gp::collnet::close_listen,
-    nullptr,  // makeVDevice
+    .name = gp::kPluginName,
+    .init = gp::collnet_init_legacy,
+    .devices = gp::collnet::devices,
+    .getProperties =
+        gp::properties_as<ncclNetProperties_v10_t, gp::to_v10, gp::collnet::get_properties>,
+    .listen = gp::collnet_listen_legacy,
+    .connect = gp::collnet::connect,
+    .reduceSupport = gp::collnet::reduce_support,
+    .regMr = gp::collnet::reg_mr,
+    .regMrDmaBuf = nullptr,
+    .deregMr = gp::collnet::dereg_mr,
+    .iallreduce = gp::collnet::iallreduce,
+    .iallgather = nullptr,
+    .ireducescatter = nullptr,
+    .iflush = gp::collnet::iflush,
+    .test = gp::collnet::test,
+    .closeColl = gp::collnet::close_coll,
+    .closeListen = gp::collnet::close_listen,
+    .makeVDevice = nullptr,
 };
 
 GP_PLUGIN_EXPORT ncclCollNet_v9_t ncclCollNetPlugin_v9 = {
-    gp::kPluginName,
-    gp::collnet_init_legacy,
-    gp::collnet::devices,
-    gp::properties_as<ncclNetProperties_v9_t, gp::to_v10, gp::collnet::get_properties>,
-    gp::collnet_listen_legacy,
-    gp::collnet::connect,
-    gp::collnet::reduce_support,
-    gp::collnet::reg_mr,
-    nullptr,  // regMrDmaBuf
-    gp::collnet::dereg_mr,
-    gp::collnet::iallreduce,
-    nullptr,  // iallgather
-    nullptr,  // ireducescatter
-    gp::collnet::iflush,
-    gp::collnet::test,
-    gp::collnet::close_coll,
-    gp::collnet::close_listen,
-    nullptr,  // makeVDevice
+    .name = gp::kPluginName,
+    .init = gp::collnet_init_legacy,
+    .devices = gp::collnet::devices,
+    .getProperties =
+        gp::properties_as<ncclNetProperties_v9_t, gp::to_v10, gp::collnet::get_properties>,
+    .listen = gp::collnet_listen_legacy,
+    .connect = gp::collnet::connect,
+    .reduceSupport = gp::collnet::reduce_support,
+    .regMr = gp::collnet::reg_mr,
+    .regMrDmaBuf = nullptr,
+    .deregMr = gp::collnet::dereg_mr,
+    .iallreduce = gp::collnet::iallreduce,
+    .iallgather = nullptr,
+    .ireducescatter = nullptr,
+    .iflush = gp::collnet::iflush,
+    .test = gp::collnet::test,
+    .closeColl = gp::collnet::close_coll,
+    .closeListen = gp::collnet::close_listen,
+    .makeVDevice = nullptr,
 };
 
 GP_PLUGIN_EXPORT ncclCollNet_v8_t ncclCollNetPlugin_v8 = {
-    gp::kPluginName,
-    gp::collnet_init_legacy,
-    gp::collnet::devices,
-    gp::properties_as<ncclNetProperties_v8_t, gp::to_v8, gp::collnet::get_properties>,
-    gp::collnet_listen_legacy,
-    gp::collnet::connect,
-    gp::collnet::reduce_support,
-    gp::collnet::reg_mr,
-    nullptr,  // regMrDmaBuf
-    gp::collnet::dereg_mr,
-    gp::collnet_iallreduce_v8,
-    nullptr,  // iallgather
-    nullptr,  // ireducescatter
-    gp::collnet::iflush,
-    gp::collnet::test,
-    gp::collnet::close_coll,
-    gp::collnet::close_listen,
+    .name = gp::kPluginName,
+    .init = gp::collnet_init_legacy,
+    .devices = gp::collnet::devices,
+    .getProperties =
+        gp::properties_as<ncclNetProperties_v8_t, gp::to_v8, gp::collnet::get_properties>,
+    .listen = gp::collnet_listen_legacy,
+    .connect = gp::collnet::connect,
+    .reduceSupport = gp::collnet::reduce_support,
+    .regMr = gp::collnet::reg_mr,
+    .regMrDmaBuf = nullptr,
+    .deregMr = gp::collnet::dereg_mr,
+    .iallreduce = gp::collnet_iallreduce_v8,
+    .iallgather = nullptr,
+    .ireducescatter = nullptr,
+    .iflush = gp::collnet::iflush,
+    .test = gp::collnet::test,
+    .closeColl = gp::collnet::close_coll,
+    .closeListen = gp::collnet::close_listen,
 };
 
 GP_PLUGIN_EXPORT ncclTuner_v5_t ncclTunerPlugin_v5 = {
-    gp::kPluginName,
-    gp::tuner::init,
-    gp::tuner::get_coll_info,
-    gp::tuner::finalize,
+    .name = gp::kPluginName,
+    .init = gp::tuner::init,
+    .getCollInfo = gp::tuner::get_coll_info,
+    .finalize = gp::tuner::finalize,
 };
 
 }  // extern "C"

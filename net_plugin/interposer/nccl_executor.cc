@@ -41,111 +41,124 @@ struct End {
   uint32_t op;
 };
 
-}  // namespace
+// by_peer[a][b]: the op indices, in plan order, of rank a's messages of one kind with rank b.
+using MessagesByPeer = std::vector<std::vector<std::vector<uint32_t>>>;
 
-Status make_nccl_schedule(Algorithm algorithm, const PlanRequest& request, const Plan& mine,
-                          const FrameCapacityFn& frame_capacity, NcclSchedule* out) {
-  *out = NcclSchedule{};
+// Every rank's plan: `mine` for request.rank, make_plan's for the others.
+Status make_all_plans(Algorithm algorithm, const PlanRequest& request, const Plan& mine,
+                      std::vector<Plan>* plans) {
   const int p = request.nranks;
-  if (p < 1 || request.rank < 0 || request.rank >= p) {
-    return InvalidArgument("rank " + std::to_string(request.rank) + " of " + std::to_string(p));
-  }
-  std::vector<Plan> plans(static_cast<size_t>(p));
+  plans->assign(static_cast<size_t>(p), Plan{});
   for (int r = 0; r < p; ++r) {
     if (r == request.rank) {
-      plans[static_cast<size_t>(r)] = mine;
+      (*plans)[static_cast<size_t>(r)] = mine;
       continue;
     }
     PlanRequest theirs = request;
     theirs.rank = r;
-    GP_RETURN_IF_ERROR(make_plan(algorithm, theirs, &plans[static_cast<size_t>(r)]));
+    GP_RETURN_IF_ERROR(make_plan(algorithm, theirs, &(*plans)[static_cast<size_t>(r)]));
   }
-  // Pair every send with its receive: rank a's k-th send to b is b's k-th receive from a.
-  std::vector<std::pair<End, End>> pairs;
-  {
-    // sends[a][b] / recvs[b][a]: op indices in plan order.
-    std::vector<std::vector<std::vector<uint32_t>>> sends(
-        static_cast<size_t>(p), std::vector<std::vector<uint32_t>>(static_cast<size_t>(p)));
-    auto recvs = sends;
-    for (int r = 0; r < p; ++r) {
-      const Plan& plan = plans[static_cast<size_t>(r)];
-      if (plan.scratch_count > 0) {
-        return Unsupported(std::string("the NCCL executor has no scratch memory (plan \"") +
+  return OkStatus();
+}
+
+// Sorts every plan's messages by kind and peer, refusing what the executor cannot run.
+Status index_messages(const std::vector<Plan>& plans, MessagesByPeer* sends,
+                      MessagesByPeer* recvs) {
+  const int p = static_cast<int>(plans.size());
+  sends->assign(static_cast<size_t>(p), std::vector<std::vector<uint32_t>>(static_cast<size_t>(p)));
+  *recvs = *sends;
+  for (int r = 0; r < p; ++r) {
+    const Plan& plan = plans[static_cast<size_t>(r)];
+    if (plan.scratch_count > 0) {
+      return Unsupported(std::string("the NCCL executor has no scratch memory (plan \"") +
+                         plan.algorithm + "\")");
+    }
+    for (uint32_t i = 0; i < plan.ops.size(); ++i) {
+      const Op& op = plan.ops[i];
+      if (op.kind == OpKind::kRecvReduce) {
+        return Unsupported(std::string("the NCCL executor runs no kRecvReduce (plan \"") +
                            plan.algorithm + "\")");
       }
-      for (uint32_t i = 0; i < plan.ops.size(); ++i) {
-        const Op& op = plan.ops[i];
-        if (op.kind == OpKind::kRecvReduce) {
-          return Unsupported(std::string("the NCCL executor runs no kRecvReduce (plan \"") +
-                             plan.algorithm + "\")");
-        }
-        if (!is_message(op.kind)) continue;
-        if (op.peer < 0 || op.peer >= p || op.peer == r) {
-          return Internal("rank " + std::to_string(r) + "'s plan op " + std::to_string(i) +
-                          " names peer " + std::to_string(op.peer));
-        }
-        auto& list = op.kind == OpKind::kSend ? sends : recvs;
-        list[static_cast<size_t>(r)][static_cast<size_t>(op.peer)].push_back(i);
+      if (!is_message(op.kind)) continue;
+      if (op.peer < 0 || op.peer >= p || op.peer == r) {
+        return Internal("rank " + std::to_string(r) + "'s plan op " + std::to_string(i) +
+                        " names peer " + std::to_string(op.peer));
       }
-    }
-    for (int a = 0; a < p; ++a) {
-      for (int b = 0; b < p; ++b) {
-        const auto& s = sends[static_cast<size_t>(a)][static_cast<size_t>(b)];
-        const auto& q = recvs[static_cast<size_t>(b)][static_cast<size_t>(a)];
-        if (s.size() != q.size()) {
-          return Internal("rank " + std::to_string(a) + " sends " + std::to_string(s.size()) +
-                          " messages to rank " + std::to_string(b) + ", which receives " +
-                          std::to_string(q.size()));
-        }
-        for (size_t k = 0; k < s.size(); ++k) {
-          const Op& so = plans[static_cast<size_t>(a)].ops[s[k]];
-          const Op& ro = plans[static_cast<size_t>(b)].ops[q[k]];
-          const size_t sb = message_size(plans[static_cast<size_t>(a)], so.src, request.elem_size,
-                                         frame_capacity);
-          const size_t rb = message_size(plans[static_cast<size_t>(b)], ro.dst, request.elem_size,
-                                         frame_capacity);
-          if (sb != rb || sb == 0) {
-            return Internal("message " + std::to_string(k) + " from rank " + std::to_string(a) +
-                            " to " + std::to_string(b) + ": " + std::to_string(sb) +
-                            " bytes sent, " + std::to_string(rb) + " received");
-          }
-          pairs.push_back({End{a, s[k]}, End{b, q[k]}});
-        }
-      }
+      MessagesByPeer& list = op.kind == OpKind::kSend ? *sends : *recvs;
+      list[static_cast<size_t>(r)][static_cast<size_t>(op.peer)].push_back(i);
     }
   }
+  return OkStatus();
+}
 
-  // Level all plans, raising both ends of a message to the later of the two, until they agree.
-  // Each round only raises levels and the plans together are acyclic (tests/algorithms checks
-  // they run against each other), so this ends; the bound catches a plan that is not.
-  std::vector<std::vector<int>> floor(static_cast<size_t>(p)), level(static_cast<size_t>(p));
-  for (int r = 0; r < p; ++r) {
-    floor[static_cast<size_t>(r)].assign(plans[static_cast<size_t>(r)].ops.size(), 0);
+// Pairs every send with its receive: rank a's k-th send to b is b's k-th receive from a, and both
+// ends must agree on the message's size.
+Status pair_messages(const std::vector<Plan>& plans, size_t elem_size,
+                     const FrameCapacityFn& frame_capacity,
+                     std::vector<std::pair<End, End>>* pairs) {
+  MessagesByPeer sends, recvs;
+  GP_RETURN_IF_ERROR(index_messages(plans, &sends, &recvs));
+  const int p = static_cast<int>(plans.size());
+  for (int a = 0; a < p; ++a) {
+    for (int b = 0; b < p; ++b) {
+      const auto& s = sends[static_cast<size_t>(a)][static_cast<size_t>(b)];
+      const auto& q = recvs[static_cast<size_t>(b)][static_cast<size_t>(a)];
+      if (s.size() != q.size()) {
+        return Internal("rank " + std::to_string(a) + " sends " + std::to_string(s.size()) +
+                        " messages to rank " + std::to_string(b) + ", which receives " +
+                        std::to_string(q.size()));
+      }
+      const Plan& sender = plans[static_cast<size_t>(a)];
+      const Plan& receiver = plans[static_cast<size_t>(b)];
+      for (size_t k = 0; k < s.size(); ++k) {
+        const size_t sb = message_size(sender, sender.ops[s[k]].src, elem_size, frame_capacity);
+        const size_t rb = message_size(receiver, receiver.ops[q[k]].dst, elem_size, frame_capacity);
+        if (sb != rb || sb == 0) {
+          return Internal("message " + std::to_string(k) + " from rank " + std::to_string(a) +
+                          " to " + std::to_string(b) + ": " + std::to_string(sb) + " bytes sent, " +
+                          std::to_string(rb) + " received");
+        }
+        pairs->push_back({End{a, s[k]}, End{b, q[k]}});
+      }
+    }
   }
+  return OkStatus();
+}
+
+// Levels all plans, raising both ends of a message to the later of the two, until they agree.
+// Each round only raises levels and the plans together are acyclic (tests/algorithms checks
+// they run against each other), so this ends; the bound catches a plan that is not.
+Status level_plans(const std::vector<Plan>& plans, const std::vector<std::pair<End, End>>& pairs,
+                   const std::string& algorithm, std::vector<std::vector<int>>* level) {
+  const size_t p = plans.size();
+  std::vector<std::vector<int>> floor(p);
+  level->assign(p, {});
+  for (size_t r = 0; r < p; ++r) floor[r].assign(plans[r].ops.size(), 0);
   const size_t max_rounds = pairs.size() + 2;
   bool settled = false;
   for (size_t round = 0; round < max_rounds && !settled; ++round) {
-    for (int r = 0; r < p; ++r) {
-      level_plan(plans[static_cast<size_t>(r)], floor[static_cast<size_t>(r)],
-                 &level[static_cast<size_t>(r)]);
-    }
+    for (size_t r = 0; r < p; ++r) level_plan(plans[r], floor[r], &(*level)[r]);
     settled = true;
     for (const auto& [s, d] : pairs) {
       int& fs = floor[static_cast<size_t>(s.rank)][s.op];
       int& fd = floor[static_cast<size_t>(d.rank)][d.op];
-      const int m = std::max(level[static_cast<size_t>(s.rank)][s.op],
-                             level[static_cast<size_t>(d.rank)][d.op]);
+      const int m = std::max((*level)[static_cast<size_t>(s.rank)][s.op],
+                             (*level)[static_cast<size_t>(d.rank)][d.op]);
       if (fs < m || fd < m) settled = false;
       fs = std::max(fs, m);
       fd = std::max(fd, m);
     }
   }
   if (!settled) {
-    return Internal(std::string("the \"") + mine.algorithm +
+    return Internal(std::string("the \"") + algorithm +
                     "\" plans could not be put into NCCL groups (they wait on each other)");
   }
+  return OkStatus();
+}
 
-  const std::vector<int>& my_level = level[static_cast<size_t>(request.rank)];
+// Writes this rank's stages, groups, message sizes and frame capacities from its levels.
+Status fill_schedule(const Plan& mine, const std::vector<int>& my_level, size_t elem_size,
+                     const FrameCapacityFn& frame_capacity, NcclSchedule* out) {
   int top = 0;
   for (int l : my_level) top = std::max(top, l);
   out->stages.resize(static_cast<size_t>(top) + 1);
@@ -156,8 +169,8 @@ Status make_nccl_schedule(Algorithm algorithm, const PlanRequest& request, const
     const auto l = static_cast<size_t>(my_level[i]);
     if (is_message(op.kind)) {
       out->groups[l].push_back(i);
-      out->message_bytes[i] = message_size(mine, op.kind == OpKind::kSend ? op.src : op.dst,
-                                           request.elem_size, frame_capacity);
+      out->message_bytes[i] =
+          message_size(mine, op.kind == OpKind::kSend ? op.src : op.dst, elem_size, frame_capacity);
     } else {
       out->stages[l].push_back(i);
     }
@@ -171,6 +184,25 @@ Status make_nccl_schedule(Algorithm algorithm, const PlanRequest& request, const
     }
   }
   return OkStatus();
+}
+
+}  // namespace
+
+Status make_nccl_schedule(Algorithm algorithm, const PlanRequest& request, const Plan& mine,
+                          const FrameCapacityFn& frame_capacity, NcclSchedule* out) {
+  *out = NcclSchedule{};
+  const int p = request.nranks;
+  if (p < 1 || request.rank < 0 || request.rank >= p) {
+    return InvalidArgument("rank " + std::to_string(request.rank) + " of " + std::to_string(p));
+  }
+  std::vector<Plan> plans;
+  GP_RETURN_IF_ERROR(make_all_plans(algorithm, request, mine, &plans));
+  std::vector<std::pair<End, End>> pairs;
+  GP_RETURN_IF_ERROR(pair_messages(plans, request.elem_size, frame_capacity, &pairs));
+  std::vector<std::vector<int>> level;
+  GP_RETURN_IF_ERROR(level_plans(plans, pairs, mine.algorithm, &level));
+  return fill_schedule(mine, level[static_cast<size_t>(request.rank)], request.elem_size,
+                       frame_capacity, out);
 }
 
 Status run_nccl_schedule(const Plan& plan, const NcclSchedule& schedule, NcclOps& ops,
