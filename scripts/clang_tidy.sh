@@ -24,7 +24,7 @@
 # (default BUILD_DIR/clang-tidy-cache; empty: no cache).
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 build="${1:-build}"
 [[ "$build" = /* ]] || build="$PWD/$build"
 clang_tidy="${CLANG_TIDY:-clang-tidy}"
