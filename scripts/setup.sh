@@ -10,7 +10,7 @@ packages=(
   dataset-fashion-mnist zlib1g-dev
   libbenchmark-dev                   # bench/codec_bench
   clang libclang-rt-14-dev           # libFuzzer for tests/compression/fuzz
-  clang-format                       # style
+  clang-format clang-tidy            # style, scripts/clang_tidy.sh
   libgloo-dev                        # bench/peers/gloo_perf (Gloo baseline)
   openmpi-bin libopenmpi-dev         # bench/peers/mpi_perf (Open MPI baseline)
   libibverbs-dev                     # ibverbs transport

@@ -106,8 +106,8 @@ Status select_kernels(const CpuKernels** out) {
   std::call_once(once, [] {
     const void* table = nullptr;
     status = select_isa_table(codec_tables(), &table);
-    chosen = static_cast<const CpuKernels*>(table);
-    if (status.ok()) GP_LOG_INFO(kCodec, "CPU kernels: %s", chosen->name);
+    chosen = static_cast<const CpuKernels*>(table);  // set exactly when status is ok
+    if (chosen != nullptr) GP_LOG_INFO(kCodec, "CPU kernels: %s", chosen->name);
   });
   *out = chosen;
   return status;

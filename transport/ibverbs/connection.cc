@@ -281,7 +281,7 @@ IbConn::Progress IbConn::progress() {
   return !ops_.empty() || (sender_ && !ready_) ? Progress::kPending : Progress::kIdle;
 }
 
-Status IbConn::fail_locked(Status status) {
+Status IbConn::fail_locked(const Status& status) {
   if (error_.ok()) {
     GP_LOG_WARN(kNet, "ib: %s connection on %s failed: %s", sender_ ? "send" : "recv",
                 device_->info().name.c_str(), status.to_string().c_str());

@@ -141,7 +141,7 @@ class IbConn : public std::enable_shared_from_this<IbConn> {
   Status post_ctrl_recv_locked(int slot);
   Status post_ctrl_send_locked(const CtrlMsg& msg);
   Status post_work_locked();
-  Status fail_locked(Status status);
+  Status fail_locked(const Status& status);
 
   std::shared_ptr<IbDevice> device_;
   const bool sender_;

@@ -148,33 +148,31 @@ Status IbDevice::register_memory(const void* data, size_t size, MemoryKind kind,
 int ib_speed_mbps(uint32_t active_speed, uint8_t active_width) {
   int lane = 0;  // Mbps per lane
   switch (active_speed) {
-    case 1:
+    case 1:  // SDR
       lane = 2500;
-      break;  // SDR
-    case 2:
+      break;
+    case 2:  // DDR
       lane = 5000;
-      break;  // DDR
-    case 4:
+      break;
+    case 4:  // QDR
+    case 8:  // FDR10
       lane = 10000;
-      break;  // QDR
-    case 8:
-      lane = 10000;
-      break;  // FDR10
-    case 16:
+      break;
+    case 16:  // FDR
       lane = 14000;
-      break;  // FDR
-    case 32:
+      break;
+    case 32:  // EDR
       lane = 25000;
-      break;  // EDR
-    case 64:
+      break;
+    case 64:  // HDR
       lane = 50000;
-      break;  // HDR
-    case 128:
+      break;
+    case 128:  // NDR
       lane = 100000;
-      break;  // NDR
-    case 256:
+      break;
+    case 256:  // XDR
       lane = 200000;
-      break;  // XDR
+      break;
     default:
       lane = 0;
   }
