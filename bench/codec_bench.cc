@@ -124,7 +124,7 @@ double memcpy_rate_now(Workspace& ws, int64_t iterations) {
 void bm_memcpy(benchmark::State& state, size_t bytes) {
   Workspace& ws = workspace(bytes);
   const auto t0 = Clock::now();
-  for (auto _ : state) copy_once(ws);
+  for ([[maybe_unused]] auto _ : state) copy_once(ws);
   const double seconds = since(t0);
   // The framework calls this function several times while it sizes the run; the last call is
   // the one it reports, and the last one stored here.
@@ -163,7 +163,7 @@ void bm_encode(benchmark::State& state, const std::string& spec, size_t bytes) {
   CodecState& cs = codec_state(spec, bytes);
   if (!cs.status.ok()) return skip(state, cs.status);
   const auto t0 = Clock::now();
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     if (Status st = encode(cs, ws); !st.ok()) return skip(state, st);
   }
   set_counters(state, ws, cs, since(t0));
@@ -177,7 +177,7 @@ void bm_decode_acc(benchmark::State& state, const std::string& spec, size_t byte
     if (Status st = encode(cs, ws); !st.ok()) return skip(state, st);
   }
   const auto t0 = Clock::now();
-  for (auto _ : state) {
+  for ([[maybe_unused]] auto _ : state) {
     Status st = gradpack::decode_frame(cs.frame.data(), cs.frame_bytes, ws.target.data(),
                                        ws.input.size(), GP_FLOAT32, /*accumulate=*/true);
     if (!st.ok()) return skip(state, st);

@@ -228,6 +228,7 @@ pid_t spawn(const std::vector<std::string>& args, const char* out_path = nullptr
       }
     }
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     execvp(argv[0], argv.data());

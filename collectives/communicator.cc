@@ -92,8 +92,8 @@ Status Communicator::configure(int rank, int nranks, const CommOptions& options,
   return OkStatus();
 }
 
-Status Communicator::create(int rank, int nranks, std::shared_ptr<Store> store, CommOptions options,
-                            std::unique_ptr<Communicator>* out) {
+Status Communicator::create(int rank, int nranks, const std::shared_ptr<Store>& store,
+                            CommOptions options, std::unique_ptr<Communicator>* out) {
   const Settings* settings = nullptr;
   GP_RETURN_IF_ERROR(Settings::global(&settings));
   std::unique_ptr<Communicator> comm;
@@ -129,7 +129,7 @@ Status Communicator::create(int rank, int nranks, const std::string& rendezvous,
   GP_RETURN_IF_ERROR(
       store_from_url(rendezvous, rank,
                      std::chrono::milliseconds(settings->get_int(SettingId::kTimeoutMs)), &store));
-  return create(rank, nranks, std::move(store), CommOptions{}, out);
+  return create(rank, nranks, store, CommOptions{}, out);
 }
 
 Status Communicator::create_from_env(std::unique_ptr<Communicator>* out) {
@@ -141,8 +141,8 @@ Status Communicator::create_from_env(std::unique_ptr<Communicator>* out) {
 Status Communicator::create_from_handles(int rank, int nranks,
                                          std::unique_ptr<transport::Transport> transport,
                                          std::unique_ptr<transport::Listener> listener,
-                                         std::vector<transport::Handle> peers, CommOptions options,
-                                         std::unique_ptr<Communicator>* out) {
+                                         const std::vector<transport::Handle>& peers,
+                                         CommOptions options, std::unique_ptr<Communicator>* out) {
   if (transport == nullptr || listener == nullptr) {
     return InvalidArgument("create_from_handles needs the transport and the listener");
   }
@@ -306,7 +306,7 @@ Status Communicator::fail(Status status) {
   return status;
 }
 
-Status Communicator::plan_for(const PlanRequest& request, Algorithm algorithm, const Plan** out) {
+const Plan* Communicator::plan_for(const PlanRequest& request, Algorithm algorithm, Status* error) {
   const PlanKey key{static_cast<int>(request.collective) | (request.compressed ? 0x100 : 0),
                     static_cast<int>(algorithm),
                     request.count,
@@ -318,12 +318,12 @@ Status Communicator::plan_for(const PlanRequest& request, Algorithm algorithm, c
   auto it = plans_.find(key);
   if (it == plans_.end()) {
     Plan plan;
-    GP_RETURN_IF_ERROR(make_plan(algorithm, request, &plan));
+    *error = make_plan(algorithm, request, &plan);
+    if (!error->ok()) return nullptr;
     if (plans_.size() >= kMaxCachedPlans) plans_.clear();
     it = plans_.emplace(key, std::move(plan)).first;
   }
-  *out = &it->second;
-  return OkStatus();
+  return &it->second;
 }
 
 Status Communicator::run(Collective collective, const void* send, void* recv, size_t count,
@@ -368,8 +368,9 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   if (algorithm == Algorithm::kAuto) algorithm = select_algorithm(request);
 
   ++sequence_;
-  const Plan* plan = nullptr;
-  GP_RETURN_IF_ERROR(plan_for(request, algorithm, &plan));
+  Status planned;
+  const Plan* plan = plan_for(request, algorithm, &planned);
+  if (plan == nullptr) return planned;
   last_algorithm_ = plan->algorithm;
 
   ExecArgs args;

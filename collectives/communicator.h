@@ -45,8 +45,8 @@ struct CommOptions {
 
 class Communicator {
  public:
-  static Status create(int rank, int nranks, std::shared_ptr<Store> store, CommOptions options,
-                       std::unique_ptr<Communicator>* out);
+  static Status create(int rank, int nranks, const std::shared_ptr<Store>& store,
+                       CommOptions options, std::unique_ptr<Communicator>* out);
   // rendezvous: a URL (collectives/rendezvous/url.h).
   static Status create(int rank, int nranks, const std::string& rendezvous,
                        std::unique_ptr<Communicator>* out);
@@ -59,8 +59,8 @@ class Communicator {
   static Status create_from_handles(int rank, int nranks,
                                     std::unique_ptr<transport::Transport> transport,
                                     std::unique_ptr<transport::Listener> listener,
-                                    std::vector<transport::Handle> peers, CommOptions options,
-                                    std::unique_ptr<Communicator>* out);
+                                    const std::vector<transport::Handle>& peers,
+                                    CommOptions options, std::unique_ptr<Communicator>* out);
   ~Communicator();
 
   int rank() const { return rank_; }
@@ -112,8 +112,9 @@ class Communicator {
   Status run(Collective collective, const void* send, void* recv, size_t count, gp_dtype_t dtype,
              gp_redop_t op, int root, Algorithm algorithm, size_t segment_bytes, int send_peer = -1,
              int recv_peer = -1, const CompressArgs* compress = nullptr, uint32_t codec_hash = 0);
-  // The plan of `request` for `algorithm` (not kAuto), from the cache or made now.
-  Status plan_for(const PlanRequest& request, Algorithm algorithm, const Plan** out);
+  // The plan of `request` for `algorithm` (not kAuto), from the cache or made now; null, with
+  // *error saying why, when it cannot be made.
+  const Plan* plan_for(const PlanRequest& request, Algorithm algorithm, Status* error);
   // One all-reduce with its options resolved against the communicator's defaults.
   struct AllreduceCall;
   Status allreduce_uncompressed(const AllreduceCall& call);

@@ -1,5 +1,6 @@
 #include "collectives/residuals.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/crc32c.h"
@@ -71,7 +72,7 @@ void ResidualStore::serialize(uint8_t* out) const {
     p[12] = static_cast<uint8_t>(r.bits);
     std::memset(p + 13, 0, 7);
     p += kEntryFixedBytes;
-    std::memcpy(p, key.data(), key.size());
+    std::copy(key.begin(), key.end(), p);
     p += key.size();
     if (!r.data.empty()) std::memcpy(p, r.data.data(), r.data.size());
     p += r.data.size();

@@ -109,7 +109,7 @@ int run_osu_table(const PeerOptions& opts, int rank, int size) {
     MPI_Reduce(&local, &max, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
     MPI_Reduce(&local, &sum, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
     if (rank == 0) {
-      std::printf("%-10llu%18.2f%18.2f%18.2f%12d\n", static_cast<unsigned long long>(count * 4),
+      std::printf("%-10llu%18.2f%18.2f%18.2f%12d\n", static_cast<unsigned long long>(count) * 4,
                   sum / size, min, max, opts.iters);
       std::fflush(stdout);
     }

@@ -47,7 +47,7 @@ void hd_allreduce_inplace(PlanBuilder& b, const std::vector<int>& group, int me,
   const Fold f = fold_of(p, me);
   const size_t seg = b.segment();
   if (me < 2 * f.extra && f.newrank < 0) {  // even: hand the data over, get the result back
-    const int partner = group[static_cast<size_t>(me + 1)];
+    const int partner = group[static_cast<size_t>(me) + 1];
     for_segments(whole, seg, [&](const Span& s) { b.send(partner, s); });
     for_segments(whole, seg, [&](const Span& s) { b.recv(partner, s); });
     return;

@@ -424,7 +424,7 @@ ncclResult_t connect(void* handles[], int nranks, int rank, void* listenComm, vo
     options.timeout = lcomm->timeout;
     std::unique_ptr<coll::Communicator> comm;
     GP_RETURN_IF_ERROR(coll::Communicator::create_from_handles(
-        rank, nranks, std::move(lcomm->transport), std::move(lcomm->listener), std::move(peers),
+        rank, nranks, std::move(lcomm->transport), std::move(lcomm->listener), peers,
         std::move(options), &comm));
     bool measure = false;
     GP_RETURN_IF_ERROR(agree(*comm, lcomm->codec, lcomm->for_tuner, &measure));
