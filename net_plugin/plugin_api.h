@@ -1,5 +1,6 @@
 // The process-wide object behind libnccl-net-gradpack.so, and the wall where gradpack's Status
-// becomes NCCL's ncclResult_t (reference nccl-plugin-api.md §1.2, §1.6.10).
+// becomes NCCL's ncclResult_t (NCCL 2.28.9: nccl.h's result codes; src/plugin/net.cc's init and
+// finalize per communicator).
 //
 // Lifetime. NCCL calls init/finalize once per communicator (v11) and dlcloses the library when the
 // last one is finalized, possibly dlopening it again later. So: acquire() on every successful

@@ -1,11 +1,11 @@
 // The only symbols libnccl-net-gradpack.so exports (cmake/nccl-net-plugin.map hides the rest):
-// the net tables v11…v8, the CollNet tables v11…v8 and the tuner v5 table (reference
-// nccl-plugin-api.md §1.7, §8). v11 is native; the older tables are thin adapters over it. They
-// have no ctx and no finalize, so they share one process-default ctx per face (plugin_api.h).
-// Slots gradpack does not implement are NULL, as the reference allows: regMrDmaBuf, getDeviceMr,
-// irecvConsumed, makeVDevice, setNetAttr, CollNet iallgather/ireducescatter. Every table names
-// each of its fields, in declaration order (C++20 designated initializers), so the compiler
-// rejects an entry put in another field's slot.
+// the net tables v11…v8, the CollNet tables v11…v8 and the tuner v5 table (the names NCCL 2.28.9's
+// loaders, src/plugin/net.cc and tuner.cc, look up, newest first). v11 is native; the older tables
+// are thin adapters over it. They have no ctx and no finalize, so they share one process-default
+// ctx per face (plugin_api.h). Slots gradpack does not implement are NULL, as the reference allows:
+// regMrDmaBuf, getDeviceMr, irecvConsumed, makeVDevice, setNetAttr, CollNet
+// iallgather/ireducescatter. Every table names each of its fields, in declaration order (C++20
+// designated initializers), so the compiler rejects an entry put in another field's slot.
 #include <climits>
 
 #include "net_plugin/collnet/collnet.h"

@@ -1,6 +1,6 @@
 // The transport interface: how gradpack moves bytes between two processes. Two backends implement
 // it with the same file set, tcp/ and ibverbs/; the host collectives use it directly and the NCCL
-// net plugin (issue 5) maps NCCL's v8-v11 net API onto it one call to one call.
+// net plugin maps NCCL's v8-v11 net API onto it one call to one call.
 //
 // The model is NCCL's: connections are one-way. A receiver listens on a device and publishes the
 // listener's Handle (at most 128 bytes, copied through any rendezvous store); a sender connects

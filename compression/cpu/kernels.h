@@ -2,7 +2,7 @@
 // AVX2 and AVX-512. The table is chosen once, at run time, from the CPU and GRADPACK_CPU_ISA; no
 // file is built with -march=native, so one binary runs everywhere.
 //
-// Every kernel of a SIMD table gives the same bits as the scalar one (tests/unit/simd_test.cc).
+// Every kernel of a SIMD table gives the same bits as the scalar one (tests/compression/simd_test.cc).
 #pragma once
 
 #include <cstddef>

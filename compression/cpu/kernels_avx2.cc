@@ -1,6 +1,6 @@
 // The AVX2 kernels (with FMA, F16C, BMI2 present; FMA is never used: -ffp-contract=off and no
 // fused intrinsics): 8 values per vector, the same bits as the scalar table (kernels_scalar.cc;
-// tests/unit/simd_test.cc checks it).
+// tests/compression/simd_test.cc checks it).
 //
 // The encoder is the general one of kernels_avx512.cc: a chunk of blocks at a time, it finds
 // every block's absmax (v = x + r), then all their scales, then quantizes the chunk from L1,

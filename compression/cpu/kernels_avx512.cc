@@ -1,5 +1,5 @@
 // The AVX-512 kernels (F, BW, VL, DQ, VBMI): 16 values per vector, the same bits as the scalar
-// table (kernels_scalar.cc; tests/unit/simd_test.cc checks it).
+// table (kernels_scalar.cc; tests/compression/simd_test.cc checks it).
 //
 // Quantized encode makes two passes over each block: the first forms v = x + r and finds the
 // block's absmax, the second quantizes v, packs the codes and writes the residual. With a

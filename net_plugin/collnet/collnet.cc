@@ -1,6 +1,7 @@
 // The CollNet entry points (collnet.h): NCCL's node leaders form a gradpack Communicator in
 // connect(), and a worker thread per collComm runs gradpack's host all-reduce on NCCL's staging
-// chunks, in the order NCCL issued them (the same order on every rank, reference §2.2).
+// chunks, in the order NCCL issued them (the same order on every rank: NCCL's
+// src/transport/coll_net.cc).
 //
 // Why the compression is stateless: NCCL hands iallreduce() slices of its own staging buffers,
 // not the user's tensors, and the same staging slot carries a different piece of a different

@@ -1,4 +1,5 @@
-// The CollNet face of libnccl-net-gradpack.so (reference nccl-plugin-api.md §2): NCCL's node
+// The CollNet face of libnccl-net-gradpack.so (NCCL 2.28.9's ncclCollNet_v11_t,
+// src/include/plugin/net/net_v11.h): NCCL's node
 // leaders form a gradpack communicator in connect(), and iallreduce() runs gradpack's host
 // all-reduce on NCCL's staging chunks, optionally compressed (GRADPACK_COLLNET_COMPRESS).
 //

@@ -126,7 +126,7 @@ Status pair_messages(const std::vector<Plan>& plans, size_t elem_size,
 }
 
 // Levels all plans, raising both ends of a message to the later of the two, until they agree.
-// Each round only raises levels and the plans together are acyclic (tests/algorithms checks
+// Each round only raises levels and the plans together are acyclic (tests/collectives/algorithms checks
 // they run against each other), so this ends; the bound catches a plan that is not.
 Status level_plans(const std::vector<Plan>& plans, const std::vector<std::pair<End, End>>& pairs,
                    const std::string& algorithm, std::vector<std::vector<int>>* level) {

@@ -1,6 +1,6 @@
-// NCCL's plugin ABI (net v8–v11, CollNet v8–v11, tuner v5), declared by gradpack from the facts in
-// the shared reference (nccl-plugin-api.md §1–3): field order, types and the sizes NCCL 2.28.9's
-// own headers give on x86-64, each checked below with a static_assert. NCCL's headers are not
+// NCCL's plugin ABI (net v8–v11, CollNet v8–v11, tuner v5), declared by gradpack from the facts of
+// NCCL 2.28.9's src/include/plugin/ headers: field order, types and the sizes those headers give
+// on x86-64, each checked below with a static_assert. NCCL's headers are not
 // included: the plugin must build without them and without CUDA.
 //
 // These are C types in the global namespace, as NCCL's are, so that the exported tables have C
@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-/* Values are NCCL's (reference §1.2); all enums are 4 bytes. */
+/* Values are NCCL's (nccl.h, src/include/plugin/nccl_net.h); all enums are 4 bytes. */
 typedef enum {
   ncclSuccess = 0,
   ncclUnhandledCudaError = 1,
@@ -43,7 +43,14 @@ typedef enum {
   ncclNumTypes = 12
 } ncclDataType_t;
 
-typedef enum { ncclSum = 0, ncclProd = 1, ncclMax = 2, ncclMin = 3, ncclAvg = 4, ncclNumOps = 5 } ncclRedOp_t;
+typedef enum {
+  ncclSum = 0,
+  ncclProd = 1,
+  ncclMax = 2,
+  ncclMin = 3,
+  ncclAvg = 4,
+  ncclNumOps = 5
+} ncclRedOp_t;
 
 typedef enum {
   NCCL_LOG_NONE = 0,
@@ -117,8 +124,8 @@ typedef struct {
 typedef ncclNetVDeviceProps_v11_t ncclNetVDeviceProps_v10_t;
 typedef ncclNetVDeviceProps_v11_t ncclNetVDeviceProps_v9_t;
 
-/* Properties: reference §1.3 (v11), v9/v10 without maxMultiRequestSize, v8 without forceFlush,
- * vProps, maxP2pBytes and maxCollBytes. */
+/* Properties: src/include/plugin/net/net_v11.h (v11), v9/v10 without maxMultiRequestSize, v8
+ * without forceFlush, vProps, maxP2pBytes and maxCollBytes. */
 typedef struct {
   char* name;
   char* pciPath;
@@ -126,9 +133,9 @@ typedef struct {
   int ptrSupport;
   int regIsGlobal;
   int forceFlush;
-  int speed;  /* Mbit/s */
+  int speed; /* Mbit/s */
   int port;
-  float latency;  /* µs */
+  float latency; /* µs */
   int maxComms;
   int maxRecvs;
   ncclNetDeviceType netDeviceType;
@@ -208,7 +215,7 @@ typedef struct {
   uint32_t size;
 } ncclNetSGE_v8_t;
 
-/* ---- net: reference §1.4 (v11) and §1.5 (older) ---- */
+/* ---- net: src/include/plugin/net/net_v11.h (v11) and net_v8-v10.h (older) ---- */
 typedef struct {
   const char* name;
   ncclResult_t (*init)(void** ctx, uint64_t commId, ncclNetCommConfig_v11_t* config,
@@ -218,10 +225,11 @@ typedef struct {
   ncclResult_t (*listen)(void* ctx, int dev, void* handle, void** listenComm);
   ncclResult_t (*connect)(void* ctx, int dev, void* handle, void** sendComm,
                           ncclNetDeviceHandle_v11_t** sendDevComm);
-  ncclResult_t (*accept)(void* listenComm, void** recvComm, ncclNetDeviceHandle_v11_t** recvDevComm);
+  ncclResult_t (*accept)(void* listenComm, void** recvComm,
+                         ncclNetDeviceHandle_v11_t** recvDevComm);
   ncclResult_t (*regMr)(void* comm, void* data, size_t size, int type, void** mhandle);
-  ncclResult_t (*regMrDmaBuf)(void* comm, void* data, size_t size, int type, uint64_t offset, int fd,
-                              void** mhandle);
+  ncclResult_t (*regMrDmaBuf)(void* comm, void* data, size_t size, int type, uint64_t offset,
+                              int fd, void** mhandle);
   ncclResult_t (*deregMr)(void* comm, void* mhandle);
   ncclResult_t (*isend)(void* sendComm, void* data, size_t size, int tag, void* mhandle,
                         void* phandle, void** request);
@@ -248,10 +256,11 @@ typedef struct {
   ncclResult_t (*listen)(int dev, void* handle, void** listenComm);
   ncclResult_t (*connect)(int dev, ncclNetCommConfig_v10_t* config, void* handle, void** sendComm,
                           ncclNetDeviceHandle_v10_t** sendDevComm);
-  ncclResult_t (*accept)(void* listenComm, void** recvComm, ncclNetDeviceHandle_v10_t** recvDevComm);
+  ncclResult_t (*accept)(void* listenComm, void** recvComm,
+                         ncclNetDeviceHandle_v10_t** recvDevComm);
   ncclResult_t (*regMr)(void* comm, void* data, size_t size, int type, void** mhandle);
-  ncclResult_t (*regMrDmaBuf)(void* comm, void* data, size_t size, int type, uint64_t offset, int fd,
-                              void** mhandle);
+  ncclResult_t (*regMrDmaBuf)(void* comm, void* data, size_t size, int type, uint64_t offset,
+                              int fd, void** mhandle);
   ncclResult_t (*deregMr)(void* comm, void* mhandle);
   ncclResult_t (*isend)(void* sendComm, void* data, size_t size, int tag, void* mhandle,
                         void* phandle, void** request);
@@ -278,8 +287,8 @@ typedef struct {
                           ncclNetDeviceHandle_v9_t** sendDevComm);
   ncclResult_t (*accept)(void* listenComm, void** recvComm, ncclNetDeviceHandle_v9_t** recvDevComm);
   ncclResult_t (*regMr)(void* comm, void* data, size_t size, int type, void** mhandle);
-  ncclResult_t (*regMrDmaBuf)(void* comm, void* data, size_t size, int type, uint64_t offset, int fd,
-                              void** mhandle);
+  ncclResult_t (*regMrDmaBuf)(void* comm, void* data, size_t size, int type, uint64_t offset,
+                              int fd, void** mhandle);
   ncclResult_t (*deregMr)(void* comm, void* mhandle);
   ncclResult_t (*isend)(void* sendComm, void* data, size_t size, int tag, void* mhandle,
                         void** request);
@@ -306,8 +315,8 @@ typedef struct {
                           ncclNetDeviceHandle_v8_t** sendDevComm);
   ncclResult_t (*accept)(void* listenComm, void** recvComm, ncclNetDeviceHandle_v8_t** recvDevComm);
   ncclResult_t (*regMr)(void* comm, void* data, size_t size, int type, void** mhandle);
-  ncclResult_t (*regMrDmaBuf)(void* comm, void* data, size_t size, int type, uint64_t offset, int fd,
-                              void** mhandle);
+  ncclResult_t (*regMrDmaBuf)(void* comm, void* data, size_t size, int type, uint64_t offset,
+                              int fd, void** mhandle);
   ncclResult_t (*deregMr)(void* comm, void* mhandle);
   ncclResult_t (*isend)(void* sendComm, void* data, int size, int tag, void* mhandle,
                         void** request);
@@ -323,7 +332,7 @@ typedef struct {
   ncclResult_t (*irecvConsumed)(void* recvComm, int n, void* request);
 } ncclNet_v8_t;
 
-/* ---- CollNet: reference §2.1 ---- */
+/* ---- CollNet: src/include/plugin/net/net_v11.h ---- */
 typedef struct {
   const char* name;
   ncclResult_t (*init)(void** ctx, uint64_t commId, ncclDebugLogger_t logFunction);
@@ -412,7 +421,7 @@ typedef struct {
   ncclResult_t (*closeListen)(void* listenComm);
 } ncclCollNet_v8_t;
 
-/* ---- tuner v5: reference §3 ---- */
+/* ---- tuner v5: src/include/plugin/tuner/tuner_v5.h ---- */
 typedef enum {
   ncclFuncBroadcast = 0,
   ncclFuncReduce = 1,
@@ -476,7 +485,7 @@ typedef struct {
 #ifdef __cplusplus
 } /* extern "C" */
 
-/* The sizes NCCL 2.28.9's headers give on x86-64 (reference §1.2). */
+/* The sizes NCCL 2.28.9's headers give on x86-64. */
 static_assert(sizeof(ncclResult_t) == 4 && sizeof(ncclDataType_t) == 4 && sizeof(ncclRedOp_t) == 4,
               "NCCL enums are 4 bytes");
 static_assert(sizeof(ncclNet_v11_t) == 176, "ncclNet_v11_t: 22 pointers");

@@ -18,10 +18,10 @@
 // decide, the same on every rank. NCCL connects CollNet during comm init (ncclCollNetSetup), so
 // every rank has its figures before its first collective.
 //
-// Table rules (reference §3): an entry NCCL disabled (-1) is never enabled, no entry is disabled,
-// nChannels is left alone, and getCollInfo always returns ncclSuccess (2.28.9 fails the collective
-// otherwise). init never fails either (a failing tuner init fails NCCL's comm init): a bad setting
-// is logged and the tuner then changes nothing.
+// Table rules (NCCL's src/include/plugin/tuner/tuner_v5.h): an entry NCCL disabled (-1) is never
+// enabled, no entry is disabled, nChannels is left alone, and getCollInfo always returns
+// ncclSuccess (2.28.9 fails the collective otherwise). init never fails either (a failing tuner
+// init fails NCCL's comm init): a bad setting is logged and the tuner then changes nothing.
 #include "net_plugin/tuner/tuner.h"
 
 #include <algorithm>
@@ -34,13 +34,13 @@
 #include <new>
 #include <string>
 
-#include "topology/cost_model.h"
 #include "common/log.h"
 #include "common/settings.h"
 #include "compression/codec.h"
 #include "compression/spec.h"
 #include "net_plugin/collnet/collnet.h"
 #include "net_plugin/tuner/measured_link.h"
+#include "topology/cost_model.h"
 
 namespace gradpack::plugin::tuner {
 
@@ -227,7 +227,7 @@ ncclResult_t get_coll_info(void* context, ncclFunc_t collType, size_t nBytes, in
   if (collType != ncclFuncAllReduce || ctx->nodes < 2 || nBytes < ctx->collnet_threshold.load()) {
     return ncclSuccess;
   }
-  // The table is float[numAlgo][numProto] behind a float** (reference §3); other shapes are a
+  // The table is float[numAlgo][numProto] behind a float** (tuner_v5.h); other shapes are a
   // different NCCL than the one this was written for: leave them alone.
   if (numAlgo != NCCL_NUM_ALGORITHMS || numProto != NCCL_NUM_PROTOCOLS) return ncclSuccess;
   auto table = reinterpret_cast<float(*)[NCCL_NUM_PROTOCOLS]>(collCostTable);

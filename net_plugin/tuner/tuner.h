@@ -1,4 +1,5 @@
-// The tuner face of libnccl-net-gradpack.so (reference nccl-plugin-api.md §3, ncclTuner_v5_t):
+// The tuner face of libnccl-net-gradpack.so (NCCL 2.28.9's ncclTuner_v5_t,
+// src/include/plugin/tuner/tuner_v5.h):
 // adjusts NCCL's cost table from gradpack's cost model. Never returns an error from getCollInfo;
 // GRADPACK_TUNER=off leaves every table as NCCL made it.
 #pragma once

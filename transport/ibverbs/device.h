@@ -18,7 +18,7 @@ namespace gradpack::transport {
 
 // The registrar behind a RegistrationCache: registers [addr, addr + size) and fills the keys and an
 // opaque handle, or releases a handle. Function pointers so the cache logic is tested without
-// verbs (tests/ib/reg_cache_test.cc).
+// verbs (tests/transport/ibverbs/reg_cache_test.cc).
 struct Registrar {
   void* context = nullptr;
   Status (*reg)(void* context, void* addr, size_t size, uint32_t* lkey, uint32_t* rkey,
