@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The C ABI's all-reduce options, read once: a caller's gp_allreduce_opts_t becomes the library's
 // coll::AllreduceOptions here and nowhere else.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The C ABI wall of libgradpack.so: the one place where Status becomes gp_status_t, arguments
 // from C are checked, and nothing (not even std::bad_alloc) escapes to the caller.
 #include <cerrno>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // codec_bench: encode (with error feedback) and decode+accumulate speed of every codec, as a
 // ratio of memcpy of the same buffer measured in the same run, on one thread.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // codec_cuda_bench: throughput of the GPU codecs, each against a device-to-device copy of the same
 // fp32 buffer (cudaMemcpyAsync), at 16 and 256 MiB.
 //

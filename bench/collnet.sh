@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # CollNet through the plugin, compressed vs uncompressed, back to back on the same setup: a float32
 # sum of --size bytes through libnccl-net-gradpack.so's CollNet face as NCCL's CollNetChain issues
 # it (gradpack-collnet-bench: 2 MiB iallreduce calls, 8 in flight), one process per node.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-collnet-bench: one all-reduce of a large float32 buffer through the CollNet face of
 // libnccl-net-gradpack.so, cut the way NCCL's CollNetChain cuts it (NCCL's
 // src/transport/coll_net.cc): consecutive chunks of at most 8 channels x 256 KiB = 2 MiB, one

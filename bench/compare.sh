@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # gradpack vs Gloo vs MPI all-reduce, back to back on the same setup, side by side per size.
 #
 #   bench/compare.sh local    [-n N] [options]     N processes on this machine (loopback)

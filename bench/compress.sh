@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Compressed vs uncompressed all-reduce with gradpack-perf, back to back on the same setup.
 #
 #   bench/compress.sh local    [-n N] [options]              N processes on this machine (loopback)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # What bench/compare.sh, compress.sh and collnet.sh share. Sourced from the repository root after
 # `set -euo pipefail`, with `name` set to the script's name (the prefix of its messages).
 # shellcheck shell=bash

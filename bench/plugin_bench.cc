@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-plugin-bench: NCCL's ring pattern through the net plugin between two processes, as
 // NCCL's proxy runs it (src/transport/net.cc, sendProxyProgress and recvProxyProgress): one
 // connection each way, 8 outstanding 1 MiB isends and 8 outstanding 1 MiB irecvs per connection,

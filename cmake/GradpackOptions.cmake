@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Optional dependencies: GRADPACK_WITH_<X> = AUTO | ON | OFF.
 #   AUTO: use it when found, otherwise turn the feature off with one STATUS line.
 #   ON:   it must be found; otherwise configuration fails with the command that fixes it.

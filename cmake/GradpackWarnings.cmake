@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Warnings for our own targets (never global flags).
 function(gradpack_warnings target)
   target_compile_options(${target} PRIVATE

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Codec "auto" (docs/algorithms.md "Automatic bypass"): whether one all-reduce compresses, decided
 // per (codec, count, dtype) from the cost model, the same on every rank. Below kConfirmBelow, where
 // the model is least sure, a predicted win is confirmed by timing kTrialCalls calls each way,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "collectives/codec_set.h"
 
 #include "common/crc32c.h"

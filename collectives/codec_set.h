@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The codecs of one compressed all-reduce spec on one rank, made once per communicator and spec.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The communicator behind gp_comm_* and the host collectives of the C API.
 //
 // Init: every rank listens on its transport device, publishes its handle, world size and host

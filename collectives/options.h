@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The options of an all-reduce inside the library. The C ABI (api/) checks a caller's
 // gp_allreduce_opts_t once (struct_size, offsetof, enum ranges) and parses its codec text into a
 // CodecRequest; gradpack's own all-reduces (the link probes, the NCCL faces) fill these directly.

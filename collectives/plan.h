@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A Plan: what one rank does in one collective, as a list of operations with dependencies. The
 // algorithms (collectives/algorithms/) write plans and do no I/O; the host executor runs them over
 // a transport, the interposer's NCCL executor (net_plugin/interposer/nccl_executor.h) over pnccl

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Error-feedback residuals of one communicator, by bucket key, and their checkpoint format.
 //
 // A residual is what earlier compressed all-reduces of a bucket did not deliver; the next call

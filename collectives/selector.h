@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The algorithm selector: which Algorithm make_plan should use for a request when the user did
 // not force one (GRADPACK_ALGO, gp_allreduce_opts_t.algorithm). The rule and its alpha-beta
 // reasons are in docs/algorithms.md.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Element sizes of the C API's dtypes, for code inside the library.
 #pragma once
 

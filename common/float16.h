@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scalar IEEE conversions between fp32 and the 16-bit formats, round to nearest even.
 //
 // These are the reference the SIMD and CUDA conversions are tested against bit for bit. Host and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Little-endian integers in byte buffers: the byte order of every gradpack wire format, written
 // byte by byte so it holds on any host and at any alignment.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Logging by level x subsystem: GRADPACK_LOG=info, GRADPACK_LOG_SUBSYS=net,coll.
 //
 // Messages go to a sink: stderr by default, NCCL's logger when running as a plugin, a capturing

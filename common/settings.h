@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The registry of GRADPACK_* settings (declared once, in settings.def).
 //
 // Values are read from the environment and validated once, at the first call that needs them

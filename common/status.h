@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Status: the error type used everywhere inside gradpack.
 //
 // A function that can fail returns a Status (or fills an out-parameter and returns one). Codes map

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Codec: the C++ object behind gp_codec_t. One codec = one parsed spec + the state an encoder
 // keeps between calls (its stochastic-rounding stream position and scratch space), so it is used
 // by one thread at a time. Decoding needs no codec: frames describe themselves.

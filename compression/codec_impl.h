@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the codec families share: the arguments of one encode or decode, and fp32 staging of
 // 16-bit inputs and outputs in cache-sized chunks.
 #pragma once

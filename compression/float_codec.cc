@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The element-wise codecs: "none" (the input's own format), "fp16" and "bf16".
 //
 // With error feedback each element is v = x + r, sent as its nearest value in the wire format

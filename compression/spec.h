@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Codec specs: the strings users write ("q8:block=128", "topk:0.01+q8") and their parsed form.
 #pragma once
 

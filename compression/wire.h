@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The frame: a versioned, self-describing header followed by the payload (docs/wire-format.md).
 //
 // read_frame_header() is the gate every received byte passes: it checks the magic, version,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "net_plugin/net_v11.h"
 
 #include <array>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The net face of libnccl-net-gradpack.so: NCCL's v11 net API (NCCL 2.28.9's ncclNet_v11_t,
 // §1.6) mapped onto gradpack's transport one call to one call. plugin_exports.cc puts these into
 // ncclNetPlugin_v11 and builds the v8–v10 tables as adapters over them.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The process-wide object behind libnccl-net-gradpack.so, and the wall where gradpack's Status
 // becomes NCCL's ncclResult_t (NCCL 2.28.9: nccl.h's result codes; src/plugin/net.cc's init and
 // finalize per communicator).

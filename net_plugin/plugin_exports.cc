@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The only symbols libnccl-net-gradpack.so exports (cmake/nccl-net-plugin.map hides the rest):
 // the net tables v11…v8, the CollNet tables v11…v8 and the tuner v5 table (the names NCCL 2.28.9's
 // loaders, src/plugin/net.cc and tuner.cc, look up, newest first). v11 is native; the older tables

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The NCCL net plugin's conformance harness under AddressSanitizer: configures a separate build
 # with -DGRADPACK_SANITIZE=address, builds only libnccl-net-gradpack.so and the tests, and runs
 # the harness (every test in its own process, as ctest runs them), then the CollNet and tuner

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The main job: builds gradpack (and the Gloo and Open MPI peers), installs it into ./out/install,
 # then runs the local multi-rank comparison: gradpack-perf, Gloo and MPI_Allreduce back to back on
 # this machine, side by side per size with ratios (bench/compare.sh local; results and a PNG plot

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The layering check: each room (top-level source folder, one library target) includes only the
 # rooms below it, so the dependency graph runs one way (docs/ARCHITECTURE.md "Layers"):
 #

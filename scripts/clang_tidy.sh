@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs clang-tidy (the checks in .clang-tidy) over every non-test .cc of gradpack.
 #
 #   scripts/clang_tidy.sh [BUILD_DIR]     (default: build)

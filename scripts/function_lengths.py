@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Lengths of the functions in C++ sources, and the check that keeps them short.
 
   function_lengths.py [--max N] [--top K] PATH...

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages gradpack needs that this machine lacks. Idempotent: when everything
 # is present it installs nothing and needs no network. CUDA (nvcc) is not a Debian package here:
 # the build uses it when it is installed and skips the CUDA parts otherwise.

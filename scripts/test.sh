@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds gradpack and runs its whole test suite: clang-tidy over the sources
 # (scripts/clang_tidy.sh; GRADPACK_TIDY=0 skips it), the NCCL plugin's conformance harness under
 # AddressSanitizer (its own build in $BUILD_DIR/asan; GRADPACK_ASAN=0 skips it), then ctest, whose

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A test cluster on one machine: N "hosts" as network namespaces on one Linux bridge.
 #
 #   vcluster.sh up N [--rate RATE] [--burst SIZE]   create hosts gpvc0..gpvc(N-1)

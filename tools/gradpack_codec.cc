@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-codec: what a codec does to a gradient, measured. For each spec it encodes the input
 // with error feedback, decodes it back, and reports the wire ratio, the error and the speed of
 // both directions next to memcpy measured in the same run.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-perf: nccl-tests' *_perf programs for gradpack's host collectives. Every rank is one
 // process that joins the communicator from the environment (start them with gradpack-run); rank 0
 // prints one row per size with the out-of-place and in-place time, algbw, busbw and the number of

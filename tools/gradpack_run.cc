@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-run: starts N ranks of a program on this machine (or one per host of the namespaced
 // virtual cluster of scripts/vcluster.sh) with the environment gp_comm_init_from_env() reads,
 // waits for them, and stops them all as soon as one fails.

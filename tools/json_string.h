@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A JSON string literal of s ("..." with quotes, backslashes and control characters escaped),
 // shared by the tools that print JSON lines.
 #pragma once

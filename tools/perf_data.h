@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-perf's test data: inputs whose results are exact in every dtype, the expected result of
 // every element computed locally, and the comparison. Unit-tested in tests/tools/.
 #ifndef GRADPACK_TOOLS_PERF_DATA_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-perf's command line, size sweep and report formatting, kept out of main() so that
 // they are unit-tested without a communicator (tests/tools/perf_options_test.cc).
 #ifndef GRADPACK_TOOLS_PERF_OPTIONS_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The column header of the nccl-tests-style table that gradpack-perf and the peers in
 // bench/peers print, so the three tables line up. Header-only: the peers do not link gradpack.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // "32M" -> 33554432: the size syntax of the command-line tools (gradpack-perf, gradpack-codec,
 // the peers in bench/peers): a decimal count with an optional K, M or G suffix (binary multiples,
 // as nccl-tests reads them). Header-only, so programs that do not link gradpack can use it.

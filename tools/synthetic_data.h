@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Synthetic gradient-like fp32 data for gradpack-codec and codec_bench: deterministic for a seed,
 // the same values on every machine and compiler (integer RNG, no <random> distributions, whose
 // output the standard leaves to the implementation).

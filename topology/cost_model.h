@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one cost model: what an all-reduce costs on a measured link, compressed or not. Codec
 // "auto" (collectives/auto_policy), the compressed-algorithm choice (collectives/selector) and the
 // NCCL tuner (net_plugin/tuner) consult it; docs/algorithms.md "Automatic bypass" derives it.

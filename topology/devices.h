@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The network devices a process offers, named and ordered for NCCL: the net plugin's device
 // table. NCCL keys its topology by device name and ranks devices by their reported speed, so
 // names must be unique and speeds right.

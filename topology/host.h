@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Which ranks share a host. Ranks on one host reach each other without crossing the network, so
 // the hierarchical algorithms reduce there first and send only one rank's data between hosts.
 #pragma once

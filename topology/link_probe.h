@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Measuring the link model (cost_model.h) among the ranks of a communicator. Every procedure here
 // is collective: each rank makes the same calls in the same order, and every figure that comes out
 // is the slowest rank's (one all-reduce MAX), so every rank holds the same model and decides the

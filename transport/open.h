@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one GRADPACK_TRANSPORT policy: which transports a process talks through, in device order.
 // The communicator takes the first device of the first transport; the NCCL net plugin numbers
 // every device of every transport, in this order.

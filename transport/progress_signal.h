@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ProgressSignal: how a backend tells waiting callers that something finished, and how a caller
 // that reads its own small messages sleeps until they arrive.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The transport interface: how gradpack moves bytes between two processes. Two backends implement
 // it with the same file set, tcp/ and ibverbs/; the host collectives use it directly and the NCCL
 // net plugin maps NCCL's v8-v11 net API onto it one call to one call.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gloo_perf: Gloo's all-reduce (the functional gloo::allreduce, tcp transport) measured and printed
 // the way gradpack-perf does, as the Gloo baseline of bench/compare.sh.
 //

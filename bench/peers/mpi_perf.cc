@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mpi_perf: MPI_Allreduce measured and printed the way gradpack-perf does, as the MPI baseline of
 // bench/compare.sh; with --osu, an OSU-style latency table (osu_allreduce's columns) instead.
 //

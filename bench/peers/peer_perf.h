@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What gloo_perf and mpi_perf share: nccl-tests style flags, the size sweep, the check pattern and
 // the table gradpack-perf prints, so that bench/compare.sh parses all three the same way.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Internal to collectives/: the plan writers behind make_plan, and the PlanBuilder they share.
 //
 // Algorithms name the spans each op reads and writes; PlanBuilder derives the deps from them

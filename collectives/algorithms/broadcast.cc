@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Broadcast (pipelined chain, binomial tree) and barrier (dissemination), plus the chain reduce
 // and chain broadcast that the hierarchical allreduce uses inside a host.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Compressed all-reduce plans: direct (reduce-scatter to each chunk's owner + all-gather of the
 // re-encoded chunks), sparse (all-gather of top-k frames), hierarchical (uncompressed inside a
 // host, direct between hosts) and the re-encoding ring kept as a measured counter-example.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Recursive halving-doubling allreduce.
 //
 // With p' = 2^floor(log2 p) and r = p - p', the first 2r ranks pair up: each even one sends its

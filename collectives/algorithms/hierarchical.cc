@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Hierarchical (two-level) allreduce.
 //
 // Ranks are grouped by host_of_rank. Inside a host, a pipelined chain reduces the buffer to the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Ring algorithms: chunked, pipelined reduce-scatter and allgather around the group.
 //
 // The buffer is cut into one block per rank and every block into segments of at most

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pipelined double binary tree allreduce.
 //
 // Two binary trees over the ranks each carry half of the buffer. Both are the in-order tree on

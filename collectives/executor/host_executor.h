@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The host executor: runs one rank's Plan over transport connections on host memory.
 //
 // It overlaps the network with the reductions: receives are posted as early as the plan's order

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Dispatch of the reduction kernels: the table is chosen once per process, like the codecs' CPU
 // kernels (compression/cpu/dispatch.cc, whose CPU detection it shares).
 #include "collectives/reduce/reduce.h"

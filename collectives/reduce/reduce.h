@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Reduction kernels of the host collectives: every gp_dtype_t x every gp_redop_t, chosen once at
 // run time for the CPU (scalar, AVX2, AVX-512; GRADPACK_CPU_ISA forces one), each SIMD kernel
 // giving the same bits as the scalar one.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The AVX2 reduction kernels (with F16C): 32-byte vectors, the same bits as reduce_scalar.cc.
 // The kernels themselves are in reduce_kernels.inc, shared with the other SIMD table.
 #include <immintrin.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The AVX-512 reduction kernels (F, BW, VL, DQ): 64-byte vectors, the same bits as
 // reduce_scalar.cc. The kernels themselves are in reduce_kernels.inc, shared with the other SIMD
 // table. GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own "undefined" vectors (GCC

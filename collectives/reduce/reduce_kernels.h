@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The tables behind reduce_fn() and divide(): one per instruction set (scalar, AVX2, AVX-512),
 // each holding a kernel for every dtype x op. Internal to collectives/reduce and its tests.
 //

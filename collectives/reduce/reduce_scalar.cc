@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The scalar reduction kernels: the reference the SIMD tables are tested against, written one
 // element at a time with the 16-bit conversions of common/float16.h.
 #include <cmath>

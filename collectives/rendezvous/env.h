@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Where gp_comm_init_from_env() finds rank, world size and rendezvous: the launcher's environment
 // (gradpack-run, torchrun, mpirun, srun; the order is documented in gradpack.h).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // FileStore: one file per key in a shared directory.
 #include <fcntl.h>
 #include <sys/file.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Rendezvous stores: the small key-value service ranks use to find each other before any
 // connection exists (addresses, connection handles, barrier counters).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TcpStore: a rendezvous store served over TCP by rank 0 (like torch's TCPStore).
 //
 // Wire format, every integer little-endian:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Rendezvous URLs, as gp_comm_init() takes them:
 //   tcp://HOST:PORT     rank 0 serves a TCP store on PORT; the others connect to HOST:PORT
 //                       (HOST: a name, an IPv4 address, or an IPv6 address in brackets)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // CPU kernels behind the codecs, in one table per instruction set: scalar (the reference),
 // AVX2 and AVX-512. The table is chosen once, at run time, from the CPU and GRADPACK_CPU_ISA; no
 // file is built with -march=native, so one binary runs everywhere.

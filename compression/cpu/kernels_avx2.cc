@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The AVX2 kernels (with FMA, F16C, BMI2 present; FMA is never used: -ffp-contract=off and no
 // fused intrinsics): 8 values per vector, the same bits as the scalar table (kernels_scalar.cc;
 // tests/compression/simd_test.cc checks it).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The AVX-512 kernels (F, BW, VL, DQ, VBMI): 16 values per vector, the same bits as the scalar
 // table (kernels_scalar.cc; tests/compression/simd_test.cc checks it).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The scalar kernels: the reference every other table is tested against.
 #include <algorithm>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Constant tables shared by the AVX2 and AVX-512 kernel files.
 //
 // Only data lives here: the two files are compiled with different -m flags, and an inline function

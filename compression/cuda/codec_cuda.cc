@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Host side of the CUDA codecs: device discovery, the workspace, argument checks shared with the
 // CPU codec, and dispatch by codec kind.
 #include "compression/cuda/codec_cuda.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The codecs on the GPU: "q<b>" and "topk:<f>[+q<b>]" frames encoded from and decoded into device
 // memory, byte for byte the frames of the CPU reference (compression/codec.h with the scalar
 // kernels), and with the same residual bits.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Device-side element access and float arithmetic that give the CPU reference's bits exactly.
 //
 // Finite arithmetic is one correctly rounded __f*_rn operation each (never fused, the kernels are

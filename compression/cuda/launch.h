@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Internal to compression/cuda: what the host side shares with the kernels (plain structs passed as
 // kernel arguments) and the launchers one codec family uses from another (top-k encodes and decodes
 // its values with the quantizer's kernels).

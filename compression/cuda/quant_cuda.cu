@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The block quantizer on the GPU: "q<b>" frames, and the quantized value sections of top-k frames.
 //
 // Encode, blocks up to kTileElems values: one pass. A tile (thread block) holds whole quant blocks;

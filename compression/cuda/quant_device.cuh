@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Device side of the block quantizer: how a thread block walks a quantized section, and how one
 // thread quantizes, packs and unpacks a group of 8 values.
 //

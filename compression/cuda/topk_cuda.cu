@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Top-k on the GPU, the same frames as the CPU top-k.
 //
 // Encode: v = x + r is recomputed by each pass rather than stored.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Device side of top-k: the selection key, the radix digits, and LEB128 varints.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The block quantizer family ("q<b>"): frame assembly around the CPU kernels.
 #include "compression/quantize/quant_codec.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Quantized value sections, shared by "q<b>" frames and the quantized values of top-k frames.
 // A section of n values is ceil(n / block) fp32 scales followed by ceil(n * bits / 8) code bytes.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The block quantizer, defined once: the scalar reference that the SIMD kernels and the CUDA
 // kernels must match bit for bit (docs/codecs.md, "Quantization").
 //

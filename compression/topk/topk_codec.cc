@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Top-k sparsification ("topk:<f>", "topk:<f>+q<b>..."): selection of the kept set, the index
 // sections, frame assembly and decoding. compression/topk/README.md states the definition every
 // implementation follows bit for bit (the CUDA one included) and how this one finds the set.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The scalar streaming pass and cut (the references the SIMD versions are tested against) and
 // the choice of version.
 #include "compression/topk/topk_scan.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The two hot loops of top-k selection, the streaming pass and the cut, in one function per
 // instruction set (scalar, AVX2, AVX-512) that all give the same result.
 //

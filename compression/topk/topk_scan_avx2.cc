@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The streaming pass of top-k with AVX2 (built with -mavx2; called only when the CPU has it). It
 // has the structure of the AVX-512 pass (topk_scan_avx512.cc), with two 8-lane halves per 16
 // elements and candidates unpacked lane by lane.

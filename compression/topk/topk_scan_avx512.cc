@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The streaming pass of top-k with AVX-512 (built with -mavx512f and friends; called only when
 // the CPU has them). Candidates are packed with a register compress and a whole-vector store,
 // which is fast on every AVX-512 CPU (a compress straight to memory is slow on some).

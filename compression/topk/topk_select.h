@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Top-k internals shared by the codec and its tests: how many elements are kept and where the
 // threshold sample is read. The definition these serve is in compression/topk/README.md.
 #pragma once

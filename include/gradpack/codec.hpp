@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A C++ view of gradpack's codecs, header-only over the C ABI of gradpack.h.
 //
 //   gp::Codec codec("q8");                        // throws gp::Error on a bad spec

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * gradpack — compressed, topology-aware gradient communication.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The CollNet entry points (collnet.h): NCCL's node leaders form a gradpack Communicator in
 // connect(), and a worker thread per collComm runs gradpack's host all-reduce on NCCL's staging
 // chunks, in the order NCCL issued them (the same order on every rank: NCCL's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The CollNet face of libnccl-net-gradpack.so (NCCL 2.28.9's ncclCollNet_v11_t,
 // src/include/plugin/net/net_v11.h): NCCL's node
 // leaders form a gradpack communicator in connect(), and iallreduce() runs gradpack's host

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the interposer keeps per NCCL communicator: the compressed direct plan and its NCCL
 // schedule per (count, dtype), device memory for frames and the fp32 accumulator, the
 // error-feedback residuals keyed by (recvbuff, count, dtype), and the CUDA codecs' workspace.

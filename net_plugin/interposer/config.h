@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the ncclAllReduce interposer compresses: its settings (read once from GRADPACK_*) and the
 // rule that decides, call by call, whether gradpack runs it or NCCL does. Plain C++ (no CUDA, no
 // NCCL) so the rules are unit-tested on any machine.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libgradpack-nccl.so: loaded with LD_PRELOAD ahead of libnccl, it defines ncclAllReduce and
 // runs the eligible calls (config.h) as gradpack's compressed direct all-reduce on the caller's
 // stream; every other call, and every call it cannot take, goes to NCCL's own pncclAllReduce

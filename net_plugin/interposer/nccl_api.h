@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // NCCL's own entry points, resolved at run time: the interposer defines ncclAllReduce (and a few
 // more) itself, so it reaches the real ones through NCCL's profiling aliases (pncclAllReduce, ...)
 // or, failing that, the next definition after this library (dlsym RTLD_NEXT). The interposer

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The NCCL executor: runs one rank's compressed Plan on a CUDA stream, its messages as grouped
 // ncclSend/ncclRecv and its local ops (kEncode, kDecode, kCopy, kReduce) as kernels on the same
 // stream (the ncclAllReduce interposer, net_plugin/interposer/, is its user).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // NCCL's plugin ABI (net v8–v11, CollNet v8–v11, tuner v5), declared by gradpack from the facts of
 // NCCL 2.28.9's src/include/plugin/ headers: field order, types and the sizes those headers give
 // on x86-64, each checked below with a static_assert. NCCL's headers are not

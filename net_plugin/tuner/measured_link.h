@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The link figures CollNet's connect measured, kept for the tuner: the tuner has no communicator
 // to measure with. Keyed by NCCL's commId, which NCCL passes to both faces' init
 // (comm->commHash), so a tuner sees only its own communicator's figures. Thread-safe.

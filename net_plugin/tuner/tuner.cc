@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The tuner entry points (tuner.h). One rule today: when the CollNet all-reduce is compressed
 // (GRADPACK_COLLNET_COMPRESS) and gradpack's cost model predicts that compressing an all-reduce
 // of nBytes across nNodes wins, CollNetChain/SIMPLE is made the cheapest entry of NCCL's table, so

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The tuner face of libnccl-net-gradpack.so (NCCL 2.28.9's ncclTuner_v5_t,
 // src/include/plugin/tuner/tuner_v5.h):
 // adjusts NCCL's cost table from gradpack's cost model. Never returns an error from getCollInfo;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The C ABI as a C program sees it (linked against libgradpack.so).
 #include <gtest/gtest.h>
 

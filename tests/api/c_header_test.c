@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* The public header compiles as C and the library links from C. */
 #include <stdio.h>
 #include <string.h>

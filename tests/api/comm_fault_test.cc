@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Faults across processes, through the C API: a rank killed mid-all-reduce, an unreachable root,
 // a malformed rendezvous URL, world sizes that do not match. Every surviving rank must return a
 // clear error within GRADPACK_TIMEOUT_MS (4 s here, set by CMake), never hang.

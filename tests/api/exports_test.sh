@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # libgradpack.so exports the C ABI (gp_*) and nothing else.
 set -euo pipefail
 lib=$1

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # GRADPACK_WITH_<X>: ON for a missing dependency fails with a fix-it message; a bad value is
 # refused; AUTO turns a missing one off with a message.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # No function over 80 lines in collectives/, transport/ or net_plugin/ without a "long-function:"
 # comment saying why; and the check fails on a long function, and accepts it once excused.
 set -euo pipefail

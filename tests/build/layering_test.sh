@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The layering check passes on this tree, and fails, naming the file, on a copy where a lower room
 # includes and links a higher one.
 set -euo pipefail

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers of the collective tests: ranks on threads over loopback TCP, typed values as doubles.
 #pragma once
 

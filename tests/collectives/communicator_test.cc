@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The communicator on threads over loopback TCP: every collective, dtype, op and algorithm
 // against a direct computation, in place and out of place; disagreements and misuse as errors.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Compressed all-reduce on threads over loopback TCP: the plans with lossless codecs give exact
 // sums; lossy codecs give the same bits on every rank, within the codec's bound; error feedback
 // keeps the sum over steps; residuals survive a checkpoint; bad input and bad peers are errors.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A bad GRADPACK_* value is an error naming the variable, returned by the call that needs it:
 # never a hang, a crash or a silent default.
 set -uo pipefail

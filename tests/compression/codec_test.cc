@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Codec behaviour through the C++ API: round trips and error bounds, exact error feedback,
 // non-finite inputs, argument errors. Runs every spec over fp32, fp16 and bf16 inputs.
 #include "compression/codec.h"

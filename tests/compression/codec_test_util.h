@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers the codec tests share: gradient-like data, and codec calls that fail the test on error.
 #pragma once
 

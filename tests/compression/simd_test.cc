@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SIMD kernel tables against the scalar reference, bit for bit: the quantizer at every bit
 // width over ragged lengths, odd block sizes, residual or not, both roundings and special values;
 // the 16-bit conversions over every 16-bit pattern and around every rounding boundary; add_f32,

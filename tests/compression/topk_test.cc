@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Top-k sparsification: the kept set against a brute-force reference (exact top-k by |v|, NaN/Inf
 // first, ties to the lower index), both index encodings, error feedback, 16-bit inputs and
 // outputs, quantized values, the SIMD scans against the scalar one, and malformed frames.

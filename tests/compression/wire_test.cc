@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The decoder trusts nothing: every malformed frame is GP_ERR_CORRUPT_DATA and leaves out
 // untouched.
 #include "compression/wire.h"

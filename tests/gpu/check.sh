@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The GPU acceptance run (ARCHITECTURE.md, "GPU paths"), for any machine with one NVIDIA GPU, the
 # CUDA toolkit, CMake and GoogleTest. In under 8 minutes it:
 #   1. lists the GPU (nvidia-smi -L);

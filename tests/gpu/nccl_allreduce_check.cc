@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The GPU check's NCCL program (tests/gpu/check.sh): one rank of an NCCL communicator whose ranks
 // are separate processes, possibly on one GPU (each with its own NCCL_HOSTID, so NCCL connects
 // them through the network plugin). It all-reduces fp32 buffers of 1 MiB to 64 MiB, checks the

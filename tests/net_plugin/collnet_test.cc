@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The CollNet face, driven the way NCCL's proxy drives it (NCCL's src/transport/coll_net.cc), by
 // four threads standing for four node leaders of one process: init, listen, handles exchanged,
 // a concurrent blocking connect, closeListen, reduceSupport for every type and op, one staging

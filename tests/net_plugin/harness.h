@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance harness: drives libnccl-net-gradpack.so the way NCCL 2.28.9's proxy does
 // (NCCL's src/transport/net.cc proxy and ext-net/README.md), through dlopen/dlsym and our own ABI
 // declarations only. Nothing of the plugin's internals is linked: what passes here is what NCCL

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The net plugin driven exactly as NCCL 2.28.9 drives it (NCCL's src/transport/net.cc proxy and
 // ext-net/README.md): dlopen RTLD_NOW|RTLD_LOCAL, every exported table, two contexts, properties
 // from two threads, non-blocking connect/accept in every interleaving NCCL produces, NCCL's three

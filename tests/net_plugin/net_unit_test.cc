@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests of the net face's internals (net_plugin/plugin_api.h, net_plugin/net_v11.h), linked
 // directly: the handle's magic and checksum, properties, init/finalize reference counting, and a
 // loopback connection driven from one thread the way NCCL's service and progress threads would.

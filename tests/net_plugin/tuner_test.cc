@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The tuner face's table rules (NCCL's src/include/plugin/tuner/tuner_v5.h): getCollInfo never
 // fails, never turns a disabled (-1) entry on, always leaves an enabled one, leaves nChannels
 // alone, and GRADPACK_TUNER=off changes nothing; with a compressed CollNet, large all-reduces

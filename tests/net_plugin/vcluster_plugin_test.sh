@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The net plugin between two vcluster hosts (unshaped): NCCL's ring pattern through
 # gradpack-plugin-bench, first with every payload checked, then timed against iperf3 between the
 # same two hosts in the same run. Prints the figures; asserts correctness, not speed.

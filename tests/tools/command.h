@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs a shell command for the tools' tests: its exit status, combined output and duration.
 #ifndef GRADPACK_TESTS_TOOLS_COMMAND_H_
 #define GRADPACK_TESTS_TOOLS_COMMAND_H_

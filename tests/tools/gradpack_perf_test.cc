@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-perf end to end: 3 ranks under gradpack-run, results checked by the tool itself, and
 // the table and JSON it prints.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-run with /bin/sh ranks: the environment each rank gets, how a failing rank ends the
 // others, --timeout, and its usage errors.
 #include <gtest/gtest.h>

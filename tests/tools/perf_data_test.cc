@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-perf's test data: exact inputs, locally computed expected results, conversions.
 #include "tools/perf_data.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-perf's command line, size sweep, bandwidth formulas and report lines.
 #include "tools/perf_options.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-train-fmnist end to end: 2 ranks under gradpack-run on a slice of Fashion-MNIST, the
 // JSON line it prints last, and its usage and dataset errors.
 #include <gtest/gtest.h>

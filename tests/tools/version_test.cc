@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The version is written once, in CMakeLists.txt's project(gradpack VERSION ...): the generated
 // gradpack/version.h, gp_version() and the tools' banners all show that version.
 #include <gtest/gtest.h>

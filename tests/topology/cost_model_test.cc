@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one cost model (topology/cost_model.h): codec "auto"'s prediction, the top-k algorithm
 // choice, the agreed figures of several measurements (slowest) and the smallest buffer worth
 // compressing (compression_threshold, which the NCCL tuner uses).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The net plugin's device table (topology/devices.h): every device of the opened transports in
 // their order, named uniquely, with the speed NCCL ranks it by. Fake transports stand for the
 // backends, so the RDMA cases run without an RDMA device.

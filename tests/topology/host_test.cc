@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Who shares a host (topology/host.h): the numbering every rank computes alike, and the two-level
 // grouping the hierarchical algorithms use.
 #include "topology/host.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A transport that has devices and nothing else: for the code that only counts, names and ranks
 // devices (transport::open in tests/transport, topology::list_devices in tests/topology), so that
 // the RDMA cases run on machines without an RDMA device.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one GRADPACK_TRANSPORT policy (transport/open.h): which backends a process opens and in
 // what order, with fake backends (tests/transport/fake_transport.h), so that the RDMA cases run
 // without an RDMA device.

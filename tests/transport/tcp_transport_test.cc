@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The TCP transport over loopback: message round trips with 1 and 4 sockets, ordering, tag and
 // capacity errors, crossed connects, stray clients, peer death and the interface filter.
 #include "transport/tcp/tcp_transport.h"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # gradpack-run --vcluster -n 4 -- gradpack-perf on 4 hosts at 1 Gbit/s: every row checked, no
 # wrong element. Arguments: gradpack-run gradpack-perf (empty when not built).
 source "$(dirname "$0")/lib.sh"

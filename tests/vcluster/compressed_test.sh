@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Compressed all-reduce on 4 vcluster hosts at 1 Gbit/s: gradpack-perf -z with -c (every element
 # within the codec's bound) for direct, sparse (top-k) and, with 2 ranks per host, hier; auto;
 # and a short Fashion-MNIST run with q8 and error feedback that must learn.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Failure paths: a failing command after up, a harness killed by SIGTERM, and an `up` that fails
 # half-way all leave nothing behind.
 source "$(dirname "$0")/lib.sh"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # Shared by the tests/vcluster scripts (sourced). Every test removes the vcluster it made, also
 # when it fails; a vcluster that existed before the test is left alone (the test skips).

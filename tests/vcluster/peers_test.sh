@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The baselines of bench/compare.sh on 4 hosts at 1 Gbit/s, launched as compare.sh launches them:
 # gloo_perf through gradpack-run --vcluster, mpi_perf through mpirun with the vcluster agent.
 # Every row checked, no wrong element. Arguments: gradpack-run gloo_perf mpi_perf (empty when not

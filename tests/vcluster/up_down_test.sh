@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # vcluster.sh up 3 --rate 100mbit: the hosts file, reachability between hosts and from the root
 # namespace, tbf on both directions of every link; down removes everything and is idempotent.
 source "$(dirname "$0")/lib.sh"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fashion-MNIST in its IDX files (gzip-compressed or not), as the Debian package
 // dataset-fashion-mnist installs them under /usr/share/datasets/fashion-mnist.
 #ifndef GRADPACK_TOOLS_TRAIN_FMNIST_DATA_H_

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The two matrix products an MLP's forward and backward passes need, on row-major float matrices,
 // single-threaded. Each rank of the trainer is one process on a shared machine, so speed comes
 // from the loop order (the innermost loop runs along contiguous rows, which the compiler

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Built with -mavx2 -mfma (tools/train/CMakeLists.txt); used only where the CPU has both.
 #include "tools/train/gemm.h"
 #include "tools/train/gemm_kernels.inc"

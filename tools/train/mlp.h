@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A multilayer perceptron (fully connected layers, ReLU between them, softmax cross-entropy at the
 // end) with its parameters and gradients in two flat float arrays, so that a gradient bucket is a
 // contiguous range: one layer's weights and bias, or everything.

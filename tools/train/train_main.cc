@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-train-fmnist: data-parallel training of an MLP on Fashion-MNIST over gradpack's host
 // all-reduce, to show that compressed gradients with error feedback still converge. Every rank is
 // one process started by gradpack-run; each takes a disjoint shard of every global mini-batch,

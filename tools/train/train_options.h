@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gradpack-train-fmnist's command line, kept out of main() so that it is read before the
 // communicator exists: a usage error stops every rank at once with exit status 2.
 #ifndef GRADPACK_TOOLS_TRAIN_TRAIN_OPTIONS_H_

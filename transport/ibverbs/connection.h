@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // An RC queue-pair connection: the bootstrap wire messages that set it up and the data protocol.
 //
 // Setup (over the bootstrap TCP socket, integers little-endian):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // An ibverbs device as the transport sees it: one ACTIVE port of one HCA ("mlx5_0:1"), with the
 // opened context and protection domain shared by every connection on it, and the registration
 // cache of that protection domain.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The ibverbs backend of the transport interface (transport/transport.h): RC queue
 // pairs, a registration cache, libibverbs loaded at run time (dlopen), so a machine without it, or
 // without an RDMA device, gets a transport with zero devices rather than a load failure.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The ib listener: a TCP bootstrap socket whose address and session key make up the Handle, and the
 // small socket helpers the bootstrap needs (kept here, independent of the TCP backend).
 //

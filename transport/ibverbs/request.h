@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A queued isend or irecv of an ib connection; test() makes progress on the connection.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libibverbs loaded at run time: gradpack never links it, so a machine without it (or with a
 // library too old to have a symbol we call) gets a transport with zero devices, not a load failure.
 //

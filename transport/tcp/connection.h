@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TCP connections: the one-way message stream of a SendConnection/RecvConnection pair, striped
 // over nsocks sockets.
 //

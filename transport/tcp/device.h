@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TCP devices: the host's network interfaces (discovery and the NCCL-style name filter) and, per
 // device, the progress thread that does all socket I/O of that device's connections.
 #pragma once

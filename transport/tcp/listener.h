@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TCP listeners: the handle they publish, the hello every socket of a connection sends first, and
 // the accept side that sorts incoming sockets into connections.
 //

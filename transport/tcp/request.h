@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The state of one isend/irecv, shared by the caller's Request and the progress thread.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Small socket helpers shared by the TCP backend's listener, connections and connect().
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The TCP backend of the transport interface (transport/transport.h).
 //
 // Devices are the host's network interfaces that are up and have an address: those named by

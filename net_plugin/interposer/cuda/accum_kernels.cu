@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include <string>
 
 #include "net_plugin/interposer/cuda/accum_kernels.h"

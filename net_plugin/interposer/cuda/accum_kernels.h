@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Element-wise kernels of the NCCL executor: the fp32 accumulator (kAccum) filled from and written
 // back to the collective's dtype, and the scaling of an average. Conversions round like the CPU
 // executor's (compression/cuda/float_device.cuh: IEEE nearest even, x86 NaN bits).

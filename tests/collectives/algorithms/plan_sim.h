@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // An in-memory simulator for Plans (collectives/plan.h), for tests: checks one plan against the
 // rules plan.h states, and runs every rank's plan against the others with int64 sums.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs every algorithm's plans for all ranks against each other in memory (plan_sim.h) and checks
 // the results, plan.h's rules and the bytes on the wire that docs/algorithms.md states.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The reduction kernels: every dtype x op of every kernel table against a reference written here
 // (and hand-checked edge values), the SIMD tables bit for bit against the scalar one over ragged
 // lengths, misaligned and aliased buffers, divide(), and the dispatch's argument checks. Buffers

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // gp_comm_init_from_env's reading of the environment: gradpack's own variables, torchrun's,
 // Open MPI's and Slurm's, and clear errors for what is missing or malformed.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Rendezvous stores: the same behaviour from the in-memory and the file store, across threads
 // and (file store) across processes.
 #include "collectives/rendezvous/store.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The multi-process rendezvous check every store backend passes: three forked ranks count in,
 // publish a value each and wait for a "go" from the parent, which holds `root`.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The TCP rendezvous store: a root served by one process, clients in threads and processes,
 // and a root that survives strangers and reports its own death as kRemote.
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The CUDA codecs against the CPU reference: every GPU frame must equal the frame of a CPU Codec
 // with the scalar kernels byte for byte, the GPU residual must equal the CPU residual bit for bit,
 // and GPU decodes (plain and accumulating, into fp32/fp16/bf16) must equal decode_frame().

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target for the frame decoder. Every byte of a frame comes from a peer, so no input may
 // crash, overflow or hang the decoder, and a decode that fails must not have written to the
 // output (gp_codec_decode's contract in include/gradpack/gradpack.h).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fuzz_make_corpus OUTDIR: writes valid frames of every codec as seed inputs for decode_fuzzer
 // (and decode_fuzz_replay): every frame kind the format has, small enough for -max_len=65536, so
 // mutations start from frames that pass the header and reach the payload decoders.

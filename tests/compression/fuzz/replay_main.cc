@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // decode_fuzz_replay: runs the fuzz target over a corpus without libFuzzer, so every build (gcc,
 // no sanitizer runtime needed) checks the decoder against the same invariants. Each file is
 // tried as it is and then in N deterministic mutations (bit flips, truncations, inserted,

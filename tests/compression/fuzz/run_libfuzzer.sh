@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # A time-boxed libFuzzer run of decode_fuzzer (ctest: fuzz_libfuzzer).
 #
 # usage: run_libfuzzer.sh SOURCE_DIR FUZZ_BUILD_DIR FUZZ_MAKE_CORPUS

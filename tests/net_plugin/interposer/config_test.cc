@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The interposer's settings and its per-call rule (net_plugin/interposer/config.h).
 #include "net_plugin/interposer/config.h"
 

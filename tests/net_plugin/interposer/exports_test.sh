@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # libgradpack-nccl.so exports exactly the NCCL functions it interposes, nothing of gradpack's.
 set -euo pipefail
 lib=${1:?usage: exports_test.sh libgradpack-nccl.so}

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A stand-in for libnccl in the interposer's pass-through test: NCCL's pnccl* entry points that
 // record their arguments and return what the test asks.
 #pragma once

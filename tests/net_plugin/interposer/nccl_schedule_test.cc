@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The NCCL executor's schedule (net_plugin/interposer/nccl_executor.h): structure (every op once,
 // dependencies before their users, both ends of a message in the same group), and a run of every
 // rank's schedule against a fake NCCL in threads with the CPU codecs: a send blocks its group

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libgradpack-nccl.so in front of a fake NCCL (fake_nccl.cc): what it does not compress reaches
 // NCCL with the caller's arguments and NCCL's result comes back; groups, destroy and abort are
 // forwarded. Runs with GRADPACK_COMPRESS=q8 and GRADPACK_MIN_BYTES=4096 (tests/net_plugin/interposer/

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tests/transport/ibverbs/fake_verbs.h"
 
 #include <cerrno>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A software HCA behind a VerbsApi, for testing the ib connection protocol on a machine without
 // RDMA hardware. One device with one InfiniBand port; RC queue pairs of this process are connected
 // by QP number. RDMA writes copy at post time (after checking rkey and bounds), SENDs consume the

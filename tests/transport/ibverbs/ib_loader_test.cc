@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The ib factory degrades to zero devices, with a log line saying why, whatever is missing.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // End to end, both ends in this process on device 0, bootstrap on loopback. Each test runs twice:
 // over the software HCA of fake_verbs.h (always; small max_msg_sz and send queue so chunking and
 // flow control are exercised), and over a real RDMA port (skipped on a machine without one).

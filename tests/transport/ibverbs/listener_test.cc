@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The ib bootstrap listener on loopback, with a fake connection factory instead of queue pairs:
 // the right key is accepted, a wrong key, garbage or a stalled peer is closed and never blocks.
 #include "transport/ibverbs/listener.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The registration cache's logic, over a fake registrar (no verbs needed).
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The ib handle, bootstrap and control message codecs, and the pure device helpers.
 #include <gtest/gtest.h>
 

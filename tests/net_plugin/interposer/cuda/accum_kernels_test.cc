@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The NCCL executor's accumulator kernels (net_plugin/interposer/cuda/accum_kernels.h) against the
 // host conversions they must match bit for bit. Label cuda: without a device each test skips and
 // says why, unless GRADPACK_TEST_REQUIRE_CUDA=1 (tests/gpu/check.sh) makes that a failure.
