@@ -144,7 +144,7 @@ Status ResidualStore::load(const uint8_t* in, size_t size) {
 
 void fold_residual(const Residual& owed, const void* send, size_t count, gp_dtype_t dtype,
                    const cpu::CpuKernels& k, std::vector<uint8_t>* merged) {
-  std::vector<float> sum(count), owed_f32;
+  std::vector<float> owed_f32, sum;  // bf16 residuals and 16-bit inputs, widened
   const float* residual = reinterpret_cast<const float*>(owed.data.data());
   if (owed.bits == 16) {
     owed_f32.resize(count);
@@ -156,11 +156,13 @@ void fold_residual(const Residual& owed, const void* send, size_t count, gp_dtyp
   auto* out_half = reinterpret_cast<uint16_t*>(merged->data());
   switch (dtype) {
     case GP_FLOAT16:
+      sum.resize(count);
       k.f16_to_f32(half, sum.data(), count);
       k.add_f32(residual, sum.data(), count);
       k.f32_to_f16(sum.data(), out_half, count, false);
       break;
     case GP_BFLOAT16:
+      sum.resize(count);
       k.bf16_to_f32(half, sum.data(), count);
       k.add_f32(residual, sum.data(), count);
       k.f32_to_bf16(sum.data(), out_half, count, false);

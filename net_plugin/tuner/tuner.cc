@@ -93,7 +93,7 @@ Status compression_threshold(const std::string& spec, const topology::LinkModel&
   CodecSpec parsed;
   GP_RETURN_IF_ERROR(parse_codec_spec(spec, &parsed));
   std::unique_ptr<Codec> codec;
-  GP_RETURN_IF_ERROR(Codec::create(parsed.canonical(), &codec));
+  GP_RETURN_IF_ERROR(Codec::create(parsed, &codec));
   *out = topology::compression_threshold(
       model, [&](size_t bytes) { return codec->max_encoded_bytes(bytes / 4, GP_FLOAT32); },
       parsed.kind == CodecKind::kTopk);
