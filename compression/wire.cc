@@ -91,6 +91,19 @@ Status frame_layout(const FrameHeader& h, FrameLayout* out) {
   return OkStatus();
 }
 
+FrameHeader quant_frame_header(const QuantSpec& q, uint64_t count, gp_dtype_t dtype) {
+  FrameHeader h;
+  h.codec = CodecKind::kQuant;
+  h.dtype = dtype;
+  h.count = count;
+  h.kept = count;
+  h.bits = static_cast<uint8_t>(q.bits);
+  h.block = q.block;
+  h.flags = q.rounding == Rounding::kStochastic ? kFlagStochastic : 0;
+  h.payload_bytes = quant_section_bytes(count, q.bits, q.block);
+  return h;
+}
+
 void write_frame_header(const FrameHeader& h, uint8_t* out) {
   std::memset(out, 0, kFrameHeaderBytes);
   std::memcpy(out, kFrameMagic, 4);

@@ -59,6 +59,11 @@ Status frame_layout(const FrameHeader& h, FrameLayout* layout);
 // Serializes h (with its checksum) into out[0..kFrameHeaderBytes).
 void write_frame_header(const FrameHeader& h, uint8_t* out);
 
+// The header of a q<b> frame of `count` values encoded from `dtype`: everything in it follows
+// from the spec, the count and the input dtype, so a receiver can know it before the frame comes
+// (the NCCL interposer checks received headers against it on the device).
+FrameHeader quant_frame_header(const QuantSpec& q, uint64_t count, gp_dtype_t dtype);
+
 // Parses and validates a frame: the header, and that in_bytes is exactly header + payload.
 Status read_frame_header(const void* in, size_t in_bytes, FrameHeader* h, FrameLayout* layout);
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -57,6 +58,30 @@ TEST(Wire, HeaderIsFiftySixBytesLittleEndian) {
   std::memcpy(&count, f.data() + 16, 8);
   EXPECT_EQ(count, 1000u);
   EXPECT_EQ(f.size(), 56u + 4 * 4 + 1000);  // 4 blocks of 256: scales, then 1 byte per code
+}
+
+// A q<b> header follows from spec, count and input dtype: the NCCL interposer builds it on the
+// host and checks received frames against it, so it must be byte for byte the encoder's.
+TEST(Wire, QuantHeaderIsKnownBeforeTheFrame) {
+  for (const char* text : {"q8", "q4:block=128", "q2:round=stochastic", "q16:block=4096"}) {
+    for (gp_dtype_t dtype : {GP_FLOAT32, GP_FLOAT16, GP_BFLOAT16}) {
+      for (size_t count : {size_t{1}, size_t{1000}, size_t{70001}}) {
+        std::unique_ptr<Codec> codec;
+        ASSERT_TRUE(Codec::create(text, &codec).ok()) << text;
+        std::vector<uint8_t> in(count * dtype_size(dtype), 0);
+        std::vector<uint8_t> frame(codec->max_encoded_bytes(count, dtype));
+        size_t bytes = 0;
+        ASSERT_TRUE(codec->encode(in.data(), count, dtype, nullptr, frame.data(), frame.size(),
+                                  &bytes)
+                        .ok());
+        uint8_t expected[kFrameHeaderBytes];
+        write_frame_header(quant_frame_header(codec->spec().quant, count, dtype), expected);
+        EXPECT_EQ(std::memcmp(expected, frame.data(), kFrameHeaderBytes), 0)
+            << text << " dtype " << dtype << " count " << count;
+        EXPECT_EQ(bytes, frame.size());
+      }
+    }
+  }
 }
 
 TEST(Wire, TruncatedAndOversizedFramesAreRejected) {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The interposer's settings and its per-call rule (net_plugin/interposer/config.h).
+// The interposer's settings and its per-call rules (net_plugin/interposer/config.h).
 #include "net_plugin/interposer/config.h"
 
 #include <gtest/gtest.h>
@@ -84,44 +84,69 @@ TEST(InterposerConfig, BadSpecTurnsItOffWithTheParserMessage) {
 TEST(InterposerEligibility, LargeFloatSumIsCompressed) {
   const Config c = config_of({{"GRADPACK_COMPRESS", "q8"}});
   Call call = big_call();
-  EXPECT_EQ(ineligible(c, call), nullptr);
+  EXPECT_EQ(candidate(call), nullptr);
+  EXPECT_EQ(local_ok(c, call), nullptr);
   call.elem_size = 2;  // fp16/bf16: 2 MiB
-  EXPECT_EQ(ineligible(c, call), nullptr);
+  EXPECT_EQ(local_ok(c, call), nullptr);
 }
 
-TEST(InterposerEligibility, EachRuleSendsTheCallToNccl) {
-  const Config on = config_of({{"GRADPACK_COMPRESS", "q8"}});
-  EXPECT_NE(ineligible(config_of({}), big_call()), nullptr);
+// The argument rules: what NCCL requires to be equal on every rank.
+TEST(InterposerEligibility, EachArgumentRuleSendsTheCallToNccl) {
   Call c = big_call();
   c.float_dtype = false;
-  EXPECT_NE(ineligible(on, c), nullptr);
+  EXPECT_NE(candidate(c), nullptr);
   c = big_call();
   c.sum_or_avg = false;
-  EXPECT_NE(ineligible(on, c), nullptr);
+  EXPECT_NE(candidate(c), nullptr);
   c = big_call();
   c.nranks = 1;
-  EXPECT_NE(ineligible(on, c), nullptr);
+  EXPECT_NE(candidate(c), nullptr);
   c = big_call();
   c.count = 0;
-  EXPECT_NE(ineligible(on, c), nullptr);
-  c = big_call();
-  c.in_user_group = true;
-  EXPECT_NE(ineligible(on, c), nullptr);
-  c = big_call();
-  c.capturing = true;
-  EXPECT_NE(ineligible(on, c), nullptr);
+  EXPECT_NE(candidate(c), nullptr);
+}
+
+// This rank's own rules are only a vote: compression off or a small call is a "no".
+TEST(InterposerEligibility, LocalRulesAreThisRanksVote) {
+  EXPECT_STREQ(local_ok(config_of({}), big_call()), "compression is off on this rank");
+  EXPECT_EQ(candidate(big_call()), nullptr);  // still a candidate: every rank votes on it
 }
 
 TEST(InterposerEligibility, MinBytesIsInclusive) {
   const Config c = config_of({{"GRADPACK_COMPRESS", "q8"}, {"GRADPACK_MIN_BYTES", "4096"}});
   Call call = big_call();
   call.count = 1024;  // exactly 4096 bytes of fp32
-  EXPECT_EQ(ineligible(c, call), nullptr);
+  EXPECT_EQ(local_ok(c, call), nullptr);
   call.count = 1023;
-  EXPECT_STREQ(ineligible(c, call), "smaller than GRADPACK_MIN_BYTES");
+  EXPECT_STREQ(local_ok(c, call), "smaller than GRADPACK_MIN_BYTES");
   call.elem_size = 2;
   call.count = 2047;
-  EXPECT_STREQ(ineligible(c, call), "smaller than GRADPACK_MIN_BYTES");
+  EXPECT_STREQ(local_ok(c, call), "smaller than GRADPACK_MIN_BYTES");
+}
+
+// The agreement compares wire hashes: equal for settings whose frames and schedules fit
+// together, different otherwise.
+TEST(InterposerConfig, WireHashCoversCodecAndSegmentOnly) {
+  const Config q8 = config_of({{"GRADPACK_COMPRESS", "q8"}});
+  EXPECT_EQ(q8.wire_hash, config_of({{"GRADPACK_COMPRESS", "q8"}, {"GRADPACK_MIN_BYTES", "1"},
+                                     {"GRADPACK_ERROR_FEEDBACK", "off"}})
+                              .wire_hash);
+  EXPECT_NE(q8.wire_hash, config_of({{"GRADPACK_COMPRESS", "q4"}}).wire_hash);
+  EXPECT_NE(q8.wire_hash, config_of({{"GRADPACK_COMPRESS", "q8:block=128"}}).wire_hash);
+  EXPECT_NE(q8.wire_hash,
+            config_of({{"GRADPACK_COMPRESS", "q8"}, {"GRADPACK_SEGMENT_BYTES", "65536"}}).wire_hash);
+  EXPECT_NE(q8.wire_hash, config_of({}).wire_hash);
+}
+
+TEST(InterposerConfig, ResidualSettings) {
+  const Config d = config_of({{"GRADPACK_COMPRESS", "q8"}});
+  EXPECT_EQ(d.residual_bits, 32);
+  EXPECT_EQ(d.residual_max_bytes, 8ull << 30);
+  const Config c = config_of({{"GRADPACK_COMPRESS", "q8"},
+                              {"GRADPACK_RESIDUAL_BITS", "16"},
+                              {"GRADPACK_RESIDUAL_MAX_BYTES", "1048576"}});
+  EXPECT_EQ(c.residual_bits, 16);
+  EXPECT_EQ(c.residual_max_bytes, 1048576u);
 }
 
 }  // namespace

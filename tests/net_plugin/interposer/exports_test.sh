@@ -8,7 +8,8 @@ if ! command -v nm >/dev/null 2>&1; then
   exit 77
 fi
 got=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TWDBRV]$/ {print $3}' | sed 's/@.*//' | sort -u)
-want=$(printf '%s\n' ncclAllReduce ncclCommAbort ncclCommDestroy ncclGroupEnd ncclGroupStart | sort)
+want=$(printf '%s\n' gradpackNcclResetResiduals gradpackNcclSetResidualKey ncclAllReduce ncclCommAbort \
+  ncclCommDestroy ncclCommGetAsyncError ncclGroupEnd ncclGroupSimulateEnd ncclGroupStart | sort)
 if [[ "$got" != "$want" ]]; then
   echo "FAIL: $lib exports:"
   echo "$got"
