@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # The GPU acceptance run (ARCHITECTURE.md, "GPU paths"), for any machine with one NVIDIA GPU, the
 # CUDA toolkit, CMake and GoogleTest. In under 8 minutes it:
-#   1. lists the GPU (nvidia-smi -L);
+#   1. lists the GPU (nvidia-smi -L) and checks, before building anything, that two processes may
+#      share it (compute mode not exclusive-process) and that CMake and GoogleTest are installed;
 #   2. builds gradpack with CUDA: only the CUDA tests, the GPU codec benchmark and the codec tests;
 #   3. runs the CUDA tests (ctest -L cuda: the GPU codecs bit-exact against the CPU reference),
 #      which must not skip here: GRADPACK_TEST_REQUIRE_CUDA=1 turns "no device" into a failure;
@@ -14,13 +15,19 @@
 #      NCCL_NET_PLUGIN=libnccl-net-gradpack.so, NCCL_PROTO=^LL128, bootstrap on loopback;
 #      all-reduces fp32 of 1 MiB to 64 MiB and checks every size, printing algbw: first through
 #      the plugin alone (results exact), then with LD_PRELOAD=libgradpack-nccl.so and
-#      GRADPACK_COMPRESS=q8 (within q8's bound, and the interposer's log line must appear).
+#      GRADPACK_COMPRESS=q8 (within q8's bound, and the interposer's log line must appear), then,
+#      still through the interposer, the cases its CPU fake proves in CI
+#      (tests/net_plugin/interposer/fake): bf16 average in place with an odd count, a call inside
+#      the caller's group, a call captured into a CUDA graph, each with a cross-rank hash of the
+#      result bits.
 # Any failure stops the run with a non-zero status. Without a GPU it stops at once with exit 77
+# (GPU_CHECK_BUILD_ONLY=1: configures and builds, then stops before the first step needing one)
 # and says why.
 #
 # Environment: BUILD_DIR (default build-gpu), GRADPACK_CUDA_ARCHITECTURES (default 90: H100/H200),
 # GRADPACK_CMAKE_ARGS (extra configure flags), CTEST_JOBS (default 4), NCCL_CHECK_MAX_MIB (default
-# 64), NCCL_CHECK_TIMEOUT (seconds per NCCL run, default 150).
+# 16: the sweep's largest size; 64 for the full table), NCCL_CHECK_TIMEOUT (seconds per NCCL run,
+# default 150).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,11 +38,39 @@ jobs=$(nproc)
 section() { printf '\n==== %s  [%ds]\n' "$1" $((SECONDS - start)); }
 
 section "GPU"
+build_only=${GPU_CHECK_BUILD_ONLY:-0}
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
-  echo "SKIP: no NVIDIA GPU here (nvidia-smi is missing or lists no GPU); this check needs one"
-  exit 77
+  if [[ "$build_only" != 1 ]]; then
+    echo "SKIP: no NVIDIA GPU here (nvidia-smi is missing or lists no GPU); this check needs one"
+    echo "(GPU_CHECK_BUILD_ONLY=1 runs it up to the first step that needs a GPU)"
+    exit 77
+  fi
+  echo "no GPU: GPU_CHECK_BUILD_ONLY=1, configuring and building only"
+else
+  nvidia-smi -L
 fi
-nvidia-smi -L
+# The NCCL check runs two processes on this one GPU: an exclusive compute mode would refuse the
+# second one long after the build.
+mode=$(nvidia-smi --query-gpu=compute_mode 2>/dev/null --format=csv,noheader 2>/dev/null | head -n 1 || true)
+echo "compute mode: ${mode:-unknown}"
+if [[ "$mode" == *Exclusive_Process* || "$mode" == *Prohibited* ]]; then
+  echo "FAIL: the GPU's compute mode is $mode: the NCCL check needs two processes on it" \
+    "(nvidia-smi -c DEFAULT, as root)"
+  exit 1
+fi
+if ! command -v cmake >/dev/null 2>&1; then
+  echo "FAIL: cmake is not installed (apt-get install cmake, or scripts/setup.sh)"
+  exit 1
+fi
+gtest_found=""
+for f in /usr/include/gtest/gtest.h /usr/local/include/gtest/gtest.h /usr/src/googletest; do
+  if [[ -e "$f" ]]; then gtest_found=$f; fi
+done
+if [[ -z "$gtest_found" ]]; then
+  echo "FAIL: GoogleTest is not installed (apt-get install libgtest-dev, or scripts/setup.sh)"
+  exit 1
+fi
+echo "cmake $(cmake --version | head -n 1 | awk '{print $3}'), GoogleTest at $gtest_found"
 
 section "configure ($build, CUDA architectures $archs)"
 generator=()
@@ -56,6 +91,13 @@ for t in "${nccl_targets[@]}"; do
 done
 if [[ -z "$nccl_missing" ]]; then
   cmake --build "$build" -j "$jobs" --target "${nccl_targets[@]}"
+fi
+
+if [[ "$build_only" == 1 ]]; then
+  if [[ -n "$nccl_missing" ]]; then echo "FAIL: NCCL check targets not built:$nccl_missing"; exit 1; fi
+  section "build only: stopping before the first step that needs a GPU"
+  echo "GPU check built in $((SECONDS - start))s"
+  exit 0
 fi
 
 section "CUDA tests (ctest -L cuda)"
@@ -81,7 +123,7 @@ plugin=$(realpath "$plugin")
 interposer=$(realpath "$interposer")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-max_mib=${NCCL_CHECK_MAX_MIB:-64}
+max_mib=${NCCL_CHECK_MAX_MIB:-16}
 
 # run_pair LABEL EXPECT [VAR=VALUE...]: both ranks with the common NCCL environment plus the
 # given variables; rank 0 prints the table, both logs are shown on failure.

@@ -10,7 +10,14 @@
 // --expect exact: integer-valued inputs whose sums fp32 holds exactly; every element must match.
 // --expect q8: gradient-like inputs in [-1, 1); each element within the q8 direct all-reduce's
 // bound (one worker rounding per rank and one server rounding: 2 * N / 254), and at least one
-// size not exact (so the interposer did compress). Rank 0 writes the NCCL unique id to PATH (then
+// size not exact (so the interposer did compress). After the sweep, four cases the CPU fake of
+// tests/net_plugin/interposer/fake proves, here on the GPU:
+//   - bf16, in place, average, an odd count (1000003): within q8's bound of the average;
+//   - a call inside the caller's ncclGroupStart/End: exact (the interposer leaves it to NCCL);
+//   - a call captured into a CUDA graph (after one uncaptured call of that size), the graph
+//     launched twice: within the bound;
+//   - after each, a hash of the result bytes, all-reduced with min and max: equal on every rank.
+// Rank 0 writes the NCCL unique id to PATH (then
 // renames it into place); the others wait up to 60 s for it. Exit 0 on success, 1 on a failed
 // check or error, 77 when there is no GPU.
 #include <cuda_runtime_api.h>
@@ -19,11 +26,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
+#include <algorithm>
 #include <vector>
 
 namespace {
@@ -142,6 +151,147 @@ float input(bool q8, int rank, size_t i) {
   return (i % 3 == 0) ? u * 0.01f : u;
 }
 
+uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);  // nearest even (inputs here are finite)
+  return static_cast<uint16_t>(u >> 16);
+}
+float from_bf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint64_t fnv1a(const void* data, size_t bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+// Every rank holds the same result bytes: min and max of the hash agree (uint64 all-reduces are
+// never compressed).
+bool same_on_every_rank(const void* host, size_t bytes, ncclComm_t comm, cudaStream_t stream) {
+  const uint64_t h = fnv1a(host, bytes);
+  uint64_t* d = nullptr;
+  CUDA_OK(cudaMalloc(&d, 2 * sizeof(uint64_t)));
+  CUDA_OK(cudaMemcpy(d, &h, sizeof h, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(d + 1, &h, sizeof h, cudaMemcpyHostToDevice));
+  NCCL_OK(ncclAllReduce(d, d, 1, ncclUint64, ncclMin, comm, stream));
+  NCCL_OK(ncclAllReduce(d + 1, d + 1, 1, ncclUint64, ncclMax, comm, stream));
+  uint64_t got[2];
+  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_OK(cudaMemcpy(got, d, sizeof got, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaFree(d));
+  return got[0] == h && got[1] == h;
+}
+
+bool report(const Args& a, const char* name, double worst, double bound, bool same) {
+  const bool good = worst <= bound && same;
+  if (a.rank == 0 || !good) {
+    std::printf("rank %d: %-44s max_err %-10.3g bound %-10.3g same bits on every rank: %s  %s\n",
+                a.rank, name, worst, bound, same ? "yes" : "NO", good ? "ok" : "FAILED");
+    std::fflush(stdout);
+  }
+  return good;
+}
+
+// bf16, in place, ncclAvg, an odd count: 1/n applied once, in fp32, inside the final decode.
+bool bf16_avg_in_place(const Args& a, ncclComm_t comm, cudaStream_t stream) {
+  const size_t count = 1000003;
+  std::vector<uint16_t> host(count);
+  std::vector<double> exact(count, 0.0);
+  for (int r = 0; r < a.nranks; ++r) {
+    for (size_t i = 0; i < count; ++i) exact[i] += from_bf16(to_bf16(input(true, r, i)));
+  }
+  for (size_t i = 0; i < count; ++i) host[i] = to_bf16(input(true, a.rank, i));
+  uint16_t* buf = nullptr;
+  CUDA_OK(cudaMalloc(&buf, count * 2));
+  CUDA_OK(cudaMemcpy(buf, host.data(), count * 2, cudaMemcpyHostToDevice));
+  NCCL_OK(ncclAllReduce(buf, buf, count, ncclBfloat16, ncclAvg, comm, stream));
+  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_OK(cudaMemcpy(host.data(), buf, count * 2, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaFree(buf));
+  double worst = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const double avg = exact[i] / a.nranks;
+    // q8's bound on the sum, divided by n, plus bf16's rounding of the average.
+    const double err = std::fabs(from_bf16(host[i]) - avg) - std::fabs(avg) / 256.0;
+    if (!(err <= worst)) worst = std::isnan(err) ? INFINITY : err;
+  }
+  return report(a, "bf16 avg in place, 1000003 elements", worst, 2.0 / 254.0 + 1e-5,
+                same_on_every_rank(host.data(), count * 2, comm, stream));
+}
+
+// Inside the caller's group the interposer must not split anything: NCCL runs it, exactly.
+bool inside_user_group(const Args& a, ncclComm_t comm, cudaStream_t stream) {
+  const size_t count = size_t{4} << 20;
+  std::vector<float> host(count);
+  for (size_t i = 0; i < count; ++i) host[i] = input(false, a.rank, i);
+  float* buf = nullptr;
+  CUDA_OK(cudaMalloc(&buf, count * 4));
+  CUDA_OK(cudaMemcpy(buf, host.data(), count * 4, cudaMemcpyHostToDevice));
+  NCCL_OK(ncclGroupStart());
+  NCCL_OK(ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, comm, stream));
+  NCCL_OK(ncclGroupEnd());
+  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_OK(cudaMemcpy(host.data(), buf, count * 4, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaFree(buf));
+  double worst = 0;
+  for (size_t i = 0; i < count; ++i) {
+    double sum = 0;
+    for (int r = 0; r < a.nranks; ++r) sum += input(false, r, i);
+    worst = std::max(worst, std::fabs(host[i] - sum));
+  }
+  return report(a, "fp32 sum inside ncclGroupStart/End (exact)", worst, 0.0,
+                same_on_every_rank(host.data(), count * 4, comm, stream));
+}
+
+// One uncaptured call agrees the shape; the captured one must then run compressed with no host
+// wait (a wait would end the capture with an error), and each graph launch reruns it.
+bool under_capture(const Args& a, ncclComm_t comm, cudaStream_t stream) {
+  const size_t count = size_t{2} << 20;
+  std::vector<float> host(count);
+  std::vector<double> exact(count, 0.0);
+  for (int r = 0; r < a.nranks; ++r) {
+    for (size_t i = 0; i < count; ++i) exact[i] += input(true, r, i);
+  }
+  for (size_t i = 0; i < count; ++i) host[i] = input(true, a.rank, i);
+  float *send = nullptr, *recv = nullptr;
+  CUDA_OK(cudaMalloc(&send, count * 4));
+  CUDA_OK(cudaMalloc(&recv, count * 4));
+  CUDA_OK(cudaMemcpy(send, host.data(), count * 4, cudaMemcpyHostToDevice));
+  NCCL_OK(ncclAllReduce(send, recv, count, ncclFloat32, ncclSum, comm, stream));
+  CUDA_OK(cudaStreamSynchronize(stream));
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  NCCL_OK(ncclAllReduce(send, recv, count, ncclFloat32, ncclSum, comm, stream));
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  double worst = 0;
+  bool same = true;
+  for (int launch = 0; launch < 2; ++launch) {
+    CUDA_OK(cudaMemset(recv, 0xff, count * 4));
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    CUDA_OK(cudaMemcpy(host.data(), recv, count * 4, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < count; ++i) {
+      const double err = std::fabs(host[i] - exact[i]);
+      if (!(err <= worst)) worst = std::isnan(err) ? INFINITY : err;
+    }
+    same = same && same_on_every_rank(host.data(), count * 4, comm, stream);
+  }
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+  CUDA_OK(cudaFree(send));
+  CUDA_OK(cudaFree(recv));
+  return report(a, "fp32 sum captured in a graph, launched twice", worst,
+                2.0 * a.nranks / 254.0 + 1e-5, same);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -221,6 +371,11 @@ int main(int argc, char** argv) {
                  "libgradpack-nccl.so preloaded and GRADPACK_COMPRESS=q8 set?)\n",
                  a.rank);
     ok = false;
+  }
+  if (a.q8) {
+    ok = bf16_avg_in_place(a, comm, stream) && ok;
+    ok = inside_user_group(a, comm, stream) && ok;
+    ok = under_capture(a, comm, stream) && ok;
   }
   NCCL_OK(ncclCommDestroy(comm));
   CUDA_OK(cudaStreamDestroy(stream));

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// libgradpack-nccl.so in front of a fake NCCL (fake_nccl.cc): what it does not compress reaches
+// libgradpack-nccl.so in front of a fake NCCL (stub_nccl.cc): what it does not compress reaches
 // NCCL with the caller's arguments and NCCL's result comes back; groups, destroy and abort are
 // forwarded. Runs with GRADPACK_COMPRESS=q8 and GRADPACK_MIN_BYTES=4096 (tests/net_plugin/interposer/
 // CMakeLists.txt), so the size and dtype rules are exercised with compression on.
@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 #include <nccl.h>
 
-#include "fake_nccl.h"
+#include "stub_nccl.h"
 
 namespace {
 
@@ -19,7 +19,7 @@ ncclComm_t const kComm = reinterpret_cast<ncclComm_t>(0x3000);
 cudaStream_t const kStream = cudaStreamPerThread;
 
 void expect_forwarded(size_t count, ncclDataType_t dtype, ncclRedOp_t op) {
-  FakeNcclLog* l = fake_nccl_log();
+  StubNcclLog* l = stub_nccl_log();
   const int before = l->all_reduce_calls;
   EXPECT_EQ(ncclAllReduce(kSend, kRecv, count, dtype, op, kComm, kStream), ncclSuccess);
   EXPECT_EQ(l->all_reduce_calls, before + 1);
@@ -37,20 +37,20 @@ TEST(InterposerPassThrough, IneligibleCallsReachNcclUnchanged) {
   expect_forwarded(1 << 20, ncclInt32, ncclSum);    // not a float type
   expect_forwarded(1 << 20, ncclFloat32, ncclMax);  // not sum or avg
   expect_forwarded(1 << 20, ncclFloat64, ncclSum);  // not a compressed type
-  fake_nccl_log()->nranks = 1;
+  stub_nccl_log()->nranks = 1;
   expect_forwarded(1 << 20, ncclFloat32, ncclSum);  // one rank
-  fake_nccl_log()->nranks = 2;
+  stub_nccl_log()->nranks = 2;
 }
 
 TEST(InterposerPassThrough, NcclResultsComeBack) {
-  fake_nccl_log()->result = ncclInvalidUsage;
+  stub_nccl_log()->result = ncclInvalidUsage;
   EXPECT_EQ(ncclAllReduce(kSend, kRecv, 10, ncclFloat32, ncclSum, kComm, kStream),
             ncclInvalidUsage);
-  fake_nccl_log()->result = ncclSuccess;
+  stub_nccl_log()->result = ncclSuccess;
 }
 
 TEST(InterposerPassThrough, CallsInsideTheCallersGroupGoToNccl) {
-  FakeNcclLog* l = fake_nccl_log();
+  StubNcclLog* l = stub_nccl_log();
   const int starts = l->group_starts, ends = l->group_ends;
   ASSERT_EQ(ncclGroupStart(), ncclSuccess);
   expect_forwarded(1 << 20, ncclFloat32, ncclSum);
@@ -71,8 +71,23 @@ TEST(InterposerPassThrough, EligibleCallWithoutADeviceGoesToNccl) {
   expect_forwarded(1 << 20, ncclBfloat16, ncclAvg);
 }
 
+TEST(InterposerPassThrough, SimulateEndAndAsyncErrorAreForwarded) {
+  StubNcclLog* l = stub_nccl_log();
+  const int sims = l->simulate_ends, queries = l->async_error_queries;
+  ASSERT_EQ(ncclGroupStart(), ncclSuccess);
+  ncclSimInfo_t info = NCCL_SIM_INFO_INITIALIZER;
+  EXPECT_EQ(ncclGroupSimulateEnd(&info), ncclSuccess);
+  EXPECT_EQ(l->simulate_ends, sims + 1);
+  // The group is over: a call now is not inside one (it would be forwarded either way here, but
+  // the depth must be back to 0 for the next test's compressed calls on a GPU machine).
+  ncclResult_t async = ncclInternalError;
+  EXPECT_EQ(ncclCommGetAsyncError(kComm, &async), ncclSuccess);
+  EXPECT_EQ(async, ncclSuccess);
+  EXPECT_EQ(l->async_error_queries, queries + 1);
+}
+
 TEST(InterposerPassThrough, DestroyAndAbortAreForwarded) {
-  FakeNcclLog* l = fake_nccl_log();
+  StubNcclLog* l = stub_nccl_log();
   const int destroys = l->destroys, aborts = l->aborts;
   EXPECT_EQ(ncclCommDestroy(kComm), ncclSuccess);
   EXPECT_EQ(ncclCommAbort(kComm), ncclSuccess);

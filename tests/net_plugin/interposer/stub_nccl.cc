@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "fake_nccl.h"
+#include "stub_nccl.h"
 
 extern "C" {
 
-__attribute__((visibility("default"))) FakeNcclLog* fake_nccl_log() {
-  static FakeNcclLog log;
+__attribute__((visibility("default"))) StubNcclLog* stub_nccl_log() {
+  static StubNcclLog log;
   return &log;
 }
 
@@ -13,7 +13,7 @@ __attribute__((visibility("default"))) ncclResult_t pncclAllReduce(const void* s
                                                                    ncclDataType_t dtype,
                                                                    ncclRedOp_t op, ncclComm_t comm,
                                                                    cudaStream_t stream) {
-  FakeNcclLog* l = fake_nccl_log();
+  StubNcclLog* l = stub_nccl_log();
   ++l->all_reduce_calls;
   l->send = send;
   l->recv = recv;
@@ -34,15 +34,25 @@ __attribute__((visibility("default"))) ncclResult_t pncclRecv(void*, size_t, ncc
   return ncclInternalError;
 }
 __attribute__((visibility("default"))) ncclResult_t pncclGroupStart() {
-  ++fake_nccl_log()->group_starts;
+  ++stub_nccl_log()->group_starts;
   return ncclSuccess;
 }
 __attribute__((visibility("default"))) ncclResult_t pncclGroupEnd() {
-  ++fake_nccl_log()->group_ends;
+  ++stub_nccl_log()->group_ends;
+  return ncclSuccess;
+}
+__attribute__((visibility("default"))) ncclResult_t pncclGroupSimulateEnd(ncclSimInfo_t*) {
+  ++stub_nccl_log()->simulate_ends;
+  return ncclSuccess;
+}
+__attribute__((visibility("default"))) ncclResult_t pncclCommGetAsyncError(ncclComm_t,
+                                                                          ncclResult_t* error) {
+  ++stub_nccl_log()->async_error_queries;
+  *error = ncclSuccess;
   return ncclSuccess;
 }
 __attribute__((visibility("default"))) ncclResult_t pncclCommCount(const ncclComm_t, int* count) {
-  *count = fake_nccl_log()->nranks;
+  *count = stub_nccl_log()->nranks;
   return ncclSuccess;
 }
 __attribute__((visibility("default"))) ncclResult_t pncclCommUserRank(const ncclComm_t, int* rank) {
@@ -50,11 +60,11 @@ __attribute__((visibility("default"))) ncclResult_t pncclCommUserRank(const nccl
   return ncclSuccess;
 }
 __attribute__((visibility("default"))) ncclResult_t pncclCommDestroy(ncclComm_t) {
-  ++fake_nccl_log()->destroys;
+  ++stub_nccl_log()->destroys;
   return ncclSuccess;
 }
 __attribute__((visibility("default"))) ncclResult_t pncclCommAbort(ncclComm_t) {
-  ++fake_nccl_log()->aborts;
+  ++stub_nccl_log()->aborts;
   return ncclSuccess;
 }
 __attribute__((visibility("default"))) const char* pncclGetErrorString(ncclResult_t) {

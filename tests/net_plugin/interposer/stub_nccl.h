@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// A stand-in for libnccl in the interposer's pass-through test: NCCL's pnccl* entry points that
+// A stand-in for libnccl in the interposer's pass-through and RTLD_LOCAL tests: NCCL's pnccl* entry points that
 // record their arguments and return what the test asks.
 #pragma once
 
@@ -7,7 +7,7 @@
 
 #include <cstddef>
 
-struct FakeNcclLog {
+struct StubNcclLog {
   int all_reduce_calls = 0;
   const void* send = nullptr;
   void* recv = nullptr;
@@ -20,8 +20,10 @@ struct FakeNcclLog {
   int group_ends = 0;
   int destroys = 0;
   int aborts = 0;
+  int simulate_ends = 0;
+  int async_error_queries = 0;
   int nranks = 2;                     // what pncclCommCount answers
   ncclResult_t result = ncclSuccess;  // what pncclAllReduce returns
 };
 
-extern "C" FakeNcclLog* fake_nccl_log();
+extern "C" StubNcclLog* stub_nccl_log();
