@@ -55,6 +55,8 @@ class Comm : public Tracked {
   std::mutex& mutex() { return mu_; }
   virtual Status register_memory(void* data, size_t size, transport::MemoryKind kind,
                                  std::unique_ptr<transport::MemoryRegion>* out) = 0;
+  virtual Status register_dmabuf(void* data, size_t size, uint64_t offset, int fd,
+                                 std::unique_ptr<transport::MemoryRegion>* out) = 0;
 
   // Caller holds mutex(). Null when NCCL_NET_MAX_REQUESTS are in flight.
   Slot* take_slot() {
@@ -91,6 +93,10 @@ class SendComm final : public Comm {
                          std::unique_ptr<transport::MemoryRegion>* out) override {
     return connection_->register_memory(data, size, kind, out);
   }
+  Status register_dmabuf(void* data, size_t size, uint64_t offset, int fd,
+                         std::unique_ptr<transport::MemoryRegion>* out) override {
+    return connection_->register_dmabuf(data, size, offset, fd, out);
+  }
   transport::SendConnection& connection() { return *connection_; }
 
  private:
@@ -106,6 +112,10 @@ class RecvComm final : public Comm {
   Status register_memory(void* data, size_t size, transport::MemoryKind kind,
                          std::unique_ptr<transport::MemoryRegion>* out) override {
     return connection_->register_memory(data, size, kind, out);
+  }
+  Status register_dmabuf(void* data, size_t size, uint64_t offset, int fd,
+                         std::unique_ptr<transport::MemoryRegion>* out) override {
+    return connection_->register_dmabuf(data, size, offset, fd, out);
   }
   transport::RecvConnection& connection() { return *connection_; }
 
@@ -254,17 +264,45 @@ ncclResult_t reg_mr(void* comm, void* data, size_t size, int type, void** mhandl
   return guard("regMr", [&]() -> Status {
     if (mhandle == nullptr) return Internal("regMr: mhandle is NULL");
     GP_RETURN_IF_ERROR(check_any_comm(comm));
-    if (type != NCCL_PTR_HOST) {
-      return Unsupported("regMr of memory type " + std::to_string(type) +
-                         ": this plugin reports ptrSupport = NCCL_PTR_HOST and registers host "
-                         "memory only");
+    if (type != NCCL_PTR_HOST && type != NCCL_PTR_CUDA) {
+      return InvalidArgument("regMr of memory type " + std::to_string(type) +
+                             ": only NCCL_PTR_HOST (1) and NCCL_PTR_CUDA (2) are registered here "
+                             "(dma-buf memory goes through regMrDmaBuf)");
+    }
+    // CUDA memory: the transport refuses it unless its device reported NCCL_PTR_CUDA (TCP never).
+    const auto kind =
+        type == NCCL_PTR_CUDA ? transport::MemoryKind::kCuda : transport::MemoryKind::kHost;
+    auto* c = static_cast<Comm*>(comm);
+    auto handle = std::make_unique<MemoryHandle>();
+    {
+      std::lock_guard<std::mutex> lock(c->mutex());
+      GP_RETURN_IF_ERROR(c->register_memory(data, size, kind, &handle->region));
+    }
+    *mhandle = handle.release();
+    return OkStatus();
+  });
+}
+
+ncclResult_t reg_mr_dma_buf(void* comm, void* data, size_t size, int type, uint64_t offset, int fd,
+                            void** mhandle) {
+  if (mhandle != nullptr) *mhandle = nullptr;
+  return guard("regMrDmaBuf", [&]() -> Status {
+    if (mhandle == nullptr) return Internal("regMrDmaBuf: mhandle is NULL");
+    GP_RETURN_IF_ERROR(check_any_comm(comm));
+    // NCCL passes NCCL_PTR_CUDA with the fd of the GPU buffer's dma-buf (src/transport/net.cc).
+    if (type != NCCL_PTR_CUDA) {
+      return InvalidArgument("regMrDmaBuf of memory type " + std::to_string(type) +
+                             ": a dma-buf is GPU memory, type NCCL_PTR_CUDA (2)");
+    }
+    if (fd < 0 || size == 0 || data == nullptr) {
+      return InvalidArgument("regMrDmaBuf needs a dma-buf fd >= 0, a size > 0 and an address (got "
+                             "fd " + std::to_string(fd) + ", size " + std::to_string(size) + ")");
     }
     auto* c = static_cast<Comm*>(comm);
     auto handle = std::make_unique<MemoryHandle>();
     {
       std::lock_guard<std::mutex> lock(c->mutex());
-      GP_RETURN_IF_ERROR(
-          c->register_memory(data, size, transport::MemoryKind::kHost, &handle->region));
+      GP_RETURN_IF_ERROR(c->register_dmabuf(data, size, offset, fd, &handle->region));
     }
     *mhandle = handle.release();
     return OkStatus();
@@ -349,12 +387,36 @@ ncclResult_t irecv(void* recvComm, int n, void** data, size_t* sizes, int* tags,
 
 ncclResult_t iflush(void* recvComm, int n, void** data, int* sizes, void** mhandles,
                     void** request) {
-  // Host memory only: received bytes are visible to the host when test() reports them, so there
-  // is nothing to flush.
+  // NULL request = nothing to flush, which NCCL treats as done (src/transport/net.cc,
+  // recvProxyProgress): host memory, TCP, GRADPACK_GDR=off, or nothing received.
   if (request != nullptr) *request = nullptr;
   return guard("iflush", [&]() -> Status {
-    (void)n, (void)data, (void)sizes, (void)mhandles;
-    return check_comm(recvComm, kRecvMagic, "iflush: recvComm");
+    if (request == nullptr) return Internal("iflush: request is NULL");
+    GP_RETURN_IF_ERROR(check_comm(recvComm, kRecvMagic, "iflush: recvComm"));
+    if (n < 0 || n > NCCL_NET_MAX_REQUESTS || (n > 0 && (data == nullptr || sizes == nullptr))) {
+      return Internal("iflush of " + std::to_string(n) + " buffers without data or sizes");
+    }
+    // One read of the last non-empty buffer flushes them all: the NIC's writes land in order
+    // (NCCL's IB transport flushes the same way, ncclIbIflush).
+    int last = -1;
+    for (int i = 0; i < n; ++i) {
+      if (data[i] != nullptr && sizes[i] > 0) last = i;
+    }
+    if (last < 0) return OkStatus();
+    auto* comm = static_cast<RecvComm*>(recvComm);
+    std::lock_guard<std::mutex> lock(comm->mutex());
+    Slot* slot = comm->take_slot();
+    if (slot == nullptr) return Internal("iflush: NCCL_NET_MAX_REQUESTS requests already in flight");
+    void* mhandle = mhandles != nullptr ? mhandles[last] : nullptr;
+    Status status = comm->connection().iflush(data[last], static_cast<size_t>(sizes[last]),
+                                              region_of(mhandle), &slot->inner);
+    if (!status.ok() || slot->inner == nullptr) {
+      comm->give_back(slot);
+      return status;
+    }
+    slot->magic = kRequestMagic;
+    *request = slot;
+    return OkStatus();
   });
 }
 

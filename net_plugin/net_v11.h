@@ -12,7 +12,12 @@
 // - Messages match in posting order; the receive's tag must equal the send's and its size must
 //   hold the message: otherwise test() fails with ncclInvalidUsage and a WARN (never a write past
 //   the posted buffer). A peer that closes mid-transfer fails test() with ncclRemoteError.
-// - Host memory only (ptrSupport = NCCL_PTR_HOST): regMr of CUDA memory is ncclInternalError.
+// - Memory: ptrSupport is NCCL_PTR_HOST on TCP devices; on ibverbs devices it adds NCCL_PTR_CUDA
+//   (and NCCL_PTR_DMABUF) where GPUDirect RDMA was detected and GRADPACK_GDR is not off
+//   (transport/gdr.h). regMr of CUDA memory on a device without it is ncclInternalError;
+//   regMrDmaBuf with a type other than NCCL_PTR_CUDA, fd < 0 or size 0 is ncclInvalidArgument.
+// - iflush: a request that test() completes once a receive into GPU memory is visible to the GPU
+//   (ibverbs: a one-byte RDMA read on a loopback QP); *request NULL when there is nothing to do.
 // - close* with requests in flight is safe; the requests die with the comm.
 // Every function returns an ncclResult_t and never throws.
 #pragma once
@@ -30,6 +35,8 @@ ncclResult_t connect(void* ctx, int dev, void* handle, void** sendComm,
                      ncclNetDeviceHandle_v11_t** sendDevComm);
 ncclResult_t accept(void* listenComm, void** recvComm, ncclNetDeviceHandle_v11_t** recvDevComm);
 ncclResult_t reg_mr(void* comm, void* data, size_t size, int type, void** mhandle);
+ncclResult_t reg_mr_dma_buf(void* comm, void* data, size_t size, int type, uint64_t offset, int fd,
+                            void** mhandle);
 ncclResult_t dereg_mr(void* comm, void* mhandle);
 ncclResult_t isend(void* sendComm, void* data, size_t size, int tag, void* mhandle, void* phandle,
                    void** request);

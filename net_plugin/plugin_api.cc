@@ -78,7 +78,17 @@ struct Device {
   const char* pci_path;  // interned, or null
   int speed_mbps;
   int port;
+  int ptr_support;  // NCCL_PTR_*: host, plus CUDA/DMABUF where the transport can (transport/gdr.h)
 };
+
+// What NCCL is told a device can register (NCCL 2.28.9 src/transport/net_ib.cc getProperties
+// reports CUDA|DMABUF the same way, per device).
+int ptr_support_of(const transport::DeviceInfo& info) {
+  int support = NCCL_PTR_HOST;
+  if (info.cuda_memory) support |= NCCL_PTR_CUDA;
+  if (info.dmabuf) support |= NCCL_PTR_DMABUF;
+  return support;
+}
 
 struct PendingConnect {
   std::thread worker;
@@ -185,7 +195,7 @@ class Plugin {
     out->name = const_cast<char*>(d.name);
     out->pciPath = const_cast<char*>(d.pci_path);
     out->guid = static_cast<uint64_t>(dev);
-    out->ptrSupport = NCCL_PTR_HOST;
+    out->ptrSupport = d.ptr_support;
     out->regIsGlobal = 0;
     out->forceFlush = 0;
     out->speed = d.speed_mbps;
@@ -340,9 +350,15 @@ class Plugin {
       d.pci_path = n.pci_path.empty() ? nullptr : intern(n.pci_path);
       d.speed_mbps = n.speed_mbps;
       d.port = n.port;
+      transport::DeviceInfo info;
+      GP_RETURN_IF_ERROR(n.transport->device_info(n.local, &info));
+      d.ptr_support = ptr_support_of(info);
       devices_.push_back(d);
+      const char* gdr = (d.ptr_support & NCCL_PTR_DMABUF) != 0 ? ", GPUDirect RDMA + DMA-BUF"
+                        : (d.ptr_support & NCCL_PTR_CUDA) != 0  ? ", GPUDirect RDMA"
+                                                                : "";
       list += (list.empty() ? "" : ", ") + n.name + " (" + backend_name(n.backend) + ", " +
-              std::to_string(n.speed_mbps) + " Mbit/s)";
+              std::to_string(n.speed_mbps) + " Mbit/s" + gdr + ")";
     }
     transports_.clear();
     for (transport::OpenedTransport& t : opened) transports_.push_back(std::move(t.transport));

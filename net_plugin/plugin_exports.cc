@@ -4,7 +4,7 @@
 // loaders, src/plugin/net.cc and tuner.cc, look up, newest first). v11 is native; the older tables
 // are thin adapters over it. They have no ctx and no finalize, so they share one process-default
 // ctx per face (plugin_api.h). Slots gradpack does not implement are NULL, as the reference allows:
-// regMrDmaBuf, getDeviceMr, irecvConsumed, makeVDevice, setNetAttr, CollNet
+// CollNet regMrDmaBuf, getDeviceMr, irecvConsumed, makeVDevice, setNetAttr, CollNet
 // iallgather/ireducescatter. Every table names each of its fields, in declaration order (C++20
 // designated initializers), so the compiler rejects an entry put in another field's slot.
 #include <climits>
@@ -155,7 +155,7 @@ GP_PLUGIN_EXPORT ncclNet_v11_t ncclNetPlugin_v11 = {
     .connect = gp::net::connect,
     .accept = gp::net::accept,
     .regMr = gp::net::reg_mr,
-    .regMrDmaBuf = nullptr,
+    .regMrDmaBuf = gp::net::reg_mr_dma_buf,
     .deregMr = gp::net::dereg_mr,
     .isend = gp::net::isend,
     .irecv = gp::net::irecv,
@@ -181,7 +181,7 @@ GP_PLUGIN_EXPORT ncclNet_v10_t ncclNetPlugin_v10 = {
     .connect = gp::net_connect_v10,
     .accept = gp::net::accept,
     .regMr = gp::net::reg_mr,
-    .regMrDmaBuf = nullptr,
+    .regMrDmaBuf = gp::net::reg_mr_dma_buf,
     .deregMr = gp::net::dereg_mr,
     .isend = gp::net::isend,
     .irecv = gp::net::irecv,
@@ -204,7 +204,7 @@ GP_PLUGIN_EXPORT ncclNet_v9_t ncclNetPlugin_v9 = {
     .connect = gp::net_connect_v9,
     .accept = gp::net::accept,
     .regMr = gp::net::reg_mr,
-    .regMrDmaBuf = nullptr,
+    .regMrDmaBuf = gp::net::reg_mr_dma_buf,
     .deregMr = gp::net::dereg_mr,
     .isend = gp::net_isend_v9,
     .irecv = gp::net_irecv_v9,
@@ -227,7 +227,7 @@ GP_PLUGIN_EXPORT ncclNet_v8_t ncclNetPlugin_v8 = {
     .connect = gp::net_connect_v9,
     .accept = gp::net::accept,
     .regMr = gp::net::reg_mr,
-    .regMrDmaBuf = nullptr,
+    .regMrDmaBuf = gp::net::reg_mr_dma_buf,
     .deregMr = gp::net::dereg_mr,
     .isend = gp::net_isend_v8,
     .irecv = gp::net_irecv_v8,

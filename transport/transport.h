@@ -53,7 +53,9 @@ struct DeviceInfo {
   int port = 0;
   int max_comms = 65536;
   int max_recvs = 1;         // receives one irecv may group (1: no grouping)
-  bool cuda_memory = false;  // isend/irecv accept device pointers registered as kCuda
+  // GPUDirect RDMA (ibverbs only, transport/gdr.h): register_memory accepts kCuda device
+  // pointers, and register_dmabuf a dma-buf fd. Both false on TCP, which reads memory with the CPU.
+  bool cuda_memory = false;
   bool dmabuf = false;
   uint64_t max_message_bytes = uint64_t{1} << 62;
 };
@@ -83,6 +85,10 @@ class SendConnection {
   // null for host memory on backends that need no registration (TCP).
   virtual Status isend(const void* data, size_t size, uint64_t tag, MemoryRegion* mr,
                        std::unique_ptr<Request>* out) = 0;
+  // Registers GPU memory [data, data + size) by the dma-buf `fd` that exports it, `offset` bytes
+  // into the dma-buf. kUnsupported where DeviceInfo::dmabuf is false (the default).
+  virtual Status register_dmabuf(void* data, size_t size, uint64_t offset, int fd,
+                                 std::unique_ptr<MemoryRegion>* out);
 };
 
 class RecvConnection {
@@ -93,6 +99,12 @@ class RecvConnection {
   // Queues a receive of the next message into data[0, capacity).
   virtual Status irecv(void* data, size_t capacity, uint64_t tag, MemoryRegion* mr,
                        std::unique_ptr<Request>* out) = 0;
+  virtual Status register_dmabuf(void* data, size_t size, uint64_t offset, int fd,
+                                 std::unique_ptr<MemoryRegion>* out);
+  // Makes the bytes of a completed receive into GPU memory visible to the GPU (GPUDirect RDMA
+  // writes may still sit in the PCIe path when the completion arrives). *out stays null when there
+  // is nothing to do: host memory, or a backend that never writes GPU memory (the default).
+  virtual Status iflush(void* data, size_t size, MemoryRegion* mr, std::unique_ptr<Request>* out);
   // The 64-bit value the sender passed to connect() (the collectives send their rank).
   virtual uint64_t hello() const = 0;
 };

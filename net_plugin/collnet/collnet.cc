@@ -358,6 +358,9 @@ ncclResult_t get_properties(int dev, ncclNetProperties_v11_t* props) {
     GP_RETURN_IF_ERROR(plugin::properties(dev, props));
     // Any message NCCL may give one iallreduce: the host all-reduce has no smaller limit.
     props->maxCollBytes = kMaxCollBytes;
+    // The CollNet all-reduce reads and writes its buffers with the CPU: host memory only, even on
+    // an ibverbs device whose net face reports GPUDirect RDMA.
+    props->ptrSupport = NCCL_PTR_HOST;
     return OkStatus();
   });
 }

@@ -164,6 +164,12 @@ class NetV11 final : public Net {
   ncclResult_t reg_mr(void* comm, void* data, size_t size, int type, void** mh) override {
     return t_->regMr(comm, data, size, type, mh);
   }
+  ncclResult_t reg_mr_dma_buf(void* comm, void* data, size_t size, int type, uint64_t offset,
+                              int fd, void** mh) override {
+    if (t_->regMrDmaBuf == nullptr) return ncclInternalError;
+    return t_->regMrDmaBuf(comm, data, size, type, offset, fd, mh);
+  }
+  bool has_reg_mr_dma_buf() const override { return t_->regMrDmaBuf != nullptr; }
   ncclResult_t dereg_mr(void* comm, void* mh) override { return t_->deregMr(comm, mh); }
   ncclResult_t isend(void* scomm, void* data, size_t size, int tag, void* mh,
                      void** request) override {
@@ -275,6 +281,12 @@ class NetOld final : public Net {
   ncclResult_t reg_mr(void* comm, void* data, size_t size, int type, void** mh) override {
     return t_->regMr(comm, data, size, type, mh);
   }
+  ncclResult_t reg_mr_dma_buf(void* comm, void* data, size_t size, int type, uint64_t offset,
+                              int fd, void** mh) override {
+    if (t_->regMrDmaBuf == nullptr) return ncclInternalError;
+    return t_->regMrDmaBuf(comm, data, size, type, offset, fd, mh);
+  }
+  bool has_reg_mr_dma_buf() const override { return t_->regMrDmaBuf != nullptr; }
   ncclResult_t dereg_mr(void* comm, void* mh) override { return t_->deregMr(comm, mh); }
   ncclResult_t isend(void* scomm, void* data, size_t size, int tag, void* mh,
                      void** request) override {

@@ -102,6 +102,10 @@ class Net {
   virtual ncclResult_t connect(void* ctx, int dev, void* handle, void** scomm) = 0;
   virtual ncclResult_t accept(void* lcomm, void** rcomm) = 0;
   virtual ncclResult_t reg_mr(void* comm, void* data, size_t size, int type, void** mh) = 0;
+  // regMrDmaBuf; ncclInternalError (as NCCL would never call it) when the table's slot is NULL.
+  virtual ncclResult_t reg_mr_dma_buf(void* comm, void* data, size_t size, int type,
+                                      uint64_t offset, int fd, void** mh) = 0;
+  virtual bool has_reg_mr_dma_buf() const = 0;
   virtual ncclResult_t dereg_mr(void* comm, void* mh) = 0;
   virtual ncclResult_t isend(void* scomm, void* data, size_t size, int tag, void* mh,
                              void** request) = 0;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -865,6 +866,70 @@ TEST_P(Versions, InitConnectTransferCloseAndReload) {
     EXPECT_TRUE(close_pair(c, p));
     EXPECT_EQ(net->finalize(c.ctx), ncclSuccess);
   }
+  EXPECT_EQ(pt::failures(), 0);
+}
+
+// GPU memory through every table on TCP devices (the harness's loopback): ptrSupport is host only,
+// regMrDmaBuf is exported, and every CUDA or dma-buf registration is refused with the right code
+// and a WARN, never a crash; iflush of host memory is a NULL request. The ibverbs GPUDirect path
+// (CUDA registration, the flush read) is tested over the software HCA in tests/transport/ibverbs/;
+// over a real RDMA device and GPU it is not run here (no such machine).
+TEST_P(Versions, GpuMemoryIsRefusedOnTcpAndHostFlushesAreNull) {
+  LOAD_OR_SKIP(lib);
+  auto net = pt::make_net(*lib, GetParam());
+  ASSERT_NE(net, nullptr);
+  EXPECT_TRUE(net->has_reg_mr_dma_buf());
+  Comm c;
+  Pair p;
+  ASSERT_TRUE(open_comm(*net, &c));
+  int ndev = 0;
+  ASSERT_EQ(net->devices(&ndev), ncclSuccess);
+  for (int dev = 0; dev < ndev; ++dev) {
+    ncclNetProperties_v11_t props{};
+    ASSERT_EQ(net->get_properties(dev, &props), ncclSuccess);
+    EXPECT_EQ(props.ptrSupport, NCCL_PTR_HOST) << props.name << ": TCP reads memory with the CPU";
+  }
+  ASSERT_TRUE(open_pair(c, &p));
+  pt::HostBuffer buf(pt::kSimple.buffer_bytes);
+  const auto refused = [&](ncclResult_t rc, ncclResult_t want, void* mh, const char* what) {
+    EXPECT_EQ(rc, want) << what << ": " << pt::result_name(rc);
+    EXPECT_EQ(mh, nullptr) << what;
+    EXPECT_FALSE(pt::captured_warnings().empty()) << what << " was refused without a WARN";
+    pt::clear_captured_warnings();
+  };
+  pt::clear_captured_warnings();
+  void* mh = nullptr;
+  refused(net->reg_mr(p.recv, buf.data(), buf.size(), NCCL_PTR_CUDA, &mh), ncclInternalError, mh,
+          "regMr(CUDA)");
+  refused(net->reg_mr(p.send, buf.data(), buf.size(), 0x10, &mh), ncclInvalidArgument, mh,
+          "regMr(type 0x10)");
+  const int fd = memfd_create("gp_not_a_dmabuf", 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, static_cast<off_t>(buf.size())), 0);
+  refused(net->reg_mr_dma_buf(p.recv, buf.data(), buf.size(), NCCL_PTR_CUDA, 0, fd, &mh),
+          ncclInternalError, mh, "regMrDmaBuf on TCP");
+  refused(net->reg_mr_dma_buf(p.recv, buf.data(), buf.size(), NCCL_PTR_CUDA, 0, -1, &mh),
+          ncclInvalidArgument, mh, "regMrDmaBuf(fd -1)");
+  refused(net->reg_mr_dma_buf(p.recv, buf.data(), 0, NCCL_PTR_CUDA, 0, fd, &mh),
+          ncclInvalidArgument, mh, "regMrDmaBuf(size 0)");
+  refused(net->reg_mr_dma_buf(p.recv, buf.data(), buf.size(), NCCL_PTR_HOST, 0, fd, &mh),
+          ncclInvalidArgument, mh, "regMrDmaBuf(HOST)");
+  close(fd);
+  // A message into host memory, then NCCL's flush call: nothing to flush.
+  EXPECT_TRUE(ring_once(c, p, pt::kSimple, {65536}, 1));
+  ASSERT_EQ(net->reg_mr(p.recv, buf.data(), buf.size(), NCCL_PTR_HOST, &mh), ncclSuccess);
+  void* ptr = buf.data();
+  int size = 65536;
+  void* req = reinterpret_cast<void*>(0x1);
+  EXPECT_EQ(net->iflush(p.recv, 1, &ptr, &size, &mh, &req), ncclSuccess);
+  EXPECT_EQ(req, nullptr);
+  int zero = 0;
+  req = reinterpret_cast<void*>(0x1);
+  EXPECT_EQ(net->iflush(p.recv, 1, &ptr, &zero, &mh, &req), ncclSuccess);
+  EXPECT_EQ(req, nullptr);
+  EXPECT_EQ(net->dereg_mr(p.recv, mh), ncclSuccess);
+  EXPECT_TRUE(close_pair(c, p));
+  EXPECT_EQ(net->finalize(c.ctx), ncclSuccess);
   EXPECT_EQ(pt::failures(), 0);
 }
 

@@ -19,7 +19,7 @@ namespace gradpack::transport {
 namespace {
 
 // wr_id: the kind in the top byte, a control slot in the low bits.
-enum class WrKind : uint64_t { kCtrlRecv = 1, kCtrlSend = 2, kWrite = 3, kFin = 4 };
+enum class WrKind : uint64_t { kCtrlRecv = 1, kCtrlSend = 2, kWrite = 3, kFin = 4, kFlush = 5 };
 uint64_t make_wr_id(WrKind kind, uint64_t slot) {
   return (static_cast<uint64_t>(kind) << 56) | slot;
 }
@@ -29,6 +29,9 @@ int wr_slot(uint64_t id) { return static_cast<int>(id & 0xffffffff); }
 constexpr uint64_t kMaxChunk = uint64_t{1} << 30;
 constexpr int kMaxSendWr = 256;
 constexpr auto kSocketCheckPeriod = std::chrono::milliseconds(5);
+// ctrl_ holds kCtrlSlots receive slots, kCtrlSlots send slots, then the flush reads' landing slot.
+constexpr size_t kCtrlBytes = (2 * kCtrlSlots + 1) * kCtrlSlotBytes;
+constexpr size_t kFlushSlotOffset = 2 * kCtrlSlots * kCtrlSlotBytes;
 
 void encode_qp(const QpInfo& qp, uint8_t* out) {
   std::memset(out, 0, kQpInfoBytes);
@@ -128,6 +131,7 @@ IbConn::IbConn(std::shared_ptr<IbDevice> device, bool sender, int fd)
 
 IbConn::~IbConn() {
   const VerbsApi& api = device_->api();
+  if (flush_qp_ != nullptr) api.destroy_qp(flush_qp_);
   if (qp_ != nullptr) api.destroy_qp(qp_);
   if (cq_ != nullptr) api.destroy_cq(cq_);
   ctrl_mr_.reset();
@@ -140,11 +144,13 @@ Status IbConn::init() {
   max_send_wr_ = std::min(kMaxSendWr, device_->device_attr().max_qp_wr);
   const uint32_t port_max = device_->port_attr().max_msg_sz;
   max_chunk_ = port_max == 0 ? kMaxChunk : std::min<uint64_t>(port_max, kMaxChunk);
-  ctrl_ = std::make_unique<uint8_t[]>(2 * kCtrlSlots * kCtrlSlotBytes);
-  GP_RETURN_IF_ERROR(device_->register_memory(ctrl_.get(), 2 * kCtrlSlots * kCtrlSlotBytes,
-                                              MemoryKind::kHost, &ctrl_mr_));
+  ctrl_ = std::make_unique<uint8_t[]>(kCtrlBytes);
+  GP_RETURN_IF_ERROR(
+      device_->register_memory(ctrl_.get(), kCtrlBytes, MemoryKind::kHost, &ctrl_mr_));
   errno = 0;
-  cq_ = api.create_cq(device_->context(), max_send_wr_ + kCtrlSlots, nullptr, nullptr, 0);
+  // Room for the flush QP's completions too (receivers that flush; no cost to the others).
+  cq_ = api.create_cq(device_->context(), max_send_wr_ + kCtrlSlots + kMaxFlushes, nullptr,
+                      nullptr, 0);
   if (cq_ == nullptr) return SystemError("ib: ibv_create_cq on " + name + " failed");
   ibv_qp_init_attr init{};
   init.send_cq = cq_;
@@ -156,15 +162,7 @@ Status IbConn::init() {
   init.cap.max_recv_sge = 1;
   qp_ = api.create_qp(device_->pd(), &init);
   if (qp_ == nullptr) return SystemError("ib: ibv_create_qp on " + name + " failed");
-  ibv_qp_attr attr{};
-  attr.qp_state = IBV_QPS_INIT;
-  attr.pkey_index = 0;
-  attr.port_num = device_->port();
-  attr.qp_access_flags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
-  if (api.modify_qp(qp_, &attr,
-                    IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS) != 0) {
-    return SystemError("ib: moving a QP to INIT on " + name + " failed");
-  }
+  GP_RETURN_IF_ERROR(qp_to_init(qp_));
   psn_ = random_psn();
   for (int slot = 0; slot < kCtrlSlots; ++slot) GP_RETURN_IF_ERROR(post_ctrl_recv_locked(slot));
   return OkStatus();
@@ -181,16 +179,34 @@ QpInfo IbConn::local_info() const {
   return info;
 }
 
+Status IbConn::qp_to_init(ibv_qp* qp) {
+  ibv_qp_attr attr{};
+  attr.qp_state = IBV_QPS_INIT;
+  attr.pkey_index = 0;
+  attr.port_num = device_->port();
+  // REMOTE_READ: the flush QP reads from this side's own GPU buffers.
+  attr.qp_access_flags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+  if (device_->api().modify_qp(
+          qp, &attr, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS) != 0) {
+    return SystemError("ib: moving a QP to INIT on " + device_->info().name + " failed");
+  }
+  return OkStatus();
+}
+
 Status IbConn::connect_qp(const QpInfo& remote) {
-  const VerbsApi& api = device_->api();
-  const std::string& name = device_->info().name;
   if (remote.link_layer != device_->port_attr().link_layer) {
     return Status(
         Code::kRemote,
         "ib: peer's port is " +
             std::string(remote.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand") +
-            ", " + name + " is not: no RC connection between them");
+            ", " + device_->info().name + " is not: no RC connection between them");
   }
+  return qp_to_rts(qp_, psn_, remote);
+}
+
+Status IbConn::qp_to_rts(ibv_qp* qp, uint32_t psn, const QpInfo& remote) {
+  const VerbsApi& api = device_->api();
+  const std::string& name = device_->info().name;
   ibv_qp_attr attr{};
   attr.qp_state = IBV_QPS_RTR;
   attr.path_mtu = static_cast<ibv_mtu>(
@@ -210,7 +226,7 @@ Status IbConn::connect_qp(const QpInfo& remote) {
     attr.ah_attr.grh.sgid_index = static_cast<uint8_t>(device_->gid_index());
     attr.ah_attr.grh.hop_limit = 255;
   }
-  if (api.modify_qp(qp_, &attr,
+  if (api.modify_qp(qp, &attr,
                     IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
                         IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER) != 0) {
     return SystemError("ib: moving a QP to RTR on " + name + " failed");
@@ -220,13 +236,88 @@ Status IbConn::connect_qp(const QpInfo& remote) {
   attr.timeout = 14;
   attr.retry_cnt = 7;
   attr.rnr_retry = 7;
-  attr.sq_psn = psn_;
+  attr.sq_psn = psn;
   attr.max_rd_atomic = 1;
-  if (api.modify_qp(qp_, &attr,
+  if (api.modify_qp(qp, &attr,
                     IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
                         IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC) != 0) {
     return SystemError("ib: moving a QP to RTS on " + name + " failed");
   }
+  return OkStatus();
+}
+
+Status IbConn::make_flush_qp_locked() {
+  ibv_qp_init_attr init{};
+  init.send_cq = cq_;
+  init.recv_cq = cq_;
+  init.qp_type = IBV_QPT_RC;
+  const int depth = std::min(kMaxFlushes, device_->device_attr().max_qp_wr);
+  init.cap.max_send_wr = static_cast<uint32_t>(depth);
+  init.cap.max_recv_wr = 1;
+  init.cap.max_send_sge = 1;
+  init.cap.max_recv_sge = 1;
+  errno = 0;
+  ibv_qp* qp = device_->api().create_qp(device_->pd(), &init);
+  if (qp == nullptr) {
+    return SystemError("ib: ibv_create_qp of the flush QP on " + device_->info().name + " failed");
+  }
+  // Connected to itself: its own number, LID and GID.
+  QpInfo self = local_info();
+  self.qpn = qp->qp_num;
+  self.psn = random_psn();
+  Status status = qp_to_init(qp);
+  if (status.ok()) status = qp_to_rts(qp, self.psn, self);
+  if (!status.ok()) {
+    device_->api().destroy_qp(qp);
+    return status;
+  }
+  flush_qp_ = qp;
+  flush_depth_ = depth;
+  return OkStatus();
+}
+
+Status IbConn::flush(const void* data, size_t size, MemoryRegion* mr,
+                     std::shared_ptr<IbOp>* out) {
+  out->reset();
+  auto* region = dynamic_cast<IbMemoryRegion*>(mr);
+  if (region == nullptr || !region->gpu() || size == 0) return OkStatus();  // host: coherent
+  if (sender_) return Internal("ib: flush on a send connection");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!error_.ok()) return error_;
+  if (flush_qp_ == nullptr) GP_RETURN_IF_ERROR(make_flush_qp_locked());
+  if (static_cast<int>(flushes_.size()) >= flush_depth_) {
+    return Internal("ib: more than " + std::to_string(flush_depth_) + " flushes in flight");
+  }
+  ibv_sge sge{};
+  sge.addr = reinterpret_cast<uintptr_t>(ctrl_.get() + kFlushSlotOffset);
+  sge.length = 1;
+  sge.lkey = static_cast<IbMemoryRegion*>(ctrl_mr_.get())->lkey();
+  ibv_send_wr wr{};
+  wr.wr_id = make_wr_id(WrKind::kFlush, 0);
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_RDMA_READ;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.wr.rdma.remote_addr = reinterpret_cast<uintptr_t>(data);
+  wr.wr.rdma.rkey = region->rkey();
+  ibv_send_wr* bad = nullptr;
+  if (ibv_post_send(flush_qp_, &wr, &bad) != 0) {
+    return fail_locked(SystemError("ib: ibv_post_send (flush read) failed"));
+  }
+  auto op = std::make_shared<IbOp>();
+  op->data = static_cast<const uint8_t*>(data);
+  op->size = size;
+  flushes_.push_back(op);
+  *out = std::move(op);
+  device_->engine().wake();
+  return OkStatus();
+}
+
+Status IbConn::complete_flush_locked() {
+  // The flush QP completes in order, like every RC send queue.
+  if (flushes_.empty()) return Internal("ib: flush completion without a pending flush");
+  flushes_.front()->done = true;
+  flushes_.pop_front();
   return OkStatus();
 }
 
@@ -279,7 +370,8 @@ IbConn::Progress IbConn::progress() {
   progress_locked(&any).ignore();  // stored in error_
   if (!error_.ok()) return Progress::kIdle;
   if (any) return Progress::kMoved;
-  return !ops_.empty() || (sender_ && !ready_) ? Progress::kPending : Progress::kIdle;
+  return !ops_.empty() || !flushes_.empty() || (sender_ && !ready_) ? Progress::kPending
+                                                                     : Progress::kIdle;
 }
 
 Status IbConn::fail_locked(const Status& status) {
@@ -377,6 +469,9 @@ Status IbConn::poll_cq_locked(bool* any) {
           break;
         case WrKind::kWrite:
           --send_outstanding_;
+          break;
+        case WrKind::kFlush:
+          GP_RETURN_IF_ERROR(complete_flush_locked());
           break;
         case WrKind::kFin: {
           --send_outstanding_;
@@ -662,6 +757,25 @@ Status IbSendConnection::isend(const void* data, size_t size, uint64_t tag, Memo
 Status IbRecvConnection::register_memory(void* data, size_t size, MemoryKind kind,
                                          std::unique_ptr<MemoryRegion>* out) {
   return conn_->device()->register_memory(data, size, kind, out);
+}
+
+Status IbSendConnection::register_dmabuf(void* data, size_t size, uint64_t offset, int fd,
+                                         std::unique_ptr<MemoryRegion>* out) {
+  return conn_->device()->register_dmabuf(data, size, offset, fd, out);
+}
+
+Status IbRecvConnection::register_dmabuf(void* data, size_t size, uint64_t offset, int fd,
+                                         std::unique_ptr<MemoryRegion>* out) {
+  return conn_->device()->register_dmabuf(data, size, offset, fd, out);
+}
+
+Status IbRecvConnection::iflush(void* data, size_t size, MemoryRegion* mr,
+                                std::unique_ptr<Request>* out) {
+  out->reset();
+  std::shared_ptr<IbOp> op;
+  GP_RETURN_IF_ERROR(conn_->flush(data, size, mr, &op));
+  if (op != nullptr) *out = std::make_unique<IbRequest>(conn_, std::move(op));
+  return OkStatus();
 }
 
 Status IbRecvConnection::irecv(void* data, size_t capacity, uint64_t tag, MemoryRegion* mr,

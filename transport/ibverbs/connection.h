@@ -18,6 +18,13 @@
 // kCtrlSlots pre-posted 64-byte slots on each side; at most kCtrlSlots CTSs are outstanding, which
 // bounds the FINs and CTSs in flight by the slots posted, so no receiver-not-ready ever occurs.
 //
+// Flush (GPUDirect RDMA, NCCL's iflush): after a receive into GPU memory, the receiver RDMA-reads
+// one byte of the buffer into a host slot through a second QP connected to itself. The read's
+// completion means the NIC's earlier PCIe writes into that GPU memory have landed (a read response
+// cannot pass posted writes), so the GPU sees the data. This is how NCCL's IB transport flushes
+// (src/transport/net_ib.cc, ncclIbIflush and its gpuFlush QP). The loopback QP is made at the
+// first flush; host buffers need none.
+//
 // Progress: each device has one progress thread (ProgressEngine) that polls the CQ and bootstrap
 // socket of every live connection on it, spinning while some connection has work pending and
 // sleeping on a condition variable when none has. isend/irecv queue the operation and post what
@@ -45,6 +52,7 @@ inline constexpr size_t kConnectMsgBytes = 32 + kQpInfoBytes;
 inline constexpr size_t kAcceptMsgBytes = 8 + kQpInfoBytes;
 inline constexpr int kCtrlSlots = 64;
 inline constexpr size_t kCtrlSlotBytes = 64;
+inline constexpr int kMaxFlushes = 32;  // NCCL_NET_MAX_REQUESTS: NCCL never has more in flight
 
 struct QpInfo {
   uint32_t qpn = 0;
@@ -127,6 +135,9 @@ class IbConn : public std::enable_shared_from_this<IbConn> {
   Status post(const void* data, size_t size, uint64_t tag, MemoryRegion* mr,
               std::shared_ptr<IbOp>* out);
   Status test(const IbOp& op, bool* done, size_t* bytes);
+  // Receiver: queues the flush read of `data` (registered in `mr`). *out stays null when `mr` is
+  // host memory: nothing to flush.
+  Status flush(const void* data, size_t size, MemoryRegion* mr, std::shared_ptr<IbOp>* out);
 
   enum class Progress { kIdle, kPending, kMoved };
   // One progress step (the progress thread): kMoved when a completion was handled, kPending when
@@ -143,6 +154,10 @@ class IbConn : public std::enable_shared_from_this<IbConn> {
   Status post_ctrl_send_locked(const CtrlMsg& msg);
   Status post_work_locked();
   Status fail_locked(const Status& status);
+  Status qp_to_init(ibv_qp* qp);
+  Status qp_to_rts(ibv_qp* qp, uint32_t psn, const QpInfo& remote);
+  Status make_flush_qp_locked();
+  Status complete_flush_locked();
 
   std::shared_ptr<IbDevice> device_;
   const bool sender_;
@@ -168,6 +183,9 @@ class IbConn : public std::enable_shared_from_this<IbConn> {
   std::deque<std::shared_ptr<IbOp>> ops_;  // not yet done, in posting order
   std::deque<CtrlMsg> cts_;                // sender: CTSs not yet matched
   int cts_outstanding_ = 0;                // receiver: CTSs sent whose FIN has not arrived
+  ibv_qp* flush_qp_ = nullptr;             // receiver: the loopback QP of flush reads
+  int flush_depth_ = 0;                    // its send queue: flushes in flight at most
+  std::deque<std::shared_ptr<IbOp>> flushes_;  // posted flush reads, in posting order
 };
 
 // The progress thread of one device; started with the device's first connection. Safe to destroy
@@ -193,6 +211,8 @@ class IbSendConnection : public SendConnection {
                          std::unique_ptr<MemoryRegion>* out) override;
   Status isend(const void* data, size_t size, uint64_t tag, MemoryRegion* mr,
                std::unique_ptr<Request>* out) override;
+  Status register_dmabuf(void* data, size_t size, uint64_t offset, int fd,
+                         std::unique_ptr<MemoryRegion>* out) override;
 
  private:
   std::shared_ptr<IbConn> conn_;
@@ -205,6 +225,9 @@ class IbRecvConnection : public RecvConnection {
                          std::unique_ptr<MemoryRegion>* out) override;
   Status irecv(void* data, size_t capacity, uint64_t tag, MemoryRegion* mr,
                std::unique_ptr<Request>* out) override;
+  Status register_dmabuf(void* data, size_t size, uint64_t offset, int fd,
+                         std::unique_ptr<MemoryRegion>* out) override;
+  Status iflush(void* data, size_t size, MemoryRegion* mr, std::unique_ptr<Request>* out) override;
   uint64_t hello() const override { return conn_->hello(); }
 
  private:

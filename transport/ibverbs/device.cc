@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cinttypes>
 #include <cstring>
 #include <fstream>
@@ -79,12 +80,14 @@ IbContext::~IbContext() {
 
 namespace {
 
+// REMOTE_READ: iflush reads a few bytes of a received GPU buffer back through the NIC.
+constexpr int kMrAccess = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+
 Status verbs_reg(void* context, void* addr, size_t size, uint32_t* lkey, uint32_t* rkey,
                  void** handle) {
   auto* hca = static_cast<IbContext*>(context);
   errno = 0;
-  ibv_mr* mr =
-      hca->api->reg_mr(hca->pd, addr, size, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+  ibv_mr* mr = hca->api->reg_mr(hca->pd, addr, size, kMrAccess);
   if (mr == nullptr) {
     return SystemError("ibv_reg_mr of " + std::to_string(size) + " bytes on " + hca->name +
                        " failed (check ulimit -l)");
@@ -134,15 +137,50 @@ IbDevice::IbDevice(std::shared_ptr<IbContext> hca, uint8_t port, const ibv_port_
                                                page > 0 ? static_cast<size_t>(page) : 4096);
 }
 
+IbMemoryRegion::IbMemoryRegion(std::shared_ptr<IbContext> hca, ibv_mr* mr)
+    : key_{mr->lkey, mr->rkey, 0}, hca_(std::move(hca)), mr_(mr), gpu_(true) {}
+
+IbMemoryRegion::~IbMemoryRegion() {
+  if (mr_ != nullptr) {
+    verbs_dereg(hca_.get(), mr_);
+  } else {
+    cache_->release(key_.id);
+  }
+}
+
 Status IbDevice::register_memory(const void* data, size_t size, MemoryKind kind,
                                  std::unique_ptr<MemoryRegion>* out) {
-  if (kind != MemoryKind::kHost) {
-    return Unsupported("ib: CUDA memory is not supported by this transport yet (" + info_.name +
-                       ")");
+  if (kind == MemoryKind::kCuda && !info_.cuda_memory) {
+    return Unsupported("ib: " + info_.name +
+                       " cannot register CUDA memory: GPUDirect RDMA is off (GRADPACK_GDR=off, "
+                       "or neither nvidia-peermem nor DMA-BUF support was found)");
   }
   RegistrationCache::Key key;
   GP_RETURN_IF_ERROR(cache_->acquire(data, size, &key));
-  *out = std::make_unique<IbMemoryRegion>(cache_, key);
+  *out = std::make_unique<IbMemoryRegion>(cache_, key, kind == MemoryKind::kCuda);
+  return OkStatus();
+}
+
+Status IbDevice::register_dmabuf(const void* data, size_t size, uint64_t offset, int fd,
+                                 std::unique_ptr<MemoryRegion>* out) {
+  if (fd < 0 || size == 0) {
+    return InvalidArgument("ib: dma-buf registration needs an fd >= 0 and a size > 0 (got fd " +
+                           std::to_string(fd) + ", size " + std::to_string(size) + ")");
+  }
+  if (!info_.dmabuf || api().reg_dmabuf_mr == nullptr) {
+    return Unsupported("ib: " + info_.name +
+                       " cannot register dma-buf memory (GRADPACK_GDR=off, a libibverbs without "
+                       "ibv_reg_dmabuf_mr, or a kernel driver without DMA-BUF)");
+  }
+  errno = 0;
+  ibv_mr* mr = api().reg_dmabuf_mr(pd(), offset, size, reinterpret_cast<uintptr_t>(data), fd,
+                                   kMrAccess);
+  if (mr == nullptr) {
+    return SystemError("ibv_reg_dmabuf_mr of " + std::to_string(size) + " bytes at offset " +
+                       std::to_string(offset) + " of fd " + std::to_string(fd) + " on " +
+                       info_.name + " failed (is the fd a dma-buf exported by the GPU driver?)");
+  }
+  *out = std::make_unique<IbMemoryRegion>(hca_, mr);
   return OkStatus();
 }
 
@@ -244,11 +282,49 @@ int choose_gid(const VerbsApi& api, ibv_context* context, const std::string& hca
   return index;
 }
 
+// The DMA-BUF probe of NCCL's IB transport (src/transport/net_ib.cc, ncclIbDmaBufSupport): a
+// registration with fd -1 can only fail; EOPNOTSUPP or EPROTONOSUPPORT says the kernel driver
+// lacks DMA-BUF, any other error (EBADF) that it has it.
+GdrSupport probe_gdr(const VerbsApi& api, ibv_pd* pd, GdrMode mode, bool peer_memory) {
+  GdrFacts facts;
+  facts.peer_memory = peer_memory;
+  facts.dmabuf_verbs = api.reg_dmabuf_mr != nullptr;
+  if (facts.dmabuf_verbs && mode != GdrMode::kOff) {
+    errno = 0;
+    ibv_mr* mr = api.reg_dmabuf_mr(pd, 0, 0, 0, -1, 0);
+    const int error = errno;
+    if (mr != nullptr) api.dereg_mr(mr);
+    facts.dmabuf_kernel = mr != nullptr || (error != EOPNOTSUPP && error != EPROTONOSUPPORT);
+  }
+  return decide_gdr(mode, facts);
+}
+
+DeviceInfo port_info(const VerbsApi& api, ibv_device* device, const std::string& hca,
+                     uint8_t port, const ibv_port_attr& attr, const GdrSupport& gdr) {
+  DeviceInfo info;
+  info.name = hca + ":" + std::to_string(port);
+  const std::string sysfs = "/sys/class/infiniband/" + hca + "/device";
+  char resolved[4096];
+  if (realpath(sysfs.c_str(), resolved) != nullptr) info.pci_path = resolved;
+  // GUIDs are big-endian on the wire; the port is folded in so each port is unique.
+  info.guid = (be64toh(api.get_device_guid(device)) << 8) ^ port;
+  info.speed_mbps = ib_speed_mbps(attr.active_speed, attr.active_width);
+  info.latency_us = 2;
+  info.port = port;
+  info.max_comms = 65536;
+  info.max_recvs = 1;
+  info.max_message_bytes = uint64_t{1} << 62;
+  info.cuda_memory = gdr.cuda;
+  info.dmabuf = gdr.dmabuf;
+  return info;
+}
+
 }  // namespace
 
-void enumerate_devices(const std::shared_ptr<const VerbsApi>& api,
+void enumerate_devices(const std::shared_ptr<const VerbsApi>& api, GdrMode gdr,
                        std::vector<std::shared_ptr<IbDevice>>* out) {
   out->clear();
+  const bool peer_memory = peer_memory_loaded();
   int count = 0;
   ibv_device** list = api->get_device_list(&count);
   if (list == nullptr) {
@@ -296,22 +372,12 @@ void enumerate_devices(const std::shared_ptr<const VerbsApi>& api,
           break;
         }
       }
-      DeviceInfo info;
-      info.name = name + ":" + std::to_string(port);
-      const std::string sysfs = "/sys/class/infiniband/" + name + "/device";
-      char resolved[4096];
-      if (realpath(sysfs.c_str(), resolved) != nullptr) info.pci_path = resolved;
-      // GUIDs are big-endian on the wire; the port is folded in so each port is unique.
-      info.guid = (be64toh(api->get_device_guid(device)) << 8) ^ port;
-      info.speed_mbps = ib_speed_mbps(attr.active_speed, attr.active_width);
-      info.latency_us = 2;
-      info.port = port;
-      info.max_comms = 65536;
-      info.max_recvs = 1;
-      info.max_message_bytes = uint64_t{1} << 62;
-      GP_LOG_INFO(kNet, "ib: device %s, %s, %d Mbps, GID index %d", info.name.c_str(),
+      const GdrSupport support = probe_gdr(*api, hca->pd, gdr, peer_memory);
+      DeviceInfo info = port_info(*api, device, name, port, attr, support);
+      GP_LOG_INFO(kNet, "ib: device %s, %s, %d Mbps, GID index %d, GPUDirect RDMA %s",
+                  info.name.c_str(),
                   attr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand",
-                  info.speed_mbps, gid_index);
+                  info.speed_mbps, gid_index, gdr_name(support));
       out->push_back(std::make_shared<IbDevice>(hca, port, attr, gid_index, gid, std::move(info)));
     }
   }

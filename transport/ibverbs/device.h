@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "transport/gdr.h"
 #include "transport/ibverbs/verbs_loader.h"
 #include "transport/transport.h"
 
@@ -68,18 +69,27 @@ class RegistrationCache {
   std::map<uint64_t, Entry> entries_;  // by id
 };
 
-// A MemoryRegion handed to the caller: one reference on a cache entry.
+struct IbContext;
+
+// A MemoryRegion handed to the caller: one reference on a cache entry, or (dma-buf) an MR of its
+// own, deregistered with it. `gpu` marks memory that receives need flushed (iflush).
 class IbMemoryRegion : public MemoryRegion {
  public:
-  IbMemoryRegion(std::shared_ptr<RegistrationCache> cache, RegistrationCache::Key key)
-      : cache_(std::move(cache)), key_(key) {}
-  ~IbMemoryRegion() override { cache_->release(key_.id); }
+  IbMemoryRegion(std::shared_ptr<RegistrationCache> cache, RegistrationCache::Key key,
+                 bool gpu = false)
+      : cache_(std::move(cache)), key_(key), gpu_(gpu) {}
+  IbMemoryRegion(std::shared_ptr<IbContext> hca, ibv_mr* mr);
+  ~IbMemoryRegion() override;
   uint32_t lkey() const { return key_.lkey; }
   uint32_t rkey() const { return key_.rkey; }
+  bool gpu() const { return gpu_; }
 
  private:
   std::shared_ptr<RegistrationCache> cache_;
   RegistrationCache::Key key_;
+  std::shared_ptr<IbContext> hca_;  // own MR only
+  ibv_mr* mr_ = nullptr;
+  bool gpu_ = false;
 };
 
 // An opened HCA: the context and protection domain shared by its ports.
@@ -112,7 +122,12 @@ class IbDevice {
   const DeviceInfo& info() const { return info_; }
   const std::shared_ptr<RegistrationCache>& cache() const { return cache_; }
 
+  // kCuda only where info().cuda_memory (GPUDirect RDMA, transport/gdr.h).
   Status register_memory(const void* data, size_t size, MemoryKind kind,
+                         std::unique_ptr<MemoryRegion>* out);
+  // ibv_reg_dmabuf_mr of [offset, offset + size) of the dma-buf `fd`, at address `data`; only
+  // where info().dmabuf. Not cached: the fd, not the address, names the memory.
+  Status register_dmabuf(const void* data, size_t size, uint64_t offset, int fd,
                          std::unique_ptr<MemoryRegion>* out);
   // The device's progress thread, created on first use (defined in connection.cc).
   ProgressEngine& engine();
@@ -142,8 +157,9 @@ struct GidCandidate {
 int pick_roce_gid(const std::vector<GidCandidate>& candidates);
 
 // Every ACTIVE port of every device that `api` sees. An HCA that cannot be opened or queried is
-// skipped with an info line; an empty result is not an error.
-void enumerate_devices(const std::shared_ptr<const VerbsApi>& api,
+// skipped with an info line; an empty result is not an error. Each device's GPUDirect support is
+// decide_gdr(gdr, facts found on this machine) (DeviceInfo::cuda_memory and dmabuf).
+void enumerate_devices(const std::shared_ptr<const VerbsApi>& api, GdrMode gdr,
                        std::vector<std::shared_ptr<IbDevice>>* out);
 
 }  // namespace gradpack::transport

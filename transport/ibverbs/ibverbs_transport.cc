@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/settings.h"
 #include "gradpack/config.h"
 
 #if GRADPACK_HAVE_IBVERBS
@@ -112,9 +113,9 @@ class NoDeviceTransport : public Transport {
 #if GRADPACK_HAVE_IBVERBS
 Status make_ibverbs_transport_with(std::shared_ptr<const VerbsApi> api,
                                    const std::string& bootstrap_address,
-                                   std::unique_ptr<Transport>* out) {
+                                   std::unique_ptr<Transport>* out, GdrMode gdr) {
   std::vector<std::shared_ptr<IbDevice>> devices;
-  enumerate_devices(api, &devices);
+  enumerate_devices(api, gdr, &devices);
   if (devices.empty()) {
     GP_LOG_INFO(kNet, "ib: %s loaded, but no RDMA device has an active port", api->path.c_str());
   }
@@ -125,6 +126,10 @@ Status make_ibverbs_transport_with(std::shared_ptr<const VerbsApi> api,
 
 Status make_ibverbs_transport_from(const std::string& library, std::unique_ptr<Transport>* out) {
 #if GRADPACK_HAVE_IBVERBS
+  const Settings* settings = nullptr;
+  GP_RETURN_IF_ERROR(Settings::global(&settings));
+  GdrMode gdr = GdrMode::kAuto;
+  GP_RETURN_IF_ERROR(parse_gdr_mode(settings->get(SettingId::kGdr), &gdr));
   std::shared_ptr<const VerbsApi> api;
   Status loaded = load_verbs(library, &api);
   if (!loaded.ok()) {
@@ -132,7 +137,7 @@ Status make_ibverbs_transport_from(const std::string& library, std::unique_ptr<T
     *out = std::make_unique<NoDeviceTransport>("ib: " + loaded.message());
     return OkStatus();
   }
-  return make_ibverbs_transport_with(std::move(api), "", out);
+  return make_ibverbs_transport_with(std::move(api), "", out, gdr);
 #else
   (void)library;
   GP_LOG_INFO(kNet, "ib: gradpack was built without ibverbs: no RDMA devices");

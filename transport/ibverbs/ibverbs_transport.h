@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "transport/gdr.h"
 #include "transport/transport.h"
 
 namespace gradpack::transport {
@@ -22,9 +23,10 @@ Status make_ibverbs_transport_from(const std::string& library, std::unique_ptr<T
 
 struct VerbsApi;
 // Builds over an already loaded (or, in tests, a fake) VerbsApi; listeners publish
-// `bootstrap_address` ("" for the default interface). Only in builds with ibverbs.
+// `bootstrap_address` ("" for the default interface); `gdr` is GRADPACK_GDR (the other two read
+// it from the environment). Only in builds with ibverbs.
 Status make_ibverbs_transport_with(std::shared_ptr<const VerbsApi> api,
                                    const std::string& bootstrap_address,
-                                   std::unique_ptr<Transport>* out);
+                                   std::unique_ptr<Transport>* out, GdrMode gdr = GdrMode::kAuto);
 
 }  // namespace gradpack::transport

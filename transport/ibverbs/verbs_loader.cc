@@ -62,6 +62,9 @@ Status load_verbs(const std::string& path, std::shared_ptr<const VerbsApi>* out)
   resolve(library, "ibv_modify_qp", &api->modify_qp, &missing);
   resolve(library, "ibv_get_device_name", &api->get_device_name, &missing);
   resolve(library, "ibv_get_device_guid", &api->get_device_guid, &missing);
+  // Optional, so not through resolve(): its absence is not a load failure.
+  api->reg_dmabuf_mr = reinterpret_cast<decltype(api->reg_dmabuf_mr)>(
+      dlsym(library, "ibv_reg_dmabuf_mr"));
   if (!missing.empty()) {
     return Unsupported(path + " lacks the symbol " + missing +
                        " (libibverbs too old or not libibverbs)");

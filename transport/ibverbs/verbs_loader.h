@@ -41,6 +41,10 @@ struct VerbsApi {
   // ibv_reg_mr_iova2; we use the access flags that the plain exported one accepts.
   ibv_mr* (*reg_mr)(ibv_pd* pd, void* addr, size_t length, int access) = nullptr;
   int (*dereg_mr)(ibv_mr* mr) = nullptr;
+  // Optional: rdma-core 34 and later. Null on an older libibverbs, which still loads (the devices
+  // then report no DMA-BUF support).
+  ibv_mr* (*reg_dmabuf_mr)(ibv_pd* pd, uint64_t offset, size_t length, uint64_t iova, int fd,
+                           int access) = nullptr;
   ibv_cq* (*create_cq)(ibv_context* context, int cqe, void* cq_context, ibv_comp_channel* channel,
                        int comp_vector) = nullptr;
   int (*destroy_cq)(ibv_cq* cq) = nullptr;

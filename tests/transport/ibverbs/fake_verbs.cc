@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tests/transport/ibverbs/fake_verbs.h"
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -118,7 +120,9 @@ int fake_post_send(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad) {
     wc.wr_id = wr->wr_id;
     wc.qp_num = qp->qp_num;
     wc.status = IBV_WC_SUCCESS;
-    wc.opcode = wr->opcode == IBV_WR_SEND ? IBV_WC_SEND : IBV_WC_RDMA_WRITE;
+    wc.opcode = wr->opcode == IBV_WR_SEND         ? IBV_WC_SEND
+                : wr->opcode == IBV_WR_RDMA_READ ? IBV_WC_RDMA_READ
+                                                 : IBV_WC_RDMA_WRITE;
     const ibv_sge& sge = wr->sg_list[0];
     auto peer_it = g_state->qps.find(fake->remote_qpn);
     FakeQp* peer = peer_it == g_state->qps.end() ? nullptr : peer_it->second;
@@ -142,6 +146,15 @@ int fake_post_send(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad) {
         ++g_state->stats.rdma_writes;
         g_state->stats.max_write_bytes =
             std::max<uint64_t>(g_state->stats.max_write_bytes, sge.length);
+      }
+    } else if (wr->opcode == IBV_WR_RDMA_READ) {
+      if (!key_covers(wr->wr.rdma.rkey, wr->wr.rdma.remote_addr, sge.length)) {
+        violate("RDMA read outside a registered region");
+        wc.status = IBV_WC_REM_ACCESS_ERR;
+      } else {
+        std::memcpy(reinterpret_cast<void*>(sge.addr),
+                    reinterpret_cast<const void*>(wr->wr.rdma.remote_addr), sge.length);
+        ++g_state->stats.rdma_reads;
       }
     } else if (wr->opcode == IBV_WR_SEND) {
       if (peer->recvs.empty()) {
@@ -247,6 +260,16 @@ ibv_mr* reg_mr(ibv_pd* pd, void* addr, size_t length, int) {
   ++g_state->stats.live_mrs;
   return mr;
 }
+ibv_mr* reg_dmabuf_mr(ibv_pd* pd, uint64_t, size_t length, uint64_t iova, int fd, int access) {
+  if (fd < 0 || fcntl(fd, F_GETFD) < 0) {
+    errno = EBADF;
+    return nullptr;
+  }
+  ibv_mr* mr = reg_mr(pd, reinterpret_cast<void*>(iova), length, access);
+  std::lock_guard<std::mutex> lock(g_state->mu);
+  ++g_state->stats.dmabuf_mrs;
+  return mr;
+}
 int dereg_mr(ibv_mr* mr) {
   std::lock_guard<std::mutex> lock(g_state->mu);
   g_state->mrs.erase(mr->lkey);
@@ -337,6 +360,7 @@ std::shared_ptr<const VerbsApi> install(const Options& options) {
   api->dealloc_pd = dealloc_pd;
   api->reg_mr = reg_mr;
   api->dereg_mr = dereg_mr;
+  if (options.dmabuf) api->reg_dmabuf_mr = reg_dmabuf_mr;
   api->create_cq = create_cq;
   api->destroy_cq = destroy_cq;
   api->create_qp = create_qp;

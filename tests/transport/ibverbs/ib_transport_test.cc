@@ -3,6 +3,8 @@
 // over the software HCA of fake_verbs.h (always; small max_msg_sz and send queue so chunking and
 // flow control are exercised), and over a real RDMA port (skipped on a machine without one).
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <numeric>
@@ -334,16 +336,145 @@ TEST_P(IbTransportTest, RefusedCallLeavesTheConnectionUsable) {
   EXPECT_EQ(in, out);
 }
 
-TEST_P(IbTransportTest, CudaMemoryIsUnsupported) {
+TEST_P(IbTransportTest, CudaMemoryIsRefusedWithoutGpuDirect) {
   SKIP_WITHOUT_DEVICE();
+  DeviceInfo info;
+  ASSERT_TRUE(transport_->device_info(0, &info).ok());
+  if (info.cuda_memory) {
+    GTEST_SKIP() << info.name << " supports GPUDirect RDMA (the refusal needs GRADPACK_GDR=off)";
+  }
   connect_pair();
   uint8_t byte = 0;
   std::unique_ptr<MemoryRegion> mr;
-  EXPECT_EQ(send_->register_memory(&byte, 1, MemoryKind::kCuda, &mr).code(), Code::kUnsupported);
+  Status status = send_->register_memory(&byte, 1, MemoryKind::kCuda, &mr);
+  EXPECT_EQ(status.code(), Code::kUnsupported);
+  EXPECT_NE(status.message().find("GRADPACK_GDR"), std::string::npos) << status.message();
+  EXPECT_EQ(recv_->register_dmabuf(&byte, 1, 0, 0, &mr).code(), Code::kUnsupported);
 }
 
 INSTANTIATE_TEST_SUITE_P(Hca, IbTransportTest, ::testing::Values("fake", "real"),
                          [](const auto& param_info) { return std::string(param_info.param); });
+
+// ---- GPUDirect RDMA over the software HCA with DMA-BUF support ---------------------------------
+// "GPU" buffers are host memory registered as kCuda or through a memfd standing for a dma-buf: the
+// fake cannot tell, and what is checked is the protocol (keys, the flush read, the refusals).
+class IbGdrTest : public ::testing::Test {
+ protected:
+  void make(GdrMode gdr) {
+    fake::Options options;
+    options.dmabuf = true;
+    api_ = fake::install(options);
+    ASSERT_TRUE(make_ibverbs_transport_with(api_, "127.0.0.1", &transport_, gdr).ok());
+    ASSERT_EQ(transport_->device_count(), 1);
+  }
+  void connect_pair() {
+    Handle handle;
+    ASSERT_TRUE(transport_->listen(0, &handle, &listener_).ok());
+    ASSERT_TRUE(transport_->connect(0, handle, 1, milliseconds(5000), &send_).ok());
+    ASSERT_TRUE(listener_->accept(milliseconds(5000), &recv_).ok());
+    ASSERT_NE(recv_, nullptr);
+  }
+  // Sends `out` into `in` (registered as in_mr) and waits for both ends.
+  void transfer(std::vector<uint8_t>& out, std::vector<uint8_t>& in, MemoryRegion* in_mr) {
+    std::unique_ptr<Request> r, s;
+    ASSERT_TRUE(recv_->irecv(in.data(), in.size(), 3, in_mr, &r).ok());
+    ASSERT_TRUE(send_->isend(out.data(), out.size(), 3, nullptr, &s).ok());
+    const Clock::time_point deadline = Clock::now() + milliseconds(10000);
+    ASSERT_TRUE(wait(*r, deadline).ok());
+    ASSERT_TRUE(wait(*s, deadline).ok());
+    EXPECT_EQ(in, out);
+  }
+  void TearDown() override {
+    send_.reset();
+    recv_.reset();
+    listener_.reset();
+    transport_.reset();
+    fake::Stats stats = fake::stats();
+    const Clock::time_point deadline = Clock::now() + milliseconds(2000);
+    while ((stats.live_qps > 0 || stats.live_mrs > 0) && Clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(1));
+      stats = fake::stats();
+    }
+    EXPECT_EQ(stats.violation, "");
+    EXPECT_EQ(stats.live_mrs, 0);
+    EXPECT_EQ(stats.live_qps, 0);
+  }
+
+  std::shared_ptr<const VerbsApi> api_;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<Listener> listener_;
+  std::unique_ptr<SendConnection> send_;
+  std::unique_ptr<RecvConnection> recv_;
+};
+
+TEST_F(IbGdrTest, TheProbeTurnsGpuDirectOnAndTheSettingOff) {
+  make(GdrMode::kAuto);
+  DeviceInfo info;
+  ASSERT_TRUE(transport_->device_info(0, &info).ok());
+  EXPECT_TRUE(info.cuda_memory);
+  EXPECT_TRUE(info.dmabuf);
+  make(GdrMode::kOff);
+  ASSERT_TRUE(transport_->device_info(0, &info).ok());
+  EXPECT_FALSE(info.cuda_memory);
+  EXPECT_FALSE(info.dmabuf);
+}
+
+TEST_F(IbGdrTest, AGpuReceiveIsFlushedByOneReadAndAHostOneNeedsNone) {
+  make(GdrMode::kAuto);
+  connect_pair();
+  std::vector<uint8_t> out(5000), gpu(5000, 0), host(5000, 0);
+  std::iota(out.begin(), out.end(), static_cast<uint8_t>(9));
+  std::unique_ptr<MemoryRegion> gpu_mr, host_mr;
+  ASSERT_TRUE(recv_->register_memory(gpu.data(), gpu.size(), MemoryKind::kCuda, &gpu_mr).ok());
+  ASSERT_TRUE(recv_->register_memory(host.data(), host.size(), MemoryKind::kHost, &host_mr).ok());
+  transfer(out, gpu, gpu_mr.get());
+  transfer(out, host, host_mr.get());
+  std::unique_ptr<Request> flush;
+  ASSERT_TRUE(recv_->iflush(host.data(), host.size(), host_mr.get(), &flush).ok());
+  EXPECT_EQ(flush, nullptr);  // host memory: nothing to do
+  ASSERT_TRUE(recv_->iflush(gpu.data(), 0, gpu_mr.get(), &flush).ok());
+  EXPECT_EQ(flush, nullptr);  // nothing received
+  const int reads = fake::stats().rdma_reads;
+  for (int i = 0; i < 40; ++i) {  // more than the flush QP's depth: each completes in turn
+    ASSERT_TRUE(recv_->iflush(gpu.data(), gpu.size(), gpu_mr.get(), &flush).ok());
+    ASSERT_NE(flush, nullptr);
+    ASSERT_TRUE(wait(*flush, Clock::now() + milliseconds(5000)).ok());
+  }
+  EXPECT_EQ(fake::stats().rdma_reads - reads, 40);
+  transfer(out, gpu, gpu_mr.get());  // the connection still works after flushes
+}
+
+TEST_F(IbGdrTest, DmabufRegistrationAndItsRefusals) {
+  make(GdrMode::kAuto);
+  connect_pair();
+  std::vector<uint8_t> out(3000), in(3000, 0);
+  std::iota(out.begin(), out.end(), static_cast<uint8_t>(1));
+  const int fd = memfd_create("gp_fake_dmabuf", 0);
+  ASSERT_GE(fd, 0);
+  std::unique_ptr<MemoryRegion> mr;
+  ASSERT_TRUE(recv_->register_dmabuf(in.data(), in.size(), 0, fd, &mr).ok());
+  EXPECT_GE(fake::stats().dmabuf_mrs, 1);
+  transfer(out, in, mr.get());
+  std::unique_ptr<Request> flush;
+  ASSERT_TRUE(recv_->iflush(in.data(), in.size(), mr.get(), &flush).ok());
+  ASSERT_NE(flush, nullptr);  // dma-buf memory is GPU memory
+  ASSERT_TRUE(wait(*flush, Clock::now() + milliseconds(5000)).ok());
+  std::unique_ptr<MemoryRegion> bad;
+  EXPECT_EQ(recv_->register_dmabuf(in.data(), in.size(), 0, -1, &bad).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(send_->register_dmabuf(in.data(), 0, 0, fd, &bad).code(), Code::kInvalidArgument);
+  mr.reset();
+  close(fd);
+}
+
+TEST_F(IbGdrTest, OffRefusesCudaAndDmabuf) {
+  make(GdrMode::kOff);
+  connect_pair();
+  uint8_t byte = 0;
+  std::unique_ptr<MemoryRegion> mr;
+  EXPECT_EQ(recv_->register_memory(&byte, 1, MemoryKind::kCuda, &mr).code(), Code::kUnsupported);
+  EXPECT_EQ(recv_->register_dmabuf(&byte, 1, 0, 0, &mr).code(), Code::kUnsupported);
+}
 
 }  // namespace
 }  // namespace gradpack::transport
