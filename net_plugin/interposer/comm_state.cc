@@ -94,7 +94,7 @@ class DeviceOps : public coll::NcclOps {
         }
         if (from_accum) {
           return coll::cuda::narrow(reinterpret_cast<const float*>(address(op.src)),
-                                    address(op.dst), dtype_, op.dst.count, stream_);
+                                    address(op.dst), dtype_, op.dst.count, 1.0f, stream_);
         }
         if (address(op.dst) == address(op.src) || op.dst.count == 0) return OkStatus();
         return cuda_status(cudaMemcpyAsync(address(op.dst), address(op.src), op.dst.count * elem_,
