@@ -85,8 +85,8 @@ Status launch_quant_encode(const QuantSectionEncode& a, cudaStream_t stream);
 // Checks a received section as quant_check_values() does, lowering fields of *check. With
 // `header` set, the same launch compares the frame's header there with *expected.
 Status launch_quant_check(const uint8_t* section, uint64_t n, int bits, uint32_t block,
-                          DecodeCheck* check, cudaStream_t stream,
-                          const uint8_t* header = nullptr, const HeaderBytes* expected = nullptr);
+                          DecodeCheck* check, cudaStream_t stream, const uint8_t* header = nullptr,
+                          const HeaderBytes* expected = nullptr);
 
 // Decodes a section into out (dtype), or adds to it. With scatter_pos1, value j goes to element
 // scatter_pos1[j] - 1. Does nothing when *check reports a problem (check may be null).

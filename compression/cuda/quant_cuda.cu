@@ -176,9 +176,8 @@ struct DecodeParams {
 };
 
 __device__ __forceinline__ bool check_failed(const DecodeCheck* c) {
-  return c != nullptr &&
-         (c->bad_scale_block != ~0ull || c->bad_index != ~0ull || c->bad_padding != ~0u ||
-          c->bad_header != ~0u);
+  return c != nullptr && (c->bad_scale_block != ~0ull || c->bad_index != ~0ull ||
+                          c->bad_padding != ~0u || c->bad_header != ~0u);
 }
 
 template <typename T, bool kScatter, int kBits>

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Element-wise kernels of the NCCL executor: the fp32 accumulator (kAccum) filled from and written
-// back to the collective's dtype (with an average's scaling folded in), and a stand-alone scaling. Conversions round like the CPU
-// executor's (compression/cuda/float_device.cuh: IEEE nearest even, x86 NaN bits).
+// back to the collective's dtype (with an average's scaling folded in), and a stand-alone scaling.
+// Conversions round like the CPU executor's (compression/cuda/float_device.cuh: IEEE nearest even,
+// x86 NaN bits).
 #pragma once
 
 #include <cuda_runtime_api.h>
