@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -44,7 +45,7 @@ class CudaScratch final : public Scratch {
 // life of the process (the interposer allocates and frees outside captures, so this is rare).
 class DeferredFrees {
  public:
-  void add(void* ptr) { owned_[ptr] = true; }
+  void add(void* ptr) { owned_.insert(ptr); }
   bool owns(void* ptr) const { return owned_.count(ptr) != 0; }
 
   void release_later(void* ptr, cudaStream_t stream) {
@@ -78,7 +79,7 @@ class DeferredFrees {
   }
 
  private:
-  std::unordered_map<void*, bool> owned_;
+  std::unordered_set<void*> owned_;
   std::vector<std::pair<void*, cudaEvent_t>> pending_;
 };
 
