@@ -63,6 +63,10 @@ TileShape tile_shape(uint64_t n, uint32_t block) {
 
 Status check_result(const DecodeCheck& c) {
   constexpr unsigned long long kNone = ~0ull;
+  if (c.bad_header != ~0u)
+    return CorruptData("frame rejected: header byte " + std::to_string(c.bad_header) +
+                       " differs from the header the receiver expects (spec, count or dtype "
+                       "disagree with the sender's, or the header is corrupt)");
   if (c.bad_scale_block != kNone)
     return CorruptData("frame rejected: block " + std::to_string(c.bad_scale_block) +
                        " has a negative or infinite scale");
@@ -92,24 +96,28 @@ Status check_result(const DecodeCheck& c) {
 }
 
 Workspace::~Workspace() {
-  if (device_) cudaFree(device_);
-  if (host_) cudaFreeHost(host_);
+  // The owner keeps it until no queued work uses it, so any stream orders the free well enough.
+  // The per-thread stream, unlike the legacy one, does not synchronise with other streams (which
+  // would invalidate a graph capture in progress on another thread).
+  if (device_) (void)cudaFreeAsync(device_, cudaStreamPerThread);
+  if (host_) (void)cudaFreeHost(host_);
+  for (void* p : retired_host_) (void)cudaFreeHost(p);
 }
 
-Status Workspace::device(size_t bytes, void** out) {
+Status Workspace::device(size_t bytes, cudaStream_t stream, void** out) {
   if (bytes <= device_bytes_ && device_ != nullptr) {
     *out = device_;
     return OkStatus();
   }
-  // Work still queued may use the old buffer.
+  // Work queued before on `stream` (or ordered before it) may still use the old buffer: release
+  // it in stream order instead of waiting for the device.
   if (device_) {
-    GP_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
-    GP_CUDA_RETURN_IF_ERROR(cudaFree(device_));
+    GP_CUDA_RETURN_IF_ERROR(cudaFreeAsync(device_, stream));
     device_ = nullptr;
     device_bytes_ = 0;
   }
   const size_t want = bytes < 4096 ? 4096 : bytes + bytes / 8;
-  GP_CUDA_RETURN_IF_ERROR(cudaMalloc(&device_, want));
+  GP_CUDA_RETURN_IF_ERROR(cudaMallocAsync(&device_, want, stream));
   device_bytes_ = want;
   *out = device_;
   return OkStatus();
@@ -120,9 +128,10 @@ Status Workspace::host(size_t bytes, void** out) {
     *out = host_;
     return OkStatus();
   }
+  // A queued copy may still target the old buffer, and freeing it would wait for the device:
+  // keep it until the destructor (readbacks are small, so little is kept).
   if (host_) {
-    GP_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
-    GP_CUDA_RETURN_IF_ERROR(cudaFreeHost(host_));
+    retired_host_.push_back(host_);
     host_ = nullptr;
     host_bytes_ = 0;
   }
@@ -131,6 +140,22 @@ Status Workspace::host(size_t bytes, void** out) {
   host_bytes_ = want;
   *out = host_;
   return OkStatus();
+}
+
+size_t decode_check_bytes() { return sizeof(DecodeCheck); }
+
+Status reset_decode_check(void* check, cudaStream_t stream) {
+  if (check == nullptr) return InvalidArgument("check is NULL");
+  // All-ones is "nothing wrong": every field is lowered with atomicMin.
+  return cuda_error(cudaMemsetAsync(check, 0xFF, sizeof(DecodeCheck), stream),
+                    "cudaMemsetAsync(decode check)");
+}
+
+Status read_decode_check(const void* host_copy) {
+  if (host_copy == nullptr) return InvalidArgument("host_copy is NULL");
+  DecodeCheck c;
+  std::memcpy(&c, host_copy, sizeof c);
+  return check_result(c);
 }
 
 size_t max_encoded_bytes(const CodecSpec& spec, size_t count, gp_dtype_t dtype) {
@@ -181,6 +206,35 @@ Status encode(const CodecSpec& spec, const void* in, gp_dtype_t dtype, size_t co
   }
 }
 
+namespace {
+
+// decode() of a q<b> frame: quant_decode against a fresh check, which is then read back.
+Status quant_decode_and_wait(const void* frame, size_t frame_bytes, const uint8_t* header,
+                             void* out, size_t count, gp_dtype_t dtype, bool accumulate,
+                             Workspace& ws, cudaStream_t stream) {
+  void* check = nullptr;
+  void* host = nullptr;
+  GP_RETURN_IF_ERROR(ws.device(sizeof(DecodeCheck), stream, &check));
+  GP_RETURN_IF_ERROR(ws.host(sizeof(DecodeCheck), &host));
+  GP_RETURN_IF_ERROR(reset_decode_check(check, stream));
+  QuantDecodeArgs a;
+  a.frame = frame;
+  a.frame_bytes = frame_bytes;
+  a.expected_header = header;
+  a.out = out;
+  a.count = count;
+  a.dtype = dtype;
+  a.accumulate = accumulate;
+  a.check = check;
+  GP_RETURN_IF_ERROR(quant_decode(a, stream));
+  GP_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(host, check, sizeof(DecodeCheck), cudaMemcpyDeviceToHost, stream));
+  GP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return read_decode_check(host);
+}
+
+}  // namespace
+
 Status decode(const void* frame, size_t frame_bytes, void* out, size_t count, gp_dtype_t dtype,
               bool accumulate, Workspace& ws, cudaStream_t stream, const void* host_header) {
   if (frame == nullptr && frame_bytes > 0) return InvalidArgument("frame is NULL");
@@ -188,15 +242,17 @@ Status decode(const void* frame, size_t frame_bytes, void* out, size_t count, gp
     return CorruptData("frame rejected: truncated: " + std::to_string(frame_bytes) +
                        " bytes is shorter than the " + std::to_string(kFrameHeaderBytes) +
                        "-byte header");
-  const void* header = host_header;
-  if (header == nullptr) {
+  // A private copy: the pinned buffer it may come through is reused for the check's readback.
+  uint8_t header[kFrameHeaderBytes];
+  if (host_header == nullptr) {
     void* pinned = nullptr;
     GP_RETURN_IF_ERROR(ws.host(kFrameHeaderBytes, &pinned));
     GP_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(pinned, frame, kFrameHeaderBytes, cudaMemcpyDeviceToHost, stream));
     GP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-    header = pinned;
+    host_header = pinned;
   }
+  std::memcpy(header, host_header, kFrameHeaderBytes);
   FrameHeader h;
   FrameLayout l;
   GP_RETURN_IF_ERROR(read_frame_header(header, frame_bytes, &h, &l));
@@ -204,7 +260,10 @@ Status decode(const void* frame, size_t frame_bytes, void* out, size_t count, gp
   const auto* payload = static_cast<const uint8_t*>(frame) + kFrameHeaderBytes;
   switch (h.codec) {
     case CodecKind::kQuant:
-      return quant_decode_frame(h, l, payload, out, dtype, accumulate, ws, stream);
+      // The header just read is the expected one: the device compares the frame's own header
+      // with it, which also catches a host_header that is not this frame's.
+      return quant_decode_and_wait(frame, frame_bytes, header, out, count, dtype, accumulate, ws,
+                                   stream);
     case CodecKind::kTopk:
       return topk_decode_frame(h, l, payload, out, dtype, accumulate, ws, stream);
     default:

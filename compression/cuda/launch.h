@@ -43,7 +43,7 @@ struct DecodeCheck {
   unsigned long long bad_scale_block;  // first block whose scale is negative or infinite
   unsigned long long bad_index;        // (IndexError << 56) | entry or byte, of the first problem
   unsigned int bad_padding;            // 0: the code padding bits are not zero
-  unsigned int unused;
+  unsigned int bad_header;             // first header byte that differs from the expected one
 };
 enum IndexError : unsigned int {
   kIndexLastByteContinues = 0,
@@ -82,9 +82,11 @@ struct QuantSectionEncode {
 size_t quant_encode_scratch_bytes(uint64_t n, uint32_t block);
 Status launch_quant_encode(const QuantSectionEncode& a, cudaStream_t stream);
 
-// Checks a received section as quant_check_values() does, lowering fields of *check.
+// Checks a received section as quant_check_values() does, lowering fields of *check. With
+// `header` set, the same launch compares the frame's header there with *expected.
 Status launch_quant_check(const uint8_t* section, uint64_t n, int bits, uint32_t block,
-                          DecodeCheck* check, cudaStream_t stream);
+                          DecodeCheck* check, cudaStream_t stream, const uint8_t* header = nullptr,
+                          const HeaderBytes* expected = nullptr);
 
 // Decodes a section into out (dtype), or adds to it. With scatter_pos1, value j goes to element
 // scatter_pos1[j] - 1. Does nothing when *check reports a problem (check may be null).
@@ -96,6 +98,7 @@ struct QuantSectionDecode {
   void* out = nullptr;
   gp_dtype_t dtype = GP_FLOAT32;
   bool accumulate = false;
+  float scale = 1.0f;  // multiplies the decoded value before rounding (not with accumulate)
   const unsigned long long* scatter_pos1 = nullptr;
   const DecodeCheck* check = nullptr;
 };
@@ -104,10 +107,7 @@ Status launch_quant_decode(const QuantSectionDecode& a, cudaStream_t stream);
 // Writes a header with a one-block kernel.
 Status launch_write_header(const HeaderBytes& h, uint8_t* out, cudaStream_t stream);
 
-// Frame-level decoders behind decode(): the header is already checked, count and dtype accepted.
-Status quant_decode_frame(const FrameHeader& h, const FrameLayout& l, const uint8_t* payload,
-                          void* out, gp_dtype_t dtype, bool accumulate, Workspace& ws,
-                          cudaStream_t stream);
+// The top-k decoder behind decode(): the header is already checked, count and dtype accepted.
 Status topk_decode_frame(const FrameHeader& h, const FrameLayout& l, const uint8_t* payload,
                          void* out, gp_dtype_t dtype, bool accumulate, Workspace& ws,
                          cudaStream_t stream);

@@ -9,6 +9,8 @@
 // Decode: each thread unpacks one group and writes (or adds) 8 values.
 #include <cuda_runtime.h>
 
+#include <cstring>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -24,6 +26,26 @@ namespace {
 
 using dev::BFloat;
 using dev::Half;
+
+// The largest of v over the lanes of `peers`, in every lane of it: __reduce_max_sync from sm_80 on.
+// Before sm_80 a segmented shuffle scan gives the same bits (an unsigned max is exact in any
+// order). Callers keep what the scan relies on: the whole warp calls it, and each lane's `peers`
+// is a contiguous run of lanes containing it (the lanes of one quant block are consecutive).
+__device__ __forceinline__ uint32_t lanes_max(unsigned peers, uint32_t v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  return __reduce_max_sync(peers, v);
+#else
+  const unsigned lane = threadIdx.x & 31u;
+#pragma unroll
+  for (unsigned off = 1; off < 32; off <<= 1) {
+    const uint32_t other = __shfl_down_sync(0xFFFFFFFFu, v, off);
+    // lane + off inside the run: every lane between is too, so v covers [lane, lane + 2 * off).
+    if (lane + off < 32 && ((peers >> (lane + off)) & 1u) != 0) v = v > other ? v : other;
+  }
+  // The run's lowest lane now holds the whole run's max.
+  return __shfl_sync(0xFFFFFFFFu, v, __ffs(peers) - 1);
+#endif
+}
 
 enum class Feedback { kNone, kDense, kScatter };
 
@@ -98,7 +120,7 @@ __global__ void __launch_bounds__(kTileThreads)
   // Lanes of one warp that share a block reduce together; the lowest one publishes.
   const uint32_t segment = g.count > 0 ? g.tile_block : 0xFFFFFFFFu;
   const unsigned peers = __match_any_sync(0xFFFFFFFFu, segment);
-  const uint32_t m = __reduce_max_sync(peers, absmax);
+  const uint32_t m = lanes_max(peers, absmax);
   if (g.count > 0 && (threadIdx.x & 31u) == static_cast<unsigned>(__ffs(peers) - 1))
     atomicMax(&block_absmax[g.tile_block], m);
   __syncthreads();
@@ -118,12 +140,12 @@ __global__ void __launch_bounds__(kTileThreads)
     load_values<T, F>(x, r, g, v);
     m = dev::group_absmax(v, g.count);
   }
-  m = __reduce_max_sync(0xFFFFFFFFu, m);
+  m = lanes_max(0xFFFFFFFFu, m);
   if ((threadIdx.x & 31u) == 0) warp_max[threadIdx.x / 32] = m;
   __syncthreads();
   if (threadIdx.x < 32) {
     m = threadIdx.x < kTileThreads / 32 ? warp_max[threadIdx.x] : 0u;
-    m = __reduce_max_sync(0xFFFFFFFFu, m);
+    m = lanes_max(0xFFFFFFFFu, m);
     const uint64_t block = blockIdx.x / p.shape.chunks_per_block;
     if (threadIdx.x == 0 && m != 0) atomicMax(&p.absmax[block], m);
   }
@@ -146,6 +168,7 @@ struct DecodeParams {
   uint64_t n;
   int bits;
   bool accumulate;
+  float scale;  // 1 with accumulate
   const uint8_t* scales;
   const uint8_t* codes;
   const unsigned long long* scatter_pos1;
@@ -153,8 +176,8 @@ struct DecodeParams {
 };
 
 __device__ __forceinline__ bool check_failed(const DecodeCheck* c) {
-  return c != nullptr &&
-         (c->bad_scale_block != ~0ull || c->bad_index != ~0ull || c->bad_padding != ~0u);
+  return c != nullptr && (c->bad_scale_block != ~0ull || c->bad_index != ~0ull ||
+                          c->bad_padding != ~0u || c->bad_header != ~0u);
 }
 
 template <typename T, bool kScatter, int kBits>
@@ -173,6 +196,10 @@ __global__ void __launch_bounds__(kTileThreads) quant_decode_tiles(T* out, Decod
   for (int i = 0; i < 8; ++i) {
     const int32_t q = static_cast<int32_t>(dev::code_at(c, i, bits)) - l;
     d[i] = dev::mul(static_cast<float>(q), scale);
+  }
+  if (p.scale != 1.0f) {  // the caller's factor (an average's 1/n), before the one rounding
+#pragma unroll
+    for (int i = 0; i < 8; ++i) d[i] = dev::mul(d[i], p.scale);
   }
   if constexpr (!kScatter) {
     T* o = out + g.first;
@@ -194,9 +221,14 @@ __global__ void __launch_bounds__(kTileThreads) quant_decode_tiles(T* out, Decod
   }
 }
 
-// Scales must be +0, positive finite or NaN; the code padding must be zero.
+// Scales must be +0, positive finite or NaN; the code padding must be zero; the header (when
+// given) must be the expected one.
 __global__ void quant_check(const uint8_t* scales, uint64_t blocks, const uint8_t* codes,
-                            uint64_t code_bytes, int pad_bits, DecodeCheck* check) {
+                            uint64_t code_bytes, int pad_bits, DecodeCheck* check,
+                            const uint8_t* header, HeaderBytes expected) {
+  if (header != nullptr && blockIdx.x == 0 && threadIdx.x < kFrameHeaderBytes &&
+      header[threadIdx.x] != expected.bytes[threadIdx.x])
+    atomicMin(&check->bad_header, static_cast<unsigned>(threadIdx.x));
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
   for (uint64_t b = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; b < blocks;
        b += stride) {
@@ -253,7 +285,7 @@ Status launch_encode_typed(const QuantSectionEncode& a, const EncodeParams& p,
       quant_absmax_large<T, F><<<grid, kTileThreads, 0, stream>>>(x, a.residual, p);
       quant_encode_large<T, F, kBits><<<grid, kTileThreads, 0, stream>>>(x, a.residual, p);
     }
-    return cuda_error(cudaGetLastError(), "quant encode launch");
+    return cuda_error(cudaPeekAtLastError(), "quant encode launch");
   });
 }
 
@@ -268,7 +300,7 @@ Status launch_decode_typed(const QuantSectionDecode& a, const DecodeParams& p, u
     } else {
       quant_decode_tiles<T, false, kBits><<<grid, kTileThreads, 0, stream>>>(out, p);
     }
-    return cuda_error(cudaGetLastError(), "quant decode launch");
+    return cuda_error(cudaPeekAtLastError(), "quant decode launch");
   });
 }
 
@@ -281,7 +313,7 @@ size_t quant_encode_scratch_bytes(uint64_t n, uint32_t block) {
 
 Status launch_write_header(const HeaderBytes& h, uint8_t* out, cudaStream_t stream) {
   write_header_kernel<<<1, 64, 0, stream>>>(h, out);
-  return cuda_error(cudaGetLastError(), "header launch");
+  return cuda_error(cudaPeekAtLastError(), "header launch");
 }
 
 Status launch_quant_encode(const QuantSectionEncode& a, cudaStream_t stream) {
@@ -321,16 +353,22 @@ Status launch_quant_encode(const QuantSectionEncode& a, cudaStream_t stream) {
 }
 
 Status launch_quant_check(const uint8_t* section, uint64_t n, int bits, uint32_t block,
-                          DecodeCheck* check, cudaStream_t stream) {
+                          DecodeCheck* check, cudaStream_t stream, const uint8_t* header,
+                          const HeaderBytes* expected) {
   const uint64_t blocks = (n + block - 1) / block;
-  if (blocks == 0) return OkStatus();
+  if (blocks == 0 && header == nullptr) return OkStatus();
+  HeaderBytes want_header{};
+  if (header != nullptr) {
+    if (expected == nullptr) return Internal("header check without the expected header");
+    want_header = *expected;
+  }
   const uint64_t code_bytes = (n * static_cast<uint64_t>(bits) + 7) / 8;
   const int pad_bits = static_cast<int>((8 - (n * static_cast<uint64_t>(bits)) % 8) % 8);
-  const uint64_t want = (blocks + 255) / 256;
+  const uint64_t want = blocks == 0 ? 1 : (blocks + 255) / 256;
   const unsigned grid = static_cast<unsigned>(want < 1024 ? want : 1024);
   quant_check<<<grid, 256, 0, stream>>>(section, blocks, section + blocks * 4, code_bytes, pad_bits,
-                                        check);
-  return cuda_error(cudaGetLastError(), "quant check launch");
+                                        check, header, want_header);
+  return cuda_error(cudaPeekAtLastError(), "quant check launch");
 }
 
 Status launch_quant_decode(const QuantSectionDecode& a, cudaStream_t stream) {
@@ -339,6 +377,7 @@ Status launch_quant_decode(const QuantSectionDecode& a, cudaStream_t stream) {
   p.n = a.n;
   p.bits = a.bits;
   p.accumulate = a.accumulate;
+  p.scale = a.accumulate ? 1.0f : a.scale;
   const uint64_t blocks = (a.n + a.block - 1) / a.block;
   p.scales = a.section;
   p.codes = a.section + blocks * 4;
@@ -359,28 +398,44 @@ Status launch_quant_decode(const QuantSectionDecode& a, cudaStream_t stream) {
   }
 }
 
+namespace {
+
+Status check_quant_spec(const QuantSpec& q) {
+  if (q.bits >= kMinBits && q.bits <= kMaxBits && q.block >= 8 && q.block <= kMaxBlock &&
+      q.block % 8 == 0)
+    return OkStatus();
+  CodecSpec spec;
+  spec.kind = CodecKind::kQuant;
+  spec.quant = q;
+  return InvalidArgument("quantizer " + spec.canonical() + " is out of range");
+}
+
+}  // namespace
+
+Status quant_frame_header(const QuantSpec& q, size_t count, gp_dtype_t in_dtype,
+                          uint8_t out[kFrameHeaderBytes]) {
+  GP_RETURN_IF_ERROR(check_quant_spec(q));
+  if (!is_float(in_dtype))
+    return InvalidArgument("q<b> frames are encoded from float32, float16 or bfloat16, not dtype " +
+                           std::to_string(static_cast<int>(in_dtype)));
+  if (count > kMaxFrameCount)
+    return InvalidArgument("count " + std::to_string(count) + " exceeds the largest frame");
+  const FrameHeader h = gradpack::quant_frame_header(q, count, in_dtype);
+  write_frame_header(h, out);
+  return OkStatus();
+}
+
 Status quant_encode(const void* in, gp_dtype_t dtype, size_t count, float* residual,
                     const QuantSpec& q, uint64_t call_index, Workspace& ws, void* frame,
                     size_t capacity, size_t* frame_bytes, cudaStream_t stream) {
   CodecSpec spec;
   spec.kind = CodecKind::kQuant;
   spec.quant = q;
-  if (q.bits < kMinBits || q.bits > kMaxBits || q.block < 8 || q.block > kMaxBlock ||
-      q.block % 8 != 0)
-    return InvalidArgument("quantizer " + spec.canonical() + " is out of range");
+  GP_RETURN_IF_ERROR(check_quant_spec(q));
   GP_RETURN_IF_ERROR(
       check_encode_args(spec, in, dtype, count, residual, frame, capacity, frame_bytes));
-  FrameHeader h;
-  h.codec = CodecKind::kQuant;
-  h.dtype = dtype;
-  h.count = count;
-  h.kept = count;
-  h.bits = static_cast<uint8_t>(q.bits);
-  h.block = q.block;
-  h.flags = q.rounding == Rounding::kStochastic ? kFlagStochastic : 0;
-  h.payload_bytes = quant_section_bytes(count, q.bits, q.block);
   HeaderBytes hb;
-  write_frame_header(h, hb.bytes);
+  GP_RETURN_IF_ERROR(quant_frame_header(q, count, dtype, hb.bytes));
 
   QuantSectionEncode a;
   a.values = in;
@@ -396,40 +451,64 @@ Status quant_encode(const void* in, gp_dtype_t dtype, size_t count, float* resid
   a.header_out = static_cast<uint8_t*>(frame);
   if (const size_t scratch = quant_encode_scratch_bytes(count, q.block); scratch > 0) {
     void* d = nullptr;
-    GP_RETURN_IF_ERROR(ws.device(scratch, &d));
+    GP_RETURN_IF_ERROR(ws.device(scratch, stream, &d));
     a.absmax_scratch = static_cast<uint32_t*>(d);
   }
   GP_RETURN_IF_ERROR(launch_quant_encode(a, stream));
-  *frame_bytes = kFrameHeaderBytes + h.payload_bytes;
+  *frame_bytes = kFrameHeaderBytes + quant_section_bytes(count, q.bits, q.block);
   return OkStatus();
 }
 
-Status quant_decode_frame(const FrameHeader& h, const FrameLayout& l, const uint8_t* payload,
-                          void* out, gp_dtype_t dtype, bool accumulate, Workspace& ws,
-                          cudaStream_t stream) {
-  if (h.count == 0) return OkStatus();
-  void* d = nullptr;
-  void* host = nullptr;
-  GP_RETURN_IF_ERROR(ws.device(sizeof(DecodeCheck), &d));
-  GP_RETURN_IF_ERROR(ws.host(sizeof(DecodeCheck), &host));
-  auto* check = static_cast<DecodeCheck*>(d);
-  GP_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(check, 0xFF, sizeof(DecodeCheck), stream));
-  const uint8_t* section = payload + l.scales_offset;
-  GP_RETURN_IF_ERROR(launch_quant_check(section, h.count, h.bits, h.block, check, stream));
-  QuantSectionDecode a;
-  a.section = section;
-  a.n = h.count;
-  a.bits = h.bits;
-  a.block = h.block;
-  a.out = out;
-  a.dtype = dtype;
-  a.accumulate = accumulate;
-  a.check = check;
-  GP_RETURN_IF_ERROR(launch_quant_decode(a, stream));
-  GP_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(host, check, sizeof(DecodeCheck), cudaMemcpyDeviceToHost, stream));
-  GP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-  return check_result(*static_cast<const DecodeCheck*>(host));
+namespace {
+
+// The expected header is the gate: it must parse, describe a q<b> frame of exactly frame_bytes,
+// and match the caller's count and dtype. The received header is compared with it on the device.
+Status check_quant_decode_args(const QuantDecodeArgs& a, FrameHeader* h, FrameLayout* l) {
+  if (a.frame == nullptr) return InvalidArgument("frame is NULL");
+  if (a.expected_header == nullptr) return InvalidArgument("expected_header is NULL");
+  if (a.check == nullptr) return InvalidArgument("check is NULL");
+  if (reinterpret_cast<uintptr_t>(a.check) % alignof(DecodeCheck) != 0)
+    return InvalidArgument("check is not " + std::to_string(alignof(DecodeCheck)) +
+                           "-byte aligned");
+  if (a.accumulate && a.scale != 1.0f)
+    return InvalidArgument("scale " + std::to_string(a.scale) +
+                           " with accumulate: a scale applies only to a plain decode");
+  const Status parsed = read_frame_header(a.expected_header, a.frame_bytes, h, l);
+  if (!parsed.ok())
+    return InvalidArgument("expected header for a " + std::to_string(a.frame_bytes) +
+                           "-byte frame: " + parsed.message());
+  if (h->codec != CodecKind::kQuant)
+    return InvalidArgument(std::string("expected header is of a ") + codec_kind_name(h->codec) +
+                           " frame; quant_decode takes q<b> frames");
+  return check_decode_target(*h, a.count, a.dtype, a.out);
+}
+
+}  // namespace
+
+Status quant_decode(const QuantDecodeArgs& a, cudaStream_t stream) {
+  FrameHeader h;
+  FrameLayout l;
+  GP_RETURN_IF_ERROR(check_quant_decode_args(a, &h, &l));
+  HeaderBytes expected;
+  std::memcpy(expected.bytes, a.expected_header, kFrameHeaderBytes);
+  auto* check = static_cast<DecodeCheck*>(a.check);
+  const auto* frame = static_cast<const uint8_t*>(a.frame);
+  const uint8_t* section = frame + kFrameHeaderBytes + l.scales_offset;
+  // Stream order puts the check before the decode, which reads it and stands down if anything
+  // (this frame, or any earlier one since the caller's reset) lowered it.
+  GP_RETURN_IF_ERROR(
+      launch_quant_check(section, h.count, h.bits, h.block, check, stream, frame, &expected));
+  QuantSectionDecode d;
+  d.section = section;
+  d.n = h.count;
+  d.bits = h.bits;
+  d.block = h.block;
+  d.out = a.out;
+  d.dtype = a.dtype;
+  d.accumulate = a.accumulate;
+  d.scale = a.scale;
+  d.check = check;
+  return launch_quant_decode(d, stream);
 }
 
 }  // namespace gradpack::cuda

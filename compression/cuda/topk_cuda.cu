@@ -427,7 +427,7 @@ Status select_and_compact(const void* in, float* r, uint64_t n, uint64_t k, cons
       b.temp, temp_bytes, b.counts, b.starts, TileCountSum{}, TileCount{0, 0}, tiles, stream));
   compact_emit<T, kFeedback>
       <<<grid, kTileThreads, 0, stream>>>(x, r, n, b.st, b.starts, b.indices, b.values, b.bitmap);
-  return cuda_error(cudaGetLastError(), "top-k selection launch");
+  return cuda_error(cudaPeekAtLastError(), "top-k selection launch");
 }
 
 template <typename T>
@@ -494,7 +494,7 @@ Status topk_encode(const void* in, gp_dtype_t dtype, size_t count, float* residu
   const size_t o_temp = c.take(temp_bytes);
   void* base = nullptr;
   void* host = nullptr;
-  GP_RETURN_IF_ERROR(ws.device(c.size(), &base));
+  GP_RETURN_IF_ERROR(ws.device(c.size(), stream, &base));
   GP_RETURN_IF_ERROR(ws.host(sizeof(EncodeReadback), &host));
   SelectBuffers b{at<SelectState>(base, o_st),
                   at<unsigned long long>(base, o_hist),
@@ -521,7 +521,7 @@ Status topk_encode(const void* in, gp_dtype_t dtype, size_t count, float* residu
       return Internal("top-k of a non-float dtype");
   }
   varint_lengths<<<grid_for(k), 256, 0, stream>>>(b.indices, k, ends);
-  GP_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  GP_CUDA_RETURN_IF_ERROR(cudaPeekAtLastError());
   size_t sum_temp = temp_bytes;
   GP_CUDA_RETURN_IF_ERROR(cub::DeviceScan::InclusiveSum(b.temp, sum_temp, ends, k, stream));
   auto* rb = static_cast<EncodeReadback*>(host);
@@ -550,7 +550,7 @@ Status topk_encode(const void* in, gp_dtype_t dtype, size_t count, float* residu
         cudaMemcpyAsync(index_out, b.bitmap, bitmap_bytes, cudaMemcpyDeviceToDevice, stream));
   } else {
     varint_write<<<grid_for(k), 256, 0, stream>>>(b.indices, k, ends, index_out);
-    GP_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    GP_CUDA_RETURN_IF_ERROR(cudaPeekAtLastError());
   }
   if (quantized) {
     QuantSectionEncode a;
@@ -573,7 +573,7 @@ Status topk_encode(const void* in, gp_dtype_t dtype, size_t count, float* residu
         cudaMemcpyAsync(values_out, b.values, k * sizeof(float), cudaMemcpyDeviceToDevice, stream));
     if (residual != nullptr) {
       kept_feedback_f32<<<grid_for(k), 256, 0, stream>>>(b.indices, b.values, k, residual);
-      GP_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+      GP_CUDA_RETURN_IF_ERROR(cudaPeekAtLastError());
     }
     GP_RETURN_IF_ERROR(launch_write_header(hb, out, stream));
   }
@@ -608,7 +608,7 @@ Status topk_decode_frame(const FrameHeader& h, const FrameLayout& l, const uint8
   const size_t o_temp = c.take(temp_bytes);
   void* base = nullptr;
   void* host = nullptr;
-  GP_RETURN_IF_ERROR(ws.device(c.size(), &base));
+  GP_RETURN_IF_ERROR(ws.device(c.size(), stream, &base));
   GP_RETURN_IF_ERROR(ws.host(sizeof(DecodeCheck), &host));
   auto* check = at<DecodeCheck>(base, o_check);
   auto* ord = at<unsigned long long>(base, o_ord);
@@ -633,7 +633,7 @@ Status topk_decode_frame(const FrameHeader& h, const FrameLayout& l, const uint8
       positions_check<<<grid_for(kept), 256, 0, stream>>>(pos1, kept, n, check);
     }
   }
-  GP_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  GP_CUDA_RETURN_IF_ERROR(cudaPeekAtLastError());
   if (h.bits != 0)
     GP_RETURN_IF_ERROR(
         launch_quant_check(payload + l.scales_offset, kept, h.bits, h.block, check, stream));
@@ -674,7 +674,7 @@ Status topk_decode_frame(const FrameHeader& h, const FrameLayout& l, const uint8
     default:
       return Internal("top-k decode into a non-float dtype");
   }
-  return cuda_error(cudaGetLastError(), "top-k scatter launch");
+  return cuda_error(cudaPeekAtLastError(), "top-k scatter launch");
 }
 
 }  // namespace gradpack::cuda

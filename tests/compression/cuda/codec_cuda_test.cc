@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CUDA codecs against the CPU reference: every GPU frame must equal the frame of a CPU Codec
 // with the scalar kernels byte for byte, the GPU residual must equal the CPU residual bit for bit,
-// and GPU decodes (plain and accumulating, into fp32/fp16/bf16) must equal decode_frame().
+// and GPU decodes (plain and accumulating, into fp32/fp16/bf16) must equal decode_frame(). The
+// decode without host waits (quant_decode) also scales like the CPU reference and keeps its check
+// sticky.
 //
 // Without a CUDA device every test skips with "no CUDA device: <reason>". With
 // GRADPACK_TEST_REQUIRE_CUDA=1 (tests/gpu/check.sh sets it) a missing device fails instead, so a
@@ -473,6 +475,224 @@ TEST_F(CudaCodec, ArgumentErrorsMatchTheCpuCodec) {
                    stream_)
                 .code(),
             Code::kUnsupported);
+}
+
+// ---- q<b> without host waits (quant_decode) ----
+
+// A q<b> frame from the CPU codec, on the host and on the device.
+struct QuantFrame {
+  std::vector<uint8_t> bytes;
+  std::unique_ptr<DeviceBuffer> device;
+};
+
+QuantFrame cpu_quant_frame(const std::string& spec, size_t n, gp_dtype_t dtype, uint32_t seed) {
+  QuantFrame f;
+  std::unique_ptr<Codec> cpu;
+  if (!Codec::create(spec, cpu::scalar_kernels(), &cpu).ok()) return f;
+  const Input in = make_input(gradient_like(n, seed), dtype);
+  f.bytes.resize(cpu->max_encoded_bytes(n, dtype));
+  size_t bytes = 0;
+  if (!cpu->encode(in.data(), n, dtype, nullptr, f.bytes.data(), f.bytes.size(), &bytes).ok())
+    return {};
+  f.bytes.resize(bytes);
+  f.device = std::make_unique<DeviceBuffer>(bytes);
+  if (!f.device->ok() || f.device->upload(f.bytes.data(), bytes) != cudaSuccess) return {};
+  return f;
+}
+
+// What the CPU reference gives for a plain decode scaled by `scale`: the fp32 decode, multiplied
+// in fp32, rounded once to dtype.
+std::vector<uint8_t> cpu_scaled_decode(const std::vector<uint8_t>& frame, size_t n,
+                                       gp_dtype_t dtype, float scale) {
+  std::vector<float> f32(n);
+  if (!decode_frame(frame.data(), frame.size(), f32.data(), n, GP_FLOAT32, false,
+                    &cpu::scalar_kernels())
+           .ok())
+    return {};
+  std::vector<uint8_t> out(n * (dtype == GP_FLOAT32 ? 4 : 2));
+  for (size_t i = 0; i < n; ++i) {
+    const float v = f32[i] * scale;
+    if (dtype == GP_FLOAT32) {
+      std::memcpy(out.data() + 4 * i, &v, 4);
+    } else {
+      const uint16_t h = dtype == GP_FLOAT16 ? f32_to_f16(v) : f32_to_bf16(v);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+  }
+  return out;
+}
+
+class CudaQuantDecode : public CudaCodec {
+ protected:
+  void SetUp() override {
+    CudaCodec::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    check_ = std::make_unique<DeviceBuffer>(decode_check_bytes());
+    ASSERT_TRUE(check_->ok());
+    ASSERT_TRUE(reset_decode_check(check_->get(), stream_).ok());
+  }
+
+  // quant_decode of `frame` expecting `header`, then a wait (the test's, not the decoder's) and
+  // what the sticky check says.
+  Status run(const QuantFrame& frame, const uint8_t* header, void* out, size_t n, gp_dtype_t dtype,
+             bool accumulate, float scale) {
+    QuantDecodeArgs a;
+    a.frame = frame.device->get();
+    a.frame_bytes = frame.bytes.size();
+    a.expected_header = header;
+    a.out = out;
+    a.count = n;
+    a.dtype = dtype;
+    a.accumulate = accumulate;
+    a.scale = scale;
+    a.check = check_->get();
+    GP_RETURN_IF_ERROR(quant_decode(a, stream_));
+    return read_check();
+  }
+  Status read_check() {
+    std::vector<uint8_t> host(decode_check_bytes());
+    if (cudaStreamSynchronize(stream_) != cudaSuccess ||
+        check_->download(host.data(), host.size()) != cudaSuccess)
+      return Internal("check readback failed");
+    return read_decode_check(host.data());
+  }
+
+  std::unique_ptr<DeviceBuffer> check_;
+};
+
+TEST_F(CudaQuantDecode, FrameHeaderIsTheEncodersHeader) {
+  for (const char* spec : {"q8", "q3:block=64:round=stochastic:seed=9", "q16:block=4096"}) {
+    for (gp_dtype_t dtype : {GP_FLOAT32, GP_FLOAT16, GP_BFLOAT16}) {
+      const QuantFrame f = cpu_quant_frame(spec, 1001, dtype, 3);
+      ASSERT_FALSE(f.bytes.empty()) << spec;
+      CodecSpec parsed;
+      ASSERT_TRUE(parse_codec_spec(spec, &parsed).ok());
+      uint8_t header[kFrameHeaderBytes];
+      ASSERT_TRUE(quant_frame_header(parsed.quant, 1001, dtype, header).ok());
+      EXPECT_EQ(0, std::memcmp(header, f.bytes.data(), kFrameHeaderBytes))
+          << spec << " " << dtype_name(dtype);
+    }
+  }
+  uint8_t header[kFrameHeaderBytes];
+  QuantSpec q;
+  EXPECT_EQ(quant_frame_header(q, 10, GP_INT32, header).code(), Code::kInvalidArgument);
+  q.bits = 1;
+  EXPECT_EQ(quant_frame_header(q, 10, GP_FLOAT32, header).code(), Code::kInvalidArgument);
+}
+
+// Plain, accumulating and scaled decodes into each dtype, bit for bit the CPU reference's, all
+// against one check that stays "nothing wrong".
+TEST_F(CudaQuantDecode, MatchesCpuAndScalesBeforeRounding) {
+  const size_t n = 5001;
+  const QuantFrame f = cpu_quant_frame("q4:block=128", n, GP_FLOAT32, 21);
+  ASSERT_FALSE(f.bytes.empty());
+  for (gp_dtype_t dtype : {GP_FLOAT32, GP_FLOAT16, GP_BFLOAT16}) {
+    for (float scale : {1.0f, 0.125f, 1.0f / 3.0f}) {
+      for (bool accumulate : {false, true}) {
+        if (accumulate && scale != 1.0f) continue;
+        const std::string w = std::string(dtype_name(dtype)) + " scale " + std::to_string(scale) +
+                              (accumulate ? " accumulate" : "");
+        std::vector<uint8_t> cpu = output_pattern(n, dtype, 13);
+        DeviceBuffer d_out(cpu.size());
+        CUDA_ASSERT(d_out.upload(cpu.data(), cpu.size()));
+        if (scale == 1.0f) {
+          ASSERT_TRUE(decode_frame(f.bytes.data(), f.bytes.size(), cpu.data(), n, dtype, accumulate,
+                                   &cpu::scalar_kernels())
+                          .ok());
+        } else {
+          cpu = cpu_scaled_decode(f.bytes, n, dtype, scale);
+        }
+        const Status st = run(f, f.bytes.data(), d_out.get(), n, dtype, accumulate, scale);
+        ASSERT_TRUE(st.ok()) << w << ": " << st.to_string();
+        std::vector<uint8_t> gpu(cpu.size());
+        CUDA_ASSERT(d_out.download(gpu.data(), gpu.size()));
+        expect_same_output(cpu, gpu, dtype, w);
+      }
+    }
+  }
+}
+
+// A header that differs from the expected one (here: the sender rounds stochastically, the
+// receiver expects nearest) lowers the check and writes nothing; so does every later decode,
+// good frame or not, until the check is reset.
+TEST_F(CudaQuantDecode, HeaderMismatchLowersAStickyCheck) {
+  const size_t n = 3000;
+  const QuantFrame sent = cpu_quant_frame("q8:round=stochastic", n, GP_FLOAT32, 4);
+  const QuantFrame good = cpu_quant_frame("q8", n, GP_FLOAT32, 5);
+  ASSERT_FALSE(sent.bytes.empty() || good.bytes.empty());
+  CodecSpec expected_spec;
+  ASSERT_TRUE(parse_codec_spec("q8", &expected_spec).ok());
+  uint8_t expected[kFrameHeaderBytes];
+  ASSERT_TRUE(quant_frame_header(expected_spec.quant, n, GP_FLOAT32, expected).ok());
+  const std::vector<uint8_t> before = output_pattern(n, GP_FLOAT32, 6);
+  DeviceBuffer d_out(before.size());
+  CUDA_ASSERT(d_out.upload(before.data(), before.size()));
+  std::vector<uint8_t> out(before.size());
+
+  Status st = run(sent, expected, d_out.get(), n, GP_FLOAT32, false, 1.0f);
+  EXPECT_EQ(st.code(), Code::kCorruptData) << st.to_string();
+  EXPECT_NE(st.message().find("header byte"), std::string::npos) << st.to_string();
+  CUDA_ASSERT(d_out.download(out.data(), out.size()));
+  EXPECT_EQ(out, before) << "a mismatched frame was written";
+
+  st = run(good, expected, d_out.get(), n, GP_FLOAT32, true, 1.0f);
+  EXPECT_EQ(st.code(), Code::kCorruptData) << "the check did not stay lowered";
+  CUDA_ASSERT(d_out.download(out.data(), out.size()));
+  EXPECT_EQ(out, before) << "a decode against a lowered check was written";
+
+  ASSERT_TRUE(reset_decode_check(check_->get(), stream_).ok());
+  st = run(good, expected, d_out.get(), n, GP_FLOAT32, false, 1.0f);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  CUDA_ASSERT(d_out.download(out.data(), out.size()));
+  EXPECT_NE(out, before) << "after the reset the good frame was not written";
+}
+
+// A damaged payload (negative scale) lowers the check through quant_decode too.
+TEST_F(CudaQuantDecode, PayloadProblemsLowerTheCheck) {
+  const size_t n = 1001;
+  QuantFrame f = cpu_quant_frame("q3:block=64", n, GP_FLOAT32, 8);
+  ASSERT_FALSE(f.bytes.empty());
+  const std::vector<uint8_t> header(f.bytes.begin(), f.bytes.begin() + kFrameHeaderBytes);
+  const uint32_t negative = 0xBF800000u;
+  std::memcpy(f.bytes.data() + kFrameHeaderBytes + 8, &negative, 4);
+  CUDA_ASSERT(f.device->upload(f.bytes.data(), f.bytes.size()));
+  const std::vector<uint8_t> before = output_pattern(n, GP_FLOAT32, 7);
+  DeviceBuffer d_out(before.size());
+  CUDA_ASSERT(d_out.upload(before.data(), before.size()));
+  const Status st = run(f, header.data(), d_out.get(), n, GP_FLOAT32, false, 1.0f);
+  EXPECT_EQ(st.code(), Code::kCorruptData) << st.to_string();
+  std::vector<uint8_t> out(before.size());
+  CUDA_ASSERT(d_out.download(out.data(), out.size()));
+  EXPECT_EQ(out, before);
+}
+
+TEST_F(CudaQuantDecode, ArgumentErrors) {
+  const size_t n = 64;
+  const QuantFrame f = cpu_quant_frame("q8", n, GP_FLOAT32, 2);
+  ASSERT_FALSE(f.bytes.empty());
+  DeviceBuffer d_out(n * 4);
+  QuantDecodeArgs a;
+  a.frame = f.device->get();
+  a.frame_bytes = f.bytes.size();
+  a.expected_header = f.bytes.data();
+  a.out = d_out.get();
+  a.count = n;
+  a.check = check_->get();
+  QuantDecodeArgs b = a;
+  b.accumulate = true;
+  b.scale = 0.5f;
+  EXPECT_EQ(quant_decode(b, stream_).code(), Code::kInvalidArgument) << "scale with accumulate";
+  b = a;
+  b.frame_bytes -= 1;
+  EXPECT_EQ(quant_decode(b, stream_).code(), Code::kInvalidArgument) << "frame size";
+  b = a;
+  b.count = n + 1;
+  EXPECT_EQ(quant_decode(b, stream_).code(), Code::kInvalidArgument) << "count";
+  b = a;
+  b.check = nullptr;
+  EXPECT_EQ(quant_decode(b, stream_).code(), Code::kInvalidArgument) << "no check";
+  EXPECT_TRUE(quant_decode(a, stream_).ok());
+  EXPECT_TRUE(read_check().ok());
 }
 
 // ---- top-k ----

@@ -82,12 +82,27 @@ TEST_F(AccumKernels, WidenAddNarrowAndScaleMatchTheHost) {
   }
   const std::vector<float> got = to_host(acc, n);
   ASSERT_EQ(0, std::memcmp(got.data(), want.data(), n * sizeof(float)));
-  // narrow to bf16, then halve (the average of two ranks).
-  ASSERT_TRUE(cuda::narrow(acc, db, GP_BFLOAT16, n, nullptr).ok());
+  // narrow to bf16, then halve (the average of two ranks): two roundings.
+  ASSERT_TRUE(cuda::narrow(acc, db, GP_BFLOAT16, n, 1.0f, nullptr).ok());
   ASSERT_TRUE(cuda::scale(db, GP_BFLOAT16, n, 0.5f, nullptr).ok());
   const std::vector<uint16_t> out = to_host(db, n);
   for (size_t i = 0; i < n; ++i) {
     ASSERT_EQ(out[i], f32_to_bf16(bf16_to_f32(f32_to_bf16(want[i])) * 0.5f)) << i;
+  }
+  // narrow with the scale folded in: the product in fp32, one rounding per dtype.
+  for (const float factor : {0.5f, 1.0f / 3.0f}) {
+    ASSERT_TRUE(cuda::narrow(acc, dh, GP_FLOAT16, n, factor, nullptr).ok());
+    ASSERT_TRUE(cuda::narrow(acc, db, GP_BFLOAT16, n, factor, nullptr).ok());
+    ASSERT_TRUE(cuda::narrow(acc, df, GP_FLOAT32, n, factor, nullptr).ok());
+    const std::vector<uint16_t> h16 = to_host(dh, n);
+    const std::vector<uint16_t> b16 = to_host(db, n);
+    const std::vector<float> f32 = to_host(df, n);
+    for (size_t i = 0; i < n; ++i) {
+      const float product = want[i] * factor;
+      ASSERT_EQ(h16[i], f32_to_f16(product)) << "fp16 " << factor << " at " << i;
+      ASSERT_EQ(b16[i], f32_to_bf16(product)) << "bf16 " << factor << " at " << i;
+      ASSERT_EQ(0, std::memcmp(&f32[i], &product, 4)) << "fp32 " << factor << " at " << i;
+    }
   }
   cudaFree(acc);
   cudaFree(dh);
@@ -97,7 +112,8 @@ TEST_F(AccumKernels, WidenAddNarrowAndScaleMatchTheHost) {
 
 TEST_F(AccumKernels, RefusesOtherTypes) {
   EXPECT_FALSE(cuda::widen(nullptr, GP_INT32, nullptr, 10, false, nullptr).ok());
-  EXPECT_FALSE(cuda::narrow(nullptr, nullptr, GP_FLOAT64, 10, nullptr).ok());
+  EXPECT_FALSE(cuda::narrow(nullptr, nullptr, GP_FLOAT64, 10, 1.0f, nullptr).ok());
+  EXPECT_FALSE(cuda::narrow(nullptr, nullptr, GP_INT32, 10, 0.5f, nullptr).ok());
   EXPECT_FALSE(cuda::scale(nullptr, GP_INT8, 10, 2.0f, nullptr).ok());
 }
 
