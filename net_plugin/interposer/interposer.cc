@@ -261,7 +261,7 @@ ncclResult_t all_reduce(const void* caller, const void* send, void* recv, size_t
   const uint64_t key = std::exchange(next_residual_key, 0);
   std::string missing;
   const NcclApi& api = nccl_api_for(caller, &missing);
-  if (!nccl_api_complete(api) || !runtime_ok()) {
+  if (!nccl_api_complete(api)) {
     if (!missing.empty()) {
       static std::once_flag warned;
       std::call_once(warned, [&] {
@@ -285,6 +285,8 @@ ncclResult_t all_reduce(const void* caller, const void* send, void* recv, size_t
     note_group_fallback();
     return to_nccl(api, send, recv, count, datatype, op, comm, stream);
   }
+  // A runtime that cannot work at all (checked once, said once) passes everything through.
+  if (!runtime_ok()) return to_nccl(api, send, recv, count, datatype, op, comm, stream);
   CallArgs args{send, recv, count, dtype, op == ncclAvg, key, stream, false};
   bool pass = false;
   ncclResult_t r = ncclInternalError;
