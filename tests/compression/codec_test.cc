@@ -342,13 +342,14 @@ TEST(Codec, EncodeAtCallIndexMatchesNthPlainEncode) {
   size_t got_bytes = 0;
   for (uint64_t call = 0; call < 5; ++call) {
     std::vector<float> before = res_plain;
-    ASSERT_TRUE(
-        plain->encode(x.data(), x.size(), GP_FLOAT32, res_plain.data(), want.data(), cap,
-                      &want_bytes)
-            .ok());
+    ASSERT_TRUE(plain
+                    ->encode(x.data(), x.size(), GP_FLOAT32, res_plain.data(), want.data(), cap,
+                             &want_bytes)
+                    .ok());
     if (call < 3) continue;
-    ASSERT_TRUE(indexed->encode(x.data(), x.size(), GP_FLOAT32, before.data(), got.data(), cap,
-                                &got_bytes, call)
+    ASSERT_TRUE(indexed
+                    ->encode(x.data(), x.size(), GP_FLOAT32, before.data(), got.data(), cap,
+                             &got_bytes, call)
                     .ok());
     ASSERT_EQ(got_bytes, want_bytes);
     EXPECT_EQ(std::memcmp(got.data(), want.data(), want_bytes), 0) << "call " << call;

@@ -9,6 +9,8 @@
 // And what the interposer promises (device.h): nothing is allocated while capturing.
 // Kernels (encode, decode, reset_check, widen, narrow) go through fake::count_launch, so launches
 // are counted and GRADPACK_FAKE_FAIL_LAUNCH can fail one.
+#include "net_plugin/interposer/device.h"
+
 #include <array>
 #include <cstring>
 #include <initializer_list>
@@ -20,7 +22,6 @@
 #include "common/float16.h"
 #include "compression/codec.h"
 #include "compression/wire.h"
-#include "net_plugin/interposer/device.h"
 #include "tests/net_plugin/interposer/fake/gpu.h"
 
 namespace gradpack::interposer {
@@ -149,8 +150,9 @@ class FakeDevice final : public Device {
   Status alloc(size_t bytes, cudaStream_t stream, void** out) override {
     GP_RETURN_IF_ERROR(check_placement(stream, "alloc", {}));
     if (fake::is_capturing(stream)) {
-      return InvalidArgument("fake device: alloc while the stream is capturing (device.h: nothing "
-                             "is allocated while capturing)");
+      return InvalidArgument(
+          "fake device: alloc while the stream is capturing (device.h: nothing "
+          "is allocated while capturing)");
     }
     return fake::device_malloc(bytes, out);
   }
@@ -235,8 +237,7 @@ Status FakeDevice::encode(Scratch& /*scratch*/, const EncodeArgs& args, cudaStre
   }
   CodecSpec spec = *args.spec;
   EncodeArgs a = args;
-  return launch(stream, "encode",
-                {{a.in, "in"}, {a.residual, "residual"}, {a.frame, "frame"}},
+  return launch(stream, "encode", {{a.in, "in"}, {a.residual, "residual"}, {a.frame, "frame"}},
                 [spec, a] { return run_encode(spec, a); });
 }
 
@@ -262,7 +263,8 @@ Status FakeDevice::widen(const void* src, gp_dtype_t dtype, float* dst, size_t n
                          cudaStream_t stream) {
   if (!is_float_dtype(dtype)) return InvalidArgument("fake device: widen of a non-float dtype");
   return launch(stream, "widen", {{src, "src"}, {dst, "dst"}}, [=] {
-    for (size_t i = 0; i < n; ++i) dst[i] = add ? dst[i] + load(src, dtype, i) : load(src, dtype, i);
+    for (size_t i = 0; i < n; ++i)
+      dst[i] = add ? dst[i] + load(src, dtype, i) : load(src, dtype, i);
     return OkStatus();
   });
 }

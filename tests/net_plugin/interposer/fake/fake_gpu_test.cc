@@ -224,8 +224,8 @@ TEST_F(FakeDeviceTest, EncodeAndDecodeMatchTheCpuCodecAtACallIndex) {
   ASSERT_TRUE(decode_frame(want.data(), bytes, plain.data(), n, GP_FLOAT32, false).ok());
   for (size_t i = 0; i < n; ++i) ASSERT_EQ(half[i], f32_to_bf16(plain[i] * 0.25f)) << i;
   ASSERT_TRUE(dev().read_check(check).ok());
-  for (void* p : {static_cast<void*>(in), static_cast<void*>(res), static_cast<void*>(frame),
-                  check, static_cast<void*>(out), static_cast<void*>(half)})
+  for (void* p : {static_cast<void*>(in), static_cast<void*>(res), static_cast<void*>(frame), check,
+                  static_cast<void*>(out), static_cast<void*>(half)})
     dev().free(p, stream_);
 }
 
@@ -259,7 +259,8 @@ TEST_F(FakeDeviceTest, CorruptFrameLowersTheStickyCheckAndWritesNothing) {
   ASSERT_TRUE(stream_synchronize(stream_).ok());
   EXPECT_TRUE(dev().read_check(check).ok());
   EXPECT_EQ(out[0], 0.5f);
-  for (void* p : {static_cast<void*>(frame), check, static_cast<void*>(out)}) dev().free(p, stream_);
+  for (void* p : {static_cast<void*>(frame), check, static_cast<void*>(out)})
+    dev().free(p, stream_);
 }
 
 TEST_F(FakeDeviceTest, InjectedLaunchFailureIsReturnedAndCounted) {

@@ -165,7 +165,8 @@ TEST_F(FakeNccl, AllReduceSumAndAvgAreIdenticalOnEveryRank) {
     auto* f = static_cast<float*>(dev_alloc(count * 4));
     auto* h = static_cast<uint16_t*>(dev_alloc(count * 2));
     for (size_t i = 0; i < count; ++i) {
-      const float x = std::sin(0.001f * static_cast<float>(i)) * static_cast<float>(world().rank + 1);
+      const float x =
+          std::sin(0.001f * static_cast<float>(i)) * static_cast<float>(world().rank + 1);
       f[i] = x;
       h[i] = f32_to_bf16(x);
     }

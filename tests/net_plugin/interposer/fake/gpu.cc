@@ -430,8 +430,9 @@ Status event_synchronize(cudaEvent_t event) {
 
 Status device_malloc(size_t bytes, void** out) {
   if (fire(rt().fail_alloc)) {
-    return Status(Code::kSystem, "fake gpu: out of memory allocating " + std::to_string(bytes) +
-                                     " bytes (injected: GRADPACK_FAKE_FAIL_ALLOC / fail_alloc_after)");
+    return Status(Code::kSystem,
+                  "fake gpu: out of memory allocating " + std::to_string(bytes) +
+                      " bytes (injected: GRADPACK_FAKE_FAIL_ALLOC / fail_alloc_after)");
   }
   const size_t rounded = (bytes + 255) / 256 * 256 + 256;  // never zero-sized
   void* p = std::aligned_alloc(256, rounded);

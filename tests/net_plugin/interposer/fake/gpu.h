@@ -94,11 +94,11 @@ void host_free(void* ptr);
 
 // Counters, process-wide.
 struct Counters {
-  std::atomic<uint64_t> host_waits{0};     // stream_synchronize + event_synchronize
-  std::atomic<uint64_t> launches{0};       // count_launch calls
-  std::atomic<uint64_t> allocs{0};         // successful device_malloc
-  std::atomic<uint64_t> frees{0};          // device_free
-  std::atomic<uint64_t> tasks_run{0};      // tasks that ran (not skipped)
+  std::atomic<uint64_t> host_waits{0};  // stream_synchronize + event_synchronize
+  std::atomic<uint64_t> launches{0};    // count_launch calls
+  std::atomic<uint64_t> allocs{0};      // successful device_malloc
+  std::atomic<uint64_t> frees{0};       // device_free
+  std::atomic<uint64_t> tasks_run{0};   // tasks that ran (not skipped)
   std::atomic<uint64_t> graph_launches{0};
 };
 Counters& counters();

@@ -26,8 +26,8 @@
 //     ncclSystemError otherwise), is logged to stderr once, and every later operation of the
 //     communicator is skipped. A faulted stream skips them too (ncclUnhandledCudaError).
 //   - ncclCommAbort, from any thread: cancels the running operation (within ~10 ms), closes the
-//     connections (so the peers' operations fail too), skips the queued ones and frees the rest once
-//     the last task has left. ncclCommDestroy waits for every queued operation first.
+//     connections (so the peers' operations fail too), skips the queued ones and frees the rest
+//     once the last task has left. ncclCommDestroy waits for every queued operation first.
 #include <nccl.h>
 
 #include <algorithm>
@@ -264,26 +264,54 @@ size_t type_bytes(ncclDataType_t t) {
 
 bool to_gp_dtype(ncclDataType_t t, gp_dtype_t* out) {
   switch (t) {
-    case ncclInt8: *out = GP_INT8; return true;
-    case ncclUint8: *out = GP_UINT8; return true;
-    case ncclInt32: *out = GP_INT32; return true;
-    case ncclInt64: *out = GP_INT64; return true;
-    case ncclFloat16: *out = GP_FLOAT16; return true;
-    case ncclFloat32: *out = GP_FLOAT32; return true;
-    case ncclFloat64: *out = GP_FLOAT64; return true;
-    case ncclBfloat16: *out = GP_BFLOAT16; return true;
-    default: return false;
+    case ncclInt8:
+      *out = GP_INT8;
+      return true;
+    case ncclUint8:
+      *out = GP_UINT8;
+      return true;
+    case ncclInt32:
+      *out = GP_INT32;
+      return true;
+    case ncclInt64:
+      *out = GP_INT64;
+      return true;
+    case ncclFloat16:
+      *out = GP_FLOAT16;
+      return true;
+    case ncclFloat32:
+      *out = GP_FLOAT32;
+      return true;
+    case ncclFloat64:
+      *out = GP_FLOAT64;
+      return true;
+    case ncclBfloat16:
+      *out = GP_BFLOAT16;
+      return true;
+    default:
+      return false;
   }
 }
 
 bool to_gp_op(ncclRedOp_t op, gp_redop_t* out) {
   switch (op) {
-    case ncclSum: *out = GP_SUM; return true;
-    case ncclProd: *out = GP_PROD; return true;
-    case ncclMin: *out = GP_MIN; return true;
-    case ncclMax: *out = GP_MAX; return true;
-    case ncclAvg: *out = GP_AVG; return true;
-    default: return false;
+    case ncclSum:
+      *out = GP_SUM;
+      return true;
+    case ncclProd:
+      *out = GP_PROD;
+      return true;
+    case ncclMin:
+      *out = GP_MIN;
+      return true;
+    case ncclMax:
+      *out = GP_MAX;
+      return true;
+    case ncclAvg:
+      *out = GP_AVG;
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -392,8 +420,8 @@ void run_batch(const CommPtr& c, int64_t ticket, const std::vector<Op>& ops, cud
     std::lock_guard<std::mutex> io(c->io_mu);
     if (!c->aborted.load()) {
       Status st = execute(*c, ops);
-      if (!st.ok()) set_error(*c, st.code() == Code::kRemote ? ncclRemoteError : to_nccl(st),
-                              st.message());
+      if (!st.ok())
+        set_error(*c, st.code() == Code::kRemote ? ncclRemoteError : to_nccl(st), st.message());
     }
   }
   std::lock_guard<std::mutex> lock(c->mu);
@@ -451,16 +479,16 @@ ncclResult_t submit(ncclComm_t comm, cudaStream_t stream, const Op& op,
   if (c == nullptr) return report("operation", InvalidArgument("not a communicator"));
   const int dev = fake::stream_device(stream);
   if (dev != c->device) {
-    return report("operation", InvalidArgument("a stream of device " + std::to_string(dev) +
-                                               " for a communicator of device " +
-                                               std::to_string(c->device)));
+    return report("operation",
+                  InvalidArgument("a stream of device " + std::to_string(dev) +
+                                  " for a communicator of device " + std::to_string(c->device)));
   }
   for (const void* b : buffers) {
     const int owner = fake::pointer_device(b);
     if (owner >= 0 && owner != c->device) {
-      return report("operation", InvalidArgument("a buffer of device " + std::to_string(owner) +
-                                                 " for a communicator of device " +
-                                                 std::to_string(c->device)));
+      return report("operation",
+                    InvalidArgument("a buffer of device " + std::to_string(owner) +
+                                    " for a communicator of device " + std::to_string(c->device)));
     }
   }
   if (op.kind != Op::Kind::kAllReduce && (op.peer < 0 || op.peer >= c->nranks)) {
@@ -515,16 +543,15 @@ FAKE_EXPORT ncclResult_t ncclGetVersion(int* version) {
 
 FAKE_EXPORT ncclResult_t ncclGetUniqueId(ncclUniqueId* id) {
   const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") +
-                        "/gradpack-fake-nccl-XXXXXX";
+  std::string pattern =
+      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/gradpack-fake-nccl-XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) {
     return fn::report("ncclGetUniqueId", gradpack::SystemError("mkdtemp " + pattern));
   }
   return gradpack_fake_nccl_unique_id(("file://" + pattern).c_str(), id);
 }
 
-FAKE_EXPORT ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id,
-                                          int rank) {
+FAKE_EXPORT ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank) {
   if (comm == nullptr || nranks < 1 || rank < 0 || rank >= nranks) return ncclInvalidArgument;
   auto c = std::make_shared<ncclComm>();
   c->rank = rank;
@@ -598,15 +625,24 @@ FAKE_EXPORT ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* er
 
 FAKE_EXPORT const char* ncclGetErrorString(ncclResult_t result) {
   switch (result) {
-    case ncclSuccess: return "no error";
-    case ncclUnhandledCudaError: return "unhandled cuda error (fake: a faulted stream)";
-    case ncclSystemError: return "unhandled system error (fake)";
-    case ncclInternalError: return "internal error (fake)";
-    case ncclInvalidArgument: return "invalid argument (fake)";
-    case ncclInvalidUsage: return "invalid usage (fake)";
-    case ncclRemoteError: return "remote process exited or there was a network error (fake)";
-    case ncclInProgress: return "NCCL operation in progress";
-    default: return "unknown result code";
+    case ncclSuccess:
+      return "no error";
+    case ncclUnhandledCudaError:
+      return "unhandled cuda error (fake: a faulted stream)";
+    case ncclSystemError:
+      return "unhandled system error (fake)";
+    case ncclInternalError:
+      return "internal error (fake)";
+    case ncclInvalidArgument:
+      return "invalid argument (fake)";
+    case ncclInvalidUsage:
+      return "invalid usage (fake)";
+    case ncclRemoteError:
+      return "remote process exited or there was a network error (fake)";
+    case ncclInProgress:
+      return "NCCL operation in progress";
+    default:
+      return "unknown result code";
   }
 }
 
@@ -692,8 +728,8 @@ FAKE_ALIAS(const char*, ncclGetErrorString, (ncclResult_t))
 FAKE_ALIAS(const char*, ncclGetLastError, (ncclComm_t))
 FAKE_ALIAS(ncclResult_t, ncclAllReduce,
            (const void*, void*, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t))
-FAKE_ALIAS(ncclResult_t, ncclSend, (const void*, size_t, ncclDataType_t, int, ncclComm_t,
-                                    cudaStream_t))
+FAKE_ALIAS(ncclResult_t, ncclSend,
+           (const void*, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t))
 FAKE_ALIAS(ncclResult_t, ncclRecv, (void*, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t))
 FAKE_ALIAS(ncclResult_t, ncclGroupStart, ())
 FAKE_ALIAS(ncclResult_t, ncclGroupEnd, ())
