@@ -98,6 +98,11 @@ size_t Codec::max_encoded_bytes(size_t count, gp_dtype_t dtype) const {
 
 Status Codec::encode(const void* in, size_t count, gp_dtype_t dtype, float* residual, void* out,
                      size_t out_capacity, size_t* out_bytes) {
+  return encode(in, count, dtype, residual, out, out_capacity, out_bytes, stats_.encodes);
+}
+
+Status Codec::encode(const void* in, size_t count, gp_dtype_t dtype, float* residual, void* out,
+                     size_t out_capacity, size_t* out_bytes, uint64_t call_index) {
   if (out_bytes == nullptr) return InvalidArgument("out_bytes is NULL");
   if (out == nullptr) return InvalidArgument("out is NULL");
   if (count > 0 && in == nullptr) return InvalidArgument("in is NULL with a non-zero count");
@@ -120,7 +125,7 @@ Status Codec::encode(const void* in, size_t count, gp_dtype_t dtype, float* resi
   header.dtype = dtype;
   header.count = count;
   header.kept = count;
-  const uint32_t key = quant::stream_key(spec_.quant.seed, stats_.encodes);
+  const uint32_t key = quant::stream_key(spec_.quant.seed, call_index);
   EncodeArgs args{spec_,
                   *kernels_,
                   in,

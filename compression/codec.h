@@ -41,6 +41,12 @@ class Codec {
 
   Status encode(const void* in, size_t count, gp_dtype_t dtype, float* residual, void* out,
                 size_t out_capacity, size_t* out_bytes);
+  // Writes the frame that plain encode call number `call_index` writes (the stochastic-rounding
+  // stream is quant::stream_key(seed, call_index)), whatever calls came before: for callers that
+  // number their calls themselves (the GPU codecs, the interposer's fake device). Like any encode
+  // it advances stats().encodes by one.
+  Status encode(const void* in, size_t count, gp_dtype_t dtype, float* residual, void* out,
+                size_t out_capacity, size_t* out_bytes, uint64_t call_index);
 
  private:
   Codec() = default;

@@ -321,3 +321,42 @@ TEST(Codec, WireRatiosMeetTheBrief) {
 
 }  // namespace
 }  // namespace gradpack
+
+namespace gradpack {
+namespace {
+
+// encode(..., call_index) writes the frame (and residual) of the call_index-th plain encode of a
+// fresh codec, whatever calls came before it.
+TEST(Codec, EncodeAtCallIndexMatchesNthPlainEncode) {
+  std::vector<float> x(1000);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i)) * 3.0f;
+  std::unique_ptr<Codec> plain;
+  std::unique_ptr<Codec> indexed;
+  ASSERT_TRUE(Codec::create("q4", &plain).ok());
+  ASSERT_TRUE(Codec::create("q4", &indexed).ok());
+  const size_t cap = plain->max_encoded_bytes(x.size(), GP_FLOAT32);
+  std::vector<uint8_t> want(cap);
+  std::vector<uint8_t> got(cap);
+  std::vector<float> res_plain(x.size(), 0.25f);
+  size_t want_bytes = 0;
+  size_t got_bytes = 0;
+  for (uint64_t call = 0; call < 5; ++call) {
+    std::vector<float> before = res_plain;
+    ASSERT_TRUE(plain
+                    ->encode(x.data(), x.size(), GP_FLOAT32, res_plain.data(), want.data(), cap,
+                             &want_bytes)
+                    .ok());
+    if (call < 3) continue;
+    ASSERT_TRUE(indexed
+                    ->encode(x.data(), x.size(), GP_FLOAT32, before.data(), got.data(), cap,
+                             &got_bytes, call)
+                    .ok());
+    ASSERT_EQ(got_bytes, want_bytes);
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want_bytes), 0) << "call " << call;
+    EXPECT_EQ(std::memcmp(before.data(), res_plain.data(), x.size() * sizeof(float)), 0);
+  }
+  EXPECT_EQ(indexed->stats().encodes, 2u);
+}
+
+}  // namespace
+}  // namespace gradpack
