@@ -333,9 +333,10 @@ Status CommState::prepare(size_t count, gp_dtype_t dtype, cudaStream_t stream,
   return OkStatus();
 }
 
-// The agreement's all-reduce: (ok, hash, ~hash) under ncclMin. Every rank gets the same three
-// numbers; min(hash) == hash and min(~hash) == ~hash hold on every rank exactly when all hashes
-// are equal, so every rank reads the same answer.
+// The agreement's all-reduce: (ok, hash, ~hash) as int64 under ncclMin (every NCCL and the fake
+// reduce int64). Every rank gets the same three numbers; min(hash) == hash and min(~hash) == ~hash
+// (that is, max(hash) == hash, since ~x = -x - 1) hold on every rank exactly when all hashes are
+// equal, so every rank reads the same answer.
 Status CommState::vote(bool yes, cudaStream_t stream, bool* all_yes) {
   Device& dev = device();
   if (host_ == nullptr) GP_RETURN_IF_ERROR(take_host_slot(&host_));
@@ -347,7 +348,7 @@ Status CommState::vote(bool yes, cudaStream_t stream, bool* all_yes) {
   std::memcpy(v, mine, sizeof mine);
   GP_RETURN_IF_ERROR(dev.copy(vote_, v, sizeof mine, stream));
   GP_RETURN_IF_ERROR(nccl_status(
-      api_, comm_, api_.all_reduce(vote_, vote_, 3, ncclUint64, ncclMin, comm_, stream),
+      api_, comm_, api_.all_reduce(vote_, vote_, 3, ncclInt64, ncclMin, comm_, stream),
       "the agreement all-reduce"));
   GP_RETURN_IF_ERROR(dev.copy(v, vote_, sizeof mine, stream));
   GP_RETURN_IF_ERROR(dev.record(done_, stream, false));
@@ -419,7 +420,7 @@ Status CommState::agree(size_t count, gp_dtype_t dtype, const char* vote_no, cud
 }
 
 Status CommState::poll_check() {
-  if (!sticky_.ok() || !has_previous_ || check_ == nullptr) return sticky_;
+  if (!sticky_.ok() || !check_copied_) return sticky_;
   Device& dev = device();
   bool done = false;
   // An event last recorded inside a capture cannot be asked: the check waits for a later call.
@@ -512,7 +513,7 @@ void CommState::reset_residuals() {
 void CommState::finish_call(cudaStream_t stream, bool capturing) {
   Device& dev = device();
   // The check goes back with the call; a later call reads it once done_ has completed.
-  (void)dev.copy(host_ + kCheckOffset, check_, dev.check_bytes(), stream);
+  check_copied_ = dev.copy(host_ + kCheckOffset, check_, dev.check_bytes(), stream).ok();
   (void)dev.record(done_, stream, capturing);
   has_previous_ = true;
   last_stream_ = stream;

@@ -149,6 +149,7 @@ class CommState {
   uint8_t* host_ = nullptr;
   cudaEvent_t done_ = nullptr;  // recorded at the end of every call
   bool has_previous_ = false;
+  bool check_copied_ = false;  // a call has copied the check back since (read once done_ is)
   cudaStream_t last_stream_ = nullptr;
   Status sticky_;
 };

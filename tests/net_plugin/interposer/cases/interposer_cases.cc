@@ -12,7 +12,7 @@
 // against the exact sum of every rank's inputs (each rank computes them all), within the q8
 // direct all-reduce's bound (worker and server roundings, plus error feedback's carried part
 // and the output dtype's rounding), and the result bits are compared across ranks through a
-// hash all-reduced with min and max (a uint64 all-reduce, which the interposer never touches).
+// hash all-reduced with min and max (an int64 all-reduce, which the interposer never touches).
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 #include <nccl.h>
@@ -47,6 +47,7 @@ struct World {
   int device = 0;
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
+  uint64_t* hash = nullptr;  // two int64 on the comm's device, made once (allocations are counted)
 };
 
 int env_int(const char* name) {
@@ -135,15 +136,21 @@ uint64_t fnv1a(const void* data, size_t bytes) {
 }
 
 // The same bytes on every rank: the hash's min and max over the ranks are its own value.
-bool same_on_every_rank(const World& w, const void* data, size_t bytes) {
+bool same_on_every_rank(World& w, const void* data, size_t bytes) {
   const uint64_t h = fnv1a(data, bytes);
-  auto* d = static_cast<uint64_t*>(device_buffer(2 * sizeof(uint64_t)));
+  if (w.hash == nullptr) {
+    // On the communicator's device, whatever the caller's current one (the two-devices case).
+    const int current = fake::current_device();
+    (void)fake::set_current_device(w.device);
+    w.hash = static_cast<uint64_t*>(device_buffer(2 * sizeof(uint64_t)));
+    (void)fake::set_current_device(current);
+  }
+  uint64_t* d = w.hash;
   d[0] = d[1] = h;
-  bool ok = ncclAllReduce(d, d, 1, ncclUint64, ncclMin, w.comm, w.stream) == ncclSuccess &&
-            ncclAllReduce(d + 1, d + 1, 1, ncclUint64, ncclMax, w.comm, w.stream) == ncclSuccess &&
+  bool ok = ncclAllReduce(d, d, 1, ncclInt64, ncclMin, w.comm, w.stream) == ncclSuccess &&
+            ncclAllReduce(d + 1, d + 1, 1, ncclInt64, ncclMax, w.comm, w.stream) == ncclSuccess &&
             sync(w);
   ok = ok && d[0] == h && d[1] == h;
-  fake::device_free(d);
   return ok;
 }
 
@@ -166,7 +173,7 @@ struct Outcome {
 };
 
 // Runs one call of `c` on buffers made for it and checks the result (exact when c.integers).
-Outcome run_check(const World& w, const Check& c, void* send, void* recv) {
+Outcome run_check(World& w, const Check& c, void* send, void* recv) {
   Outcome o;
   const size_t es = elem_size(c.dtype);
   for (size_t i = 0; i < c.count; ++i) {
@@ -236,8 +243,13 @@ bool case_results(World& w) {
         Check c{dtype, (mode & 1) != 0, (mode & 2) != 0, count, 0, false};
         void* send = device_buffer(count * elem_size(dtype));
         void* recv = device_buffer(count * elem_size(dtype));
+        // A key of its own per configuration: freed buffers come back at the same addresses,
+        // and an address key would hand this one an earlier configuration's residual.
+        const uint64_t key = 1 + static_cast<uint64_t>(dtype) * 1000 + count % 997 * 10 +
+                             static_cast<uint64_t>(mode);
         for (c.step = 0; c.step < 2; ++c.step) {
           const uint64_t sends = nccl_counters().sends;
+          gradpackNcclSetResidualKey(key);
           Outcome o = run_check(w, c, send, recv);
           std::string what = std::string(dtype_name(dtype)) + (c.avg ? " avg" : " sum") +
                              (c.in_place ? " in place " : " out of place ") +
@@ -276,10 +288,12 @@ bool case_passthrough(World& w) {
 // Every rank or one rank votes no: NCCL runs the call on every rank, exactly. Used by the
 // one-rank-OOM case (GRADPACK_FAKE_FAIL_ALLOC on one rank), the differing-settings case and the
 // compression-off case.
-bool case_all_to_nccl(World& w, const std::string& what) {
+bool case_all_to_nccl(World& w, const std::string& what, bool fail_my_next_alloc = false) {
   Check c{ncclFloat32, false, false, 1 << 20, 0, true};
   void* send = device_buffer(c.count * 4);
   void* recv = device_buffer(c.count * 4);
+  // The interposer's first device allocation on this rank (preparing the shape) fails.
+  if (fail_my_next_alloc) fake::fail_alloc_after(1);
   bool all = true;
   for (int step = 0; step < 2; ++step) {
     const uint64_t sends = nccl_counters().sends;
@@ -653,20 +667,19 @@ int main(int argc, char** argv) {
   if (which == "settings_differ" && env_int("GRADPACK_RANK") == 1) {
     setenv("GRADPACK_COMPRESS", "q4", 1);
   }
-  // The one-rank-OOM case: rank 1's next device allocation fails (the interposer's first).
   World w;
   if (!join_world(which.empty() ? "bench" : which, &w)) {
     std::fprintf(stderr, "cannot join the fake NCCL communicator\n");
     return 1;
   }
-  if (which == "oom_one_rank" && w.rank == 1) fake::fail_alloc_after(1);
   if (do_bench) return bench(w, mib, iters);
   const std::map<std::string, std::function<bool(World&)>> cases = {
       {"results", case_results},
       {"residual_bits_16", case_results},  // with GRADPACK_RESIDUAL_BITS=16
       {"passthrough", case_passthrough},
       {"compression_off", [](World& x) { return case_all_to_nccl(x, "compression off"); }},
-      {"oom_one_rank", [](World& x) { return case_all_to_nccl(x, "one rank out of memory"); }},
+      {"oom_one_rank",
+       [](World& x) { return case_all_to_nccl(x, "one rank out of memory", x.rank == 1); }},
       {"settings_differ", [](World& x) { return case_all_to_nccl(x, "q8 on one rank, q4 on the other"); }},
       {"user_group", case_user_group},
       {"capture", case_capture},

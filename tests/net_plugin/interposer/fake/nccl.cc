@@ -136,8 +136,11 @@ void set_error(ncclComm& c, ncclResult_t code, const std::string& why) {
 
 Status store_for(const std::string& url, int rank, std::chrono::milliseconds timeout,
                  std::shared_ptr<Store>* out) {
-  // tcp://: one server per process (rank 0's), whatever the number of communicators on it.
-  const std::string key = url + (rank == 0 ? "#root" : "#client");
+  // tcp://: one server per process (rank 0's), whatever the number of communicators on it. Every
+  // other rank gets its own client: a client's get() holds it while it waits for a key, so two
+  // ranks of one process sharing one would wait on each other.
+  if (rank != 0) return coll::store_from_url(url, rank, timeout, out);
+  const std::string key = url + "#root";
   std::lock_guard<std::mutex> lock(g_mu);
   auto it = g_stores.find(key);
   if (it == g_stores.end()) {
