@@ -47,14 +47,6 @@ void launch_narrow(const float* src, T* dst, size_t n, float scale, cudaStream_t
   }
 }
 
-template <typename T>
-__global__ void scale_kernel(T* buf, size_t n, float factor) {
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
-       i += size_t{gridDim.x} * blockDim.x) {
-    buf[i] = dev::from_f32<T>(dev::mul(dev::to_f32(buf[i]), factor));
-  }
-}
-
 // A peek, not cudaGetLastError: an error the application left pending is not ours to consume.
 Status launched(const char* what) {
   const cudaError_t err = cudaPeekAtLastError();
@@ -109,24 +101,6 @@ Status narrow(const float* src, void* dst, gp_dtype_t dtype, size_t n, float sca
       return bad_dtype(dtype);
   }
   return launched("narrow from the fp32 accumulator");
-}
-
-Status scale(void* buf, gp_dtype_t dtype, size_t n, float factor, cudaStream_t stream) {
-  if (n == 0) return OkStatus();
-  switch (dtype) {
-    case GP_FLOAT32:
-      scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<float*>(buf), n, factor);
-      break;
-    case GP_FLOAT16:
-      scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Half*>(buf), n, factor);
-      break;
-    case GP_BFLOAT16:
-      scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<BFloat*>(buf), n, factor);
-      break;
-    default:
-      return bad_dtype(dtype);
-  }
-  return launched("scale the average");
 }
 
 }  // namespace gradpack::coll::cuda

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Element-wise kernels of the NCCL executor: the fp32 accumulator (kAccum) filled from and written
-// back to the collective's dtype (with an average's scaling folded in), and a stand-alone scaling.
+// back to the collective's dtype, with an average's scaling folded into the narrowing.
 // Conversions round like the CPU executor's (compression/cuda/float_device.cuh: IEEE nearest even,
 // x86 NaN bits).
 #pragma once
@@ -21,8 +21,5 @@ Status widen(const void* src, gp_dtype_t dtype, float* dst, size_t n, bool add,
 // the one rounding: no second rounding, no fp16 overflow of the sum). Scale 1 copies exactly.
 Status narrow(const float* src, void* dst, gp_dtype_t dtype, size_t n, float scale,
               cudaStream_t stream);
-// buf[i] *= factor, in fp32, rounded back to `dtype`. Rounds twice when buf is 16-bit; narrow()
-// with a scale does not.
-Status scale(void* buf, gp_dtype_t dtype, size_t n, float factor, cudaStream_t stream);
 
 }  // namespace gradpack::coll::cuda
