@@ -247,6 +247,7 @@ Status decode(const void* frame, size_t frame_bytes, void* out, size_t count, gp
   if (host_header == nullptr) {
     void* pinned = nullptr;
     GP_RETURN_IF_ERROR(ws.host(kFrameHeaderBytes, &pinned));
+    if (pinned == nullptr) return Internal("no pinned memory for the header");
     GP_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(pinned, frame, kFrameHeaderBytes, cudaMemcpyDeviceToHost, stream));
     GP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
