@@ -28,9 +28,9 @@ struct User {
   StubNcclLog* (*log)() = nullptr;
 };
 
-User open_local(const char* path) {
+User open_user(const char* path, int scope) {
   User u;
-  u.handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  u.handle = dlopen(path, RTLD_NOW | scope);
   EXPECT_NE(u.handle, nullptr) << dlerror();
   if (u.handle == nullptr) return u;
   u.group_round_trip = reinterpret_cast<int (*)()>(dlsym(u.handle, "user_group_round_trip"));
@@ -49,7 +49,7 @@ TEST(InterposerRtldLocal, TheInterposerIsPreloadedAndNcclIsNotGlobal) {
 }
 
 TEST(InterposerRtldLocal, CallsReachTheCallersOwnNccl) {
-  User a = open_local(GP_NCCL_USER_A);
+  User a = open_user(GP_NCCL_USER_A, RTLD_LOCAL);
   ASSERT_NE(a.handle, nullptr);
   const int starts = a.log()->group_starts;
   EXPECT_EQ(a.group_round_trip(), ncclSuccess);
@@ -65,8 +65,8 @@ TEST(InterposerRtldLocal, CallsReachTheCallersOwnNccl) {
 }
 
 TEST(InterposerRtldLocal, TwoNcclsEachGetTheirOwnCalls) {
-  User a = open_local(GP_NCCL_USER_A);
-  User b = open_local(GP_NCCL_USER_B);
+  User a = open_user(GP_NCCL_USER_A, RTLD_LOCAL);
+  User b = open_user(GP_NCCL_USER_B, RTLD_LOCAL);
   ASSERT_TRUE(a.handle && b.handle);
   ASSERT_NE(a.log(), b.log()) << "the two users must have two NCCLs";
   const int a_calls = a.log()->all_reduce_calls, b_calls = b.log()->all_reduce_calls;
@@ -80,6 +80,19 @@ TEST(InterposerRtldLocal, TwoNcclsEachGetTheirOwnCalls) {
   EXPECT_EQ(a.all_reduce_int32(), ncclSuccess);
   EXPECT_EQ(a.log()->all_reduce_calls, a_calls + 1);
   EXPECT_EQ(b.log()->all_reduce_calls, b_calls + 1);
+}
+
+// The usual case, for comparison: NCCL in the global scope (opened with RTLD_GLOBAL, as when
+// the application links it). Last: from here on a pncclAllReduce is global.
+TEST(InterposerRtldLocal, ZzGlobalNcclWorksToo) {
+  User c = open_user(GP_NCCL_USER_C, RTLD_GLOBAL);
+  ASSERT_NE(c.handle, nullptr);
+  EXPECT_NE(dlsym(RTLD_DEFAULT, "pncclAllReduce"), nullptr);
+  const int calls = c.log()->all_reduce_calls, starts = c.log()->group_starts;
+  EXPECT_EQ(c.group_round_trip(), ncclSuccess);
+  EXPECT_EQ(c.all_reduce_int32(), ncclSuccess);
+  EXPECT_EQ(c.log()->group_starts, starts + 1);
+  EXPECT_EQ(c.log()->all_reduce_calls, calls + 1);
 }
 
 }  // namespace
