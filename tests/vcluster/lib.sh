@@ -37,15 +37,18 @@ assert_clean() {
 }
 
 # Whether host FROM (index) reaches ADDRESS: ping when installed, else one TCP exchange through
-# iperf3 (server in TO, index), else a python3 TCP connect.
+# iperf3 (server in TO: a host index, or "root" for the root namespace's 10.249.0.254), else a
+# python3 TCP connect.
 reach() {
   local from=$1 to=$2 address=$3
+  local in_to=("$vcluster" exec "$to")
+  if [ "$to" = root ]; then in_to=(); fi
   if command -v ping >/dev/null; then
     "$vcluster" exec "$from" ping -c 1 -W 2 "$address" >/dev/null
     return
   fi
   if command -v iperf3 >/dev/null; then
-    "$vcluster" exec "$to" iperf3 -s -1 -B "$address" >/dev/null 2>&1 &
+    "${in_to[@]}" iperf3 -s -1 -B "$address" >/dev/null 2>&1 &
     local server=$! ok=1
     for _ in $(seq 30); do
       if "$vcluster" exec "$from" iperf3 -c "$address" -n 64K >/dev/null 2>&1; then
@@ -58,7 +61,7 @@ reach() {
     wait "$server" 2>/dev/null || true
     return "$ok"
   fi
-  "$vcluster" exec "$to" python3 -c '
+  "${in_to[@]}" python3 -c '
 import socket, sys
 s = socket.socket(); s.bind((sys.argv[1], 5999)); s.listen(1); s.settimeout(5); s.accept()
 ' "$address" &
