@@ -17,6 +17,9 @@
 # Options:
 #   -n N            ranks (and hosts for vcluster; default 4)
 #   --rate RATE     tbf rate of every host link, both directions (e.g. 1gbit); vcluster and iperf3
+#   --racks R, --uplink RATE, --placement rack|interleaved
+#                   vcluster: the hosts in R racks behind uplinks shaped to RATE
+#                   (scripts/vcluster.sh up N --racks R ...; docs/benchmarks.md, "Racks")
 #   -b MIN -e MAX -f F  sizes, passed to every benchmark (default 8 .. 128M x2 locally,
 #                   1M .. 256M x2 on the vcluster, 64M in iperf3 mode)
 #   --iters N       timed iterations per size (nccl-tests' -n; default 20)
@@ -42,6 +45,7 @@ case $mode in
   *) die "unknown mode '$mode' (local, vcluster or iperf3)" ;;
 esac
 
+racks=()  # --racks, --uplink, --placement as vcluster.sh takes them
 nranks=4 rate="" minb="" maxb="" factor="" iters=20 warmup=1 check=1 mpi_algo="" timeout_s=1200
 out=$root/bench/out
 # The first -n is the rank count (as gradpack-run -n); --iters sets the iterations.
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     -n | --np) nranks=${2:?}; shift 2 ;;
     --rate) rate=${2:?}; shift 2 ;;
+    --racks | --uplink | --placement) racks+=("$1" "${2:?}"); shift 2 ;;
     -b) minb=${2:?}; shift 2 ;;
     -e) maxb=${2:?}; shift 2 ;;
     -f) factor=${2:?}; shift 2 ;;
@@ -65,6 +70,7 @@ done
 if ! [[ $nranks =~ ^[0-9]+$ ]] || [ "$nranks" -lt 2 ]; then die "-n needs at least 2 ranks"; fi
 if [ "$mode" = iperf3 ]; then nranks=2; fi
 if [ "$mode" = local ] && [ -n "$rate" ]; then die "--rate needs the vcluster or iperf3 mode"; fi
+if [ "$mode" != vcluster ] && [ ${#racks[@]} -gt 0 ]; then die "--racks needs the vcluster mode"; fi
 case $mode in
   local) : "${minb:=8}" "${maxb:=128M}" "${factor:=2}" ;;
   vcluster) : "${minb:=1M}" "${maxb:=256M}" "${factor:=2}" ;;
@@ -115,6 +121,7 @@ if [ "$mode" != local ]; then
   [ "$(id -u)" -eq 0 ] || { echo "compare: the $mode mode needs root (network namespaces)" >&2; exit 77; }
   up_args=("$nranks")
   if [ -n "$rate" ]; then up_args+=(--rate "$rate"); fi
+  up_args+=("${racks[@]}")
   "$vcluster" up "${up_args[@]}"
   made_vcluster=1
 fi
