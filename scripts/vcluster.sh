@@ -28,10 +28,11 @@
 #
 # Contract with `gradpack-run --vcluster`: /run/gradpack-vcluster/hosts, one line per host,
 # "NAME ADDRESS IFNAME" (e.g. "gpvc0 10.249.0.1 eth0"). The shaping rate, when there is one, is in
-# /run/gradpack-vcluster/rate (the tc rate string, bits per second and burst bytes). With --racks, also:
+# /run/gradpack-vcluster/rate (the tc rate string, bits per second and burst bytes).
+# With --racks, also:
 #   racks         "HOST RACK" per host (e.g. "gpvc0 rack0")
 #   placement     "rack" or "interleaved"
-#   uplink        the uplink's tc rate string and bits per second (only when shaped)
+#   uplink        the uplink's tc rate string, bits per second and burst bytes (when shaped)
 # and always the switch tree, in two formats (docs/benchmarks.md, "The virtual cluster"):
 #   cluster.conf  gradpack's: "switch NAME [parent=P] [uplink=RATE]",
 #                 "host NAME switch=S [link=RATE]"
