@@ -83,6 +83,25 @@ Status validate_plan_request(const PlanRequest& r) {
       if (h < 0 || h >= r.nranks) return InvalidArgument("plan: host index out of range");
     }
   }
+  for (size_t l = 0; l < r.switch_of_rank.size(); ++l) {
+    const std::vector<int>& level = r.switch_of_rank[l];
+    if (level.size() != static_cast<size_t>(r.nranks))
+      return InvalidArgument("plan: switch level " + std::to_string(l) + " has " +
+                             std::to_string(level.size()) + " entries for " +
+                             std::to_string(r.nranks) + " ranks");
+    std::vector<int> of_host(static_cast<size_t>(r.nranks), -1);  // host indices < nranks
+    for (int q = 0; q < r.nranks; ++q) {
+      const int sw = level[static_cast<size_t>(q)];
+      if (sw < 0) return InvalidArgument("plan: negative switch index");
+      if (r.host_of_rank.empty()) continue;
+      int& seen = of_host[static_cast<size_t>(r.host_of_rank[static_cast<size_t>(q)])];
+      if (seen >= 0 && seen != sw)
+        return InvalidArgument("plan: rank " + std::to_string(q) +
+                               " shares a host with another rank but not switch level " +
+                               std::to_string(l));
+      seen = sw;
+    }
+  }
   if (r.compressed && r.collective != Collective::kAllReduce) {
     return InvalidArgument("plan: only all-reduce can be compressed");
   }

@@ -123,13 +123,20 @@ struct PlanRequest {
   size_t segment_bytes = 1 << 20;  // pipelining grain: no message of the plan is larger
   // host_of_rank[r]: index of rank r's host (0..nhosts-1); empty means every rank on its own host.
   std::vector<int> host_of_rank;
+  // The switches above the hosts, when the cluster is known (topology/): switch_of_rank[l][r] is
+  // the switch of rank r's host at level l (0: its leaf switch, then upwards), any numbering that
+  // every rank shares. Ranks of one host share every switch. Empty: the network is flat (one
+  // switch). Given it, the ring follows the switch tree and the hierarchical plan has a level per
+  // switch level (algorithms/levels.cc).
+  std::vector<std::vector<int>> switch_of_rank;
   // All-reduce through frames (kEncode/kDecode): kDirect, kSparse, and the compressed forms of
   // kRing (re-encoding at every hop) and kHierarchical (compressed between hosts only).
   bool compressed = false;
 };
 
 // kInvalidArgument unless 0 <= rank < nranks, elem_size > 0, segment_bytes >= elem_size, a
-// broadcast root is a rank, and host_of_rank is empty or has nranks entries in 0..nranks-1.
+// broadcast root is a rank, host_of_rank is empty or has nranks entries in 0..nranks-1, and each
+// level of switch_of_rank has nranks entries, none negative, equal for ranks of one host.
 // make_plan calls it first.
 Status validate_plan_request(const PlanRequest& request);
 

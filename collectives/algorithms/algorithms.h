@@ -101,6 +101,13 @@ void chain_broadcast(PlanBuilder& b, const std::vector<int>& group, int me, cons
 void binomial_broadcast(PlanBuilder& b, const std::vector<int>& group, int me, int root,
                         const Span& whole);
 
+// The switch tree (PlanRequest::switch_of_rank; levels.cc). Every rank in tree order: by switch
+// from the top down, then host, then rank (rank order when the network is flat).
+std::vector<int> tree_order(const PlanRequest& req);
+// All-reduce of `whole` in place: chain to each host's leader, reduce-scatter among the leaders
+// under each switch level by level up, all-gather back down, chain back inside each host.
+void multilevel_allreduce(PlanBuilder& b, const PlanRequest& req, const Span& whole);
+
 // Compressed all-reduce of `input` among `group` (docs/algorithms.md "Compressed all-reduce"):
 // every member encodes each other member's chunk of `input` once with its worker residual and
 // sends it to that chunk's owner; the owner accumulates the decoded chunks and its own (uncoded)

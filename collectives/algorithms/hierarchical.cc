@@ -5,7 +5,9 @@
 // host's leader (its lowest rank); the leaders allreduce among themselves (ring, or recursive
 // halving-doubling for small buffers); then a pipelined chain broadcasts the result back inside
 // each host. Only the leaders talk across hosts, so the network sees 2(N-1) ring steps for N
-// hosts instead of 2(p-1), and intra-host links carry the rest.
+// hosts instead of 2(p-1), and intra-host links carry the rest. When the switches above the hosts
+// are known (PlanRequest::switch_of_rank) the leaders' part has a level per switch level instead
+// (levels.cc).
 
 #include "collectives/algorithms/algorithms.h"
 #include "topology/host.h"
@@ -20,6 +22,10 @@ Status hier_plan(const PlanRequest& req, Plan* out) {
   for_segments(whole, b.segment(), [&](const Span& s) {
     b.copy(Span{Buf::kSend, s.offset, s.count}, s);
   });
+  if (!req.switch_of_rank.empty()) {  // switches above the hosts: a level per switch level
+    multilevel_allreduce(b, req, whole);
+    return OkStatus();
+  }
   chain_reduce(b, hosts.local, hosts.me_local, whole);
   if (hosts.me_local == 0) {
     if (req.count * req.elem_size <= kSmallMessageBytes) {

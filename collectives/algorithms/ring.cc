@@ -99,7 +99,10 @@ Status ring_plan(const PlanRequest& req, Plan* out) {
       for_segments(whole, b.segment(), [&](const Span& seg) {
         b.copy(Span{Buf::kSend, seg.offset, seg.count}, seg);
       });
-      ring_allreduce_inplace(b, group, req.rank, whole);
+      // Along the switch tree when it is known (any order works: every block goes round).
+      const std::vector<int> ring = req.switch_of_rank.empty() ? group : tree_order(req);
+      const int me = static_cast<int>(std::find(ring.begin(), ring.end(), req.rank) - ring.begin());
+      ring_allreduce_inplace(b, ring, me, whole);
       return OkStatus();
     }
     case Collective::kReduceScatter:

@@ -26,6 +26,7 @@ struct Case {
   size_t count = 0;
   size_t segment_bytes = 1 << 20;
   std::vector<int> hosts;
+  std::vector<std::vector<int>> switches;  // PlanRequest::switch_of_rank
   int root = 0;
   bool compressed = false;
 };
@@ -37,6 +38,10 @@ std::string describe(const Case& c, bool in_place) {
   if (!c.hosts.empty()) {
     s += " hosts=";
     for (int h : c.hosts) s += std::to_string(h);
+  }
+  for (const auto& level : c.switches) {
+    s += " switches=";
+    for (int w : level) s += std::to_string(w);
   }
   if (c.collective == Collective::kBroadcast) s += " root=" + std::to_string(c.root);
   if (c.compressed) s += " compressed";
@@ -68,6 +73,7 @@ CaseRun run_case(const Case& c, bool in_place, uint64_t seed = 1) {
     req.root = c.root;
     req.segment_bytes = c.segment_bytes;
     req.host_of_rank = c.hosts;
+    req.switch_of_rank = c.switches;
     req.compressed = c.compressed;
     req.send_peer = (r + 1) % c.nranks;  // kSendRecv: a ring
     req.recv_peer = (r + c.nranks - 1) % c.nranks;
@@ -224,6 +230,108 @@ TEST(AllReduce, HierLargeUsesRingAmongLeaders) {
     run_case(c, true);
     run_case(c, false, 3);
   }
+}
+
+// Switch trees: racks in rank order and interleaved, uneven racks (the chain fallback), two
+// switch levels, several ranks per host, and a forest (two roots). Ring and hierarchical plans
+// must sum exactly whatever the tree.
+struct Tree {
+  const char* name;
+  std::vector<int> hosts;
+  std::vector<std::vector<int>> switches;
+};
+std::vector<Tree> trees() {
+  return {
+      {"2 racks of 4, rack order", {}, {{0, 0, 0, 0, 1, 1, 1, 1}, {0, 0, 0, 0, 0, 0, 0, 0}}},
+      {"2 racks of 4, interleaved", {}, {{0, 1, 0, 1, 0, 1, 0, 1}, {0, 0, 0, 0, 0, 0, 0, 0}}},
+      {"racks of 3, 3 and 2", {}, {{0, 0, 0, 1, 1, 1, 2, 2}, {5, 5, 5, 5, 5, 5, 5, 5}}},
+      {"racks under 2 pods", {}, {{0, 0, 1, 1, 2, 2, 3, 3}, {0, 0, 0, 0, 1, 1, 1, 1}}},
+      {"2 ranks per host, 2 racks", {0, 0, 1, 1, 2, 2, 3, 3}, {{0, 0, 1, 1, 0, 0, 1, 1}}},
+      {"two roots (a forest)", {}, {{0, 0, 0, 0, 1, 1, 1, 1}}},
+  };
+}
+
+TEST(AllReduce, SwitchTrees) {
+  for (const Tree& t : trees()) {
+    for (Algorithm a : {Algorithm::kRing, Algorithm::kHierarchical}) {
+      for (size_t count : {size_t{1}, size_t{7}, size_t{1000}, size_t{9001}}) {
+        for (size_t seg : {size_t{1} << 20, size_t{4096}}) {
+          Case c;
+          c.algorithm = a;
+          c.nranks = 8;
+          c.count = count;
+          c.segment_bytes = seg;
+          c.hosts = t.hosts;
+          c.switches = t.switches;
+          SCOPED_TRACE(t.name);
+          run_case(c, true);
+          run_case(c, false, 5);
+        }
+      }
+    }
+  }
+}
+
+// Bytes rank a sends to ranks under another leaf switch than its own.
+std::vector<double> cross_switch_bytes(const Case& c, const CaseRun& run) {
+  std::vector<double> out(static_cast<size_t>(c.nranks), 0.0);
+  for (int a = 0; a < c.nranks; ++a) {
+    for (int b = 0; b < c.nranks; ++b) {
+      if (c.switches[0][static_cast<size_t>(a)] == c.switches[0][static_cast<size_t>(b)]) continue;
+      out[static_cast<size_t>(a)] +=
+          static_cast<double>(run.outcome.bytes_to[static_cast<size_t>(a)][static_cast<size_t>(b)]);
+    }
+  }
+  return out;
+}
+
+// Interleaved racks: rank order would cross the uplinks at every hop; tree order crosses each
+// rack's uplink once out and once in, so only two ranks send across, each a ring's 2(p-1)/p · S.
+TEST(WireBytes, TreeOrderedRingCrossesEachUplinkOncePerDirection) {
+  Case c;
+  c.algorithm = Algorithm::kRing;
+  c.nranks = 8;
+  c.count = 40000;
+  c.switches = trees()[1].switches;
+  const CaseRun run = run_case(c, false);
+  const double S = static_cast<double>(c.count * kElem);
+  int crossing = 0;
+  for (double bytes : cross_switch_bytes(c, run)) {
+    if (bytes == 0) continue;
+    ++crossing;
+    EXPECT_NEAR(bytes, 2.0 * 7 / 8 * S, 8.0 * kElem);
+  }
+  EXPECT_EQ(crossing, 2);
+}
+
+// Multi-level: with R racks of h hosts, each host sends 2(R-1)/R · S/h across the uplinks.
+TEST(WireBytes, MultiLevelSendsEachHostsShareAcrossRacks) {
+  Case c;
+  c.algorithm = Algorithm::kHierarchical;
+  c.nranks = 8;
+  c.count = 40000;
+  c.switches = trees()[1].switches;  // interleaved: the plan follows the racks anyway
+  const CaseRun run = run_case(c, false);
+  const double S = static_cast<double>(c.count * kElem);
+  for (double bytes : cross_switch_bytes(c, run)) {
+    EXPECT_NEAR(bytes, 2.0 * 1 / 2 * S / 4, 8.0 * kElem);
+  }
+}
+
+TEST(MakePlan, RejectsBadSwitchLevels) {
+  PlanRequest req;
+  req.nranks = 2;
+  req.count = 10;
+  Plan plan;
+  req.switch_of_rank = {{0}};
+  EXPECT_FALSE(make_plan(Algorithm::kRing, req, &plan).ok());  // one entry for two ranks
+  req.switch_of_rank = {{0, -1}};
+  EXPECT_FALSE(make_plan(Algorithm::kRing, req, &plan).ok());
+  req.host_of_rank = {0, 0};
+  req.switch_of_rank = {{0, 1}};  // one host under two switches
+  EXPECT_FALSE(make_plan(Algorithm::kRing, req, &plan).ok());
+  req.switch_of_rank = {{3, 3}};
+  EXPECT_TRUE(make_plan(Algorithm::kRing, req, &plan).ok());
 }
 
 TEST(ReduceScatter, Ring) { sweep(Collective::kReduceScatter, Algorithm::kRing); }

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: Apache-2.0
+// Plans that follow the switch tree (PlanRequest::switch_of_rank).
+//
+// The ring in tree order: ranks sorted by their switches from the top down, then host, then rank.
+// Consecutive ranks then share the lowest switch they can, so the ring crosses each switch's
+// uplink exactly twice (once out, once back in): one flow per direction on every uplink, where
+// rank order on interleaved placements crosses an uplink at every hop.
+//
+// The multi-level all-reduce: inside each host a pipelined chain reduces to the host's leader
+// (as the two-level plan does); then, level by level from the leaf switches up, the leaders under
+// one switch reduce-scatter what they hold among themselves, so each keeps a 1/g part; the
+// members of the next level are those keeping the same part under different switches. The top
+// all-gathers back down the same way. Each uplink then carries each byte of its switch's share
+// once in each direction: for R racks of h hosts, 2(R-1)/R · S/h per host across the uplinks
+// instead of a ring's 2(p-1)/p · S through every link. A level whose groups differ in size cannot
+// split alike (the parts would not line up above it): its leaders chain-reduce to the group's
+// first and only that one goes on up (and broadcasts back).
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <tuple>
+
+#include "collectives/algorithms/algorithms.h"
+#include "topology/host.h"
+
+namespace gradpack::coll::algo {
+
+namespace {
+
+int host_of(const PlanRequest& req, int r) {
+  return req.host_of_rank.empty() ? r : req.host_of_rank[static_cast<size_t>(r)];
+}
+
+// One step on the way up, replayed in reverse on the way down.
+struct Step {
+  bool split = false;  // reduce-scatter (true) or chain reduce to group[0] (false)
+  std::vector<int> group;
+  int me = -1;
+  Span span;  // what the group held before the step
+};
+
+// Every active unit's place: its part (indices of the parts it kept at each split) and whether
+// it still goes up. Units are host leaders, in tree order.
+struct Unit {
+  int rank = 0;
+  std::vector<int> part;
+  bool active = true;
+};
+
+// The members of `me`'s group at `level`: active units under the same switch with the same part.
+std::map<std::tuple<int, std::vector<int>>, std::vector<size_t>> groups_at(
+    const PlanRequest& req, const std::vector<Unit>& units, size_t level) {
+  std::map<std::tuple<int, std::vector<int>>, std::vector<size_t>> groups;
+  for (size_t u = 0; u < units.size(); ++u) {
+    if (!units[u].active) continue;
+    const int sw = level < req.switch_of_rank.size()
+                       ? req.switch_of_rank[level][static_cast<size_t>(units[u].rank)]
+                       : 0;  // above the top: one group of everything left
+    groups[{sw, units[u].part}].push_back(u);
+  }
+  return groups;
+}
+
+// Goes up one level for every unit; appends my step (if my group has more than me) and returns
+// false once I have stopped going up.
+bool climb(const PlanRequest& req, std::vector<Unit>& units, size_t level, size_t mine,
+           Span* span, std::vector<Step>* steps) {
+  const auto groups = groups_at(req, units, level);
+  // Splitting needs equal groups among those holding the same part (the parts must line up).
+  std::map<std::vector<int>, size_t> size_of_part;
+  bool equal = true;
+  for (const auto& [key, members] : groups) {
+    auto [it, fresh] = size_of_part.emplace(std::get<1>(key), members.size());
+    if (!fresh && it->second != members.size()) equal = false;
+  }
+  std::vector<Unit> before = units;
+  for (const auto& [key, members] : groups) {
+    if (members.size() < 2) continue;
+    for (size_t i = 0; i < members.size(); ++i) {
+      Unit& u = units[members[i]];
+      if (equal) {
+        u.part.push_back(static_cast<int>(i));
+      } else {
+        u.active = i == 0;
+      }
+      if (members[i] != mine) continue;
+      Step st;
+      st.split = equal;
+      for (size_t m : members) st.group.push_back(before[m].rank);
+      st.me = static_cast<int>(i);
+      st.span = *span;
+      steps->push_back(st);
+      if (equal) *span = block_of(*span, static_cast<int>(members.size()), static_cast<int>(i));
+    }
+  }
+  return units[mine].active;
+}
+
+}  // namespace
+
+std::vector<int> tree_order(const PlanRequest& req) {
+  std::vector<int> order(static_cast<size_t>(req.nranks));
+  std::iota(order.begin(), order.end(), 0);
+  auto key = [&](int r) {
+    std::vector<int> k;
+    for (size_t l = req.switch_of_rank.size(); l-- > 0;) {
+      k.push_back(req.switch_of_rank[l][static_cast<size_t>(r)]);
+    }
+    k.push_back(host_of(req, r));
+    k.push_back(r);
+    return k;
+  };
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return key(a) < key(b); });
+  return order;
+}
+
+void multilevel_allreduce(PlanBuilder& b, const PlanRequest& req, const Span& whole) {
+  const std::vector<int> order = tree_order(req);
+  // Inside the host: reduce to its first rank in tree order (its lowest rank).
+  std::vector<int> host_group;
+  std::vector<Unit> units;
+  std::map<int, bool> host_seen;
+  for (int r : order) {
+    if (host_of(req, r) == host_of(req, req.rank)) host_group.push_back(r);
+    if (!host_seen[host_of(req, r)]) {
+      host_seen[host_of(req, r)] = true;
+      units.push_back(Unit{r, {}, true});
+    }
+  }
+  const int me_host = static_cast<int>(
+      std::find(host_group.begin(), host_group.end(), req.rank) - host_group.begin());
+  chain_reduce(b, host_group, me_host, whole);
+  if (me_host == 0) {
+    size_t mine = 0;
+    while (units[mine].rank != req.rank) ++mine;
+    Span span = whole;
+    std::vector<Step> steps;
+    // Every switch level, then once more above the top (forests: one group of what is left).
+    for (size_t level = 0; level <= req.switch_of_rank.size(); ++level) {
+      const size_t had = steps.size();
+      const bool going_on = climb(req, units, level, mine, &span, &steps);
+      if (steps.size() > had) {
+        const Step& st = steps.back();
+        if (st.split) {
+          ring_reduce_scatter_inplace(b, st.group, st.me, st.span);
+        } else {
+          chain_reduce(b, st.group, st.me, st.span);
+        }
+      }
+      if (!going_on) break;
+    }
+    for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+      if (it->split) {
+        ring_allgather(b, it->group, it->me, it->span);
+      } else {
+        chain_broadcast(b, it->group, it->me, it->span);
+      }
+    }
+  }
+  chain_broadcast(b, host_group, me_host, whole);
+}
+
+}  // namespace gradpack::coll::algo
