@@ -149,13 +149,18 @@ Status parse_quantity(std::string_view text, const char* what,
   if (!std::isfinite(v) || v > max) {
     return InvalidArgument(std::string(what) + " '" + std::string(text) + "' is too large");
   }
+  // Below 1 bit/s (1 ps): a typo, and a number the writer could not spell briefly.
+  if (v > 0 && v < 1e-6) {
+    return InvalidArgument(std::string(what) + " '" + std::string(text) + "' is too small");
+  }
   *out = v;
   return OkStatus();
 }
 
+// The shortest decimal that parses back to v, without an exponent (the parser takes none).
 std::string shortest(double v) {
-  char buf[64];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  char buf[512];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::fixed);
   return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
 }
 
