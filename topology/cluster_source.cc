@@ -54,7 +54,7 @@ Status cluster_from_settings(const Settings& settings, ClusterChoice* out) {
       // STUB: the probe (latency and bandwidth between chosen pairs, clustered into levels and
       // agreed on by every rank) is another engineer's next step of issue 12; it needs the ranks,
       // so it will run where the communicator is built. Until it lands, auto means flat.
-      c.detail = "GRADPACK_TOPOLOGY=auto: no measurement yet (the probe is not built), flat";
+      c.detail = "GRADPACK_TOPOLOGY=auto: no measurement, the probe is not built yet";
       break;
   }
   *out = std::move(c);
