@@ -296,9 +296,10 @@ Status parse_gradpack_line(const FileLine& fl, const std::string& source, Cluste
     const bool known = is_host ? key == "switch" || key == "link" || key == "latency"
                                : key == "parent" || key == "uplink" || key == "latency";
     if (eq == std::string_view::npos || !known) {
-      return InvalidArgument(at + "unknown " + kind + " attribute '" + std::string(token) + "' (" +
-                             (is_host ? "switch=, link=, latency=" : "parent=, uplink=, latency=") +
-                             ")");
+      std::string msg = at;
+      msg.append("unknown ").append(kind).append(" attribute '").append(token);
+      msg += is_host ? "' (switch=, link=, latency=)" : "' (parent=, uplink=, latency=)";
+      return InvalidArgument(msg);
     }
     if (eq + 1 == token.size()) return InvalidArgument(at + key + "= has no value");
     if (!keys.emplace(key, token.substr(eq + 1)).second) {
