@@ -95,8 +95,8 @@ TEST(GradpackRun, UsageErrors) {
   EXPECT_EQ(run_command(kRun + " -n 2 --bogus -- /bin/true").status, 2);
   const auto help = run_command(kRun + " --help");
   EXPECT_EQ(help.status, 0);
-  for (const char* flag : {"-n", "--vcluster", "--timeout", "GRADPACK_ROOT", "GRADPACK_IFNAME",
-                           "GRADPACK_HOSTNAME"}) {
+  for (const char* flag :
+       {"-n", "--vcluster", "--timeout", "GRADPACK_ROOT", "GRADPACK_IFNAME", "GRADPACK_HOSTNAME"}) {
     EXPECT_NE(help.output.find(flag), std::string::npos) << flag;
   }
 }
