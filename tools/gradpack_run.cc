@@ -41,6 +41,7 @@ Starts N ranks of PROGRAM and waits for them. Each rank gets, in its environment
   GRADPACK_LOCAL_RANK   its index among the ranks of its host (informational)
   GRADPACK_LOCAL_SIZE   the number of ranks on its host (informational)
   GRADPACK_IFNAME       (--vcluster only) the interface of its namespaced host
+  GRADPACK_HOSTNAME     (--vcluster only) its host's name (gpvcN), as cluster files name it
 
 Rank output goes straight to this program's stdout and stderr, unprefixed.
 
@@ -257,6 +258,7 @@ class Launcher {
       env.push_back("GRADPACK_LOCAL_RANK=" + std::to_string(r / h));
       env.push_back("GRADPACK_LOCAL_SIZE=" + std::to_string(local_size));
       env.push_back("GRADPACK_IFNAME=" + host.ifname);
+      env.push_back("GRADPACK_HOSTNAME=" + host.name);
       args = {"ip", "netns", "exec", host.name};
     } else {
       env.push_back("GRADPACK_LOCAL_RANK=" + std::to_string(r));

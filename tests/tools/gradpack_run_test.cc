@@ -95,7 +95,8 @@ TEST(GradpackRun, UsageErrors) {
   EXPECT_EQ(run_command(kRun + " -n 2 --bogus -- /bin/true").status, 2);
   const auto help = run_command(kRun + " --help");
   EXPECT_EQ(help.status, 0);
-  for (const char* flag : {"-n", "--vcluster", "--timeout", "GRADPACK_ROOT", "GRADPACK_IFNAME"}) {
+  for (const char* flag :
+       {"-n", "--vcluster", "--timeout", "GRADPACK_ROOT", "GRADPACK_IFNAME", "GRADPACK_HOSTNAME"}) {
     EXPECT_NE(help.output.find(flag), std::string::npos) << flag;
   }
 }
@@ -114,8 +115,9 @@ TEST(GradpackRun, VclusterEnvironment) {
   }
   const auto r = run_command(kRun +
                              " -n 2 --vcluster -- /bin/sh -c 'echo \"rank=$GRADPACK_RANK "
-                             "if=$GRADPACK_IFNAME root=$GRADPACK_ROOT\"'");
+                             "if=$GRADPACK_IFNAME root=$GRADPACK_ROOT host=$GRADPACK_HOSTNAME\"'");
   EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("host=gpvc"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank=0 if="), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank=1 if="), std::string::npos) << r.output;
 }

@@ -16,6 +16,7 @@ const std::string kProjectVersion = GRADPACK_PROJECT_VERSION;
 const std::string kRun = GRADPACK_RUN_PATH;
 const std::string kPerf = GRADPACK_PERF_PATH;
 const std::string kCodec = GRADPACK_CODEC_PATH;
+const std::string kTopo = GRADPACK_TOPO_PATH;
 
 TEST(GradpackVersion, HeaderAndLibraryShowTheProjectVersion) {
   EXPECT_EQ(GRADPACK_VERSION, kProjectVersion);
@@ -42,6 +43,17 @@ TEST(GradpackVersion, PerfBannerShowsIt) {
   EXPECT_NE(r.output.find(" gradpack " + kProjectVersion + " (header " + kProjectVersion + ") "),
             std::string::npos)
       << r.output;
+}
+
+TEST(GradpackVersion, TopoBannerAndJsonShowIt) {
+  const auto tree = run_command("GRADPACK_TOPOLOGY=off " + kTopo);
+  ASSERT_EQ(tree.status, 0) << tree.output;
+  EXPECT_EQ(tree.output.rfind("# gradpack-topo; gradpack " + kProjectVersion + "\n", 0), 0u)
+      << tree.output;
+  const auto json = run_command("GRADPACK_TOPOLOGY=off " + kTopo + " --json");
+  ASSERT_EQ(json.status, 0) << json.output;
+  EXPECT_NE(json.output.find("\"version\": \"" + kProjectVersion + "\""), std::string::npos)
+      << json.output;
 }
 
 }  // namespace

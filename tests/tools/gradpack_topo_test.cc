@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+// gradpack-topo on the 2-rack, 8-host example (docs/examples/): the tree, JSON, --write and its
+// round trip, GRADPACK_TOPOLOGY, and the errors of bad files and arguments.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "command.h"
+
+namespace gradpack::tools::testing {
+namespace {
+
+const std::string kTopo = GRADPACK_TOPO_PATH;
+const std::string kExamples = std::string(GRADPACK_SOURCE_DIR) + "/docs/examples/";
+
+// The output without its first line (the banner, which carries the version).
+std::string after_banner(const std::string& output) {
+  const size_t nl = output.find('\n');
+  return nl == std::string::npos ? "" : output.substr(nl + 1);
+}
+
+const char* const kTwoRacksTree =
+    "switch core (level 1): below 250 Mbit/s\n"
+    "  switch rack0 (level 0): uplink 125 Mbit/s, below 2 Gbit/s, oversubscription 16:1\n"
+    "    host gpvc0: link 500 Mbit/s\n"
+    "    host gpvc1: link 500 Mbit/s\n"
+    "    host gpvc2: link 500 Mbit/s\n"
+    "    host gpvc3: link 500 Mbit/s\n"
+    "  switch rack1 (level 0): uplink 125 Mbit/s, below 2 Gbit/s, oversubscription 16:1\n"
+    "    host gpvc4: link 500 Mbit/s\n"
+    "    host gpvc5: link 500 Mbit/s\n"
+    "    host gpvc6: link 500 Mbit/s\n"
+    "    host gpvc7: link 500 Mbit/s\n";
+
+TEST(GradpackTopo, PrintsTheTwoRackTree) {
+  const std::string file = kExamples + "two_racks.cluster";
+  const auto r = run_command(kTopo + " --cluster " + file);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("# gradpack-topo; gradpack ", 0), 0u) << r.output;
+  EXPECT_EQ(
+      after_banner(r.output),
+      "# cluster: " + file + " (gradpack format): 8 hosts, 3 switches, 2 levels\n" + kTwoRacksTree);
+}
+
+TEST(GradpackTopo, SlurmFileFromTheSettingGivesTheSameTree) {
+  const std::string file = kExamples + "two_racks.topology.conf";
+  const auto r = run_command("GRADPACK_TOPOLOGY=" + file + " " + kTopo);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(
+      after_banner(r.output),
+      "# cluster: " + file + " (slurm format): 8 hosts, 3 switches, 2 levels\n" + kTwoRacksTree);
+}
+
+TEST(GradpackTopo, FlatWhenOffOrAuto) {
+  auto r = run_command("GRADPACK_TOPOLOGY=off " + kTopo);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(after_banner(r.output),
+            "# cluster: flat, every host under one switch (GRADPACK_TOPOLOGY=off)\n");
+  r = run_command("GRADPACK_TOPOLOGY=auto " + kTopo + " --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("\"origin\": \"flat\""), std::string::npos) << r.output;
+}
+
+TEST(GradpackTopo, Json) {
+  const auto r = run_command(kTopo + " --json --cluster " + kExamples + "two_racks.topology.conf");
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* want :
+       {"{\"tool\": \"gradpack-topo\", \"version\": \"", "\"origin\": \"file\"",
+        "\"format\": \"slurm\"", "\"levels\": 2", "\"flat\": false",
+        "{\"name\": \"rack0\", \"level\": 0, \"parent\": \"core\", \"uplink_mbps\": 125, "
+        "\"latency_us\": 0, \"below_mbps\": 2000, \"oversubscription\": 16}",
+        "{\"name\": \"core\", \"level\": 1, \"parent\": null",
+        "{\"name\": \"gpvc7\", \"switch\": \"rack1\", \"link_mbps\": 500, \"latency_us\": 0}"}) {
+    EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output;
+  }
+}
+
+TEST(GradpackTopo, WritesTheGradpackFormatThatReadsBackTheSame) {
+  const std::string out = ::testing::TempDir() + "gradpack_topo_test.cluster";
+  auto r =
+      run_command(kTopo + " --cluster " + kExamples + "two_racks.topology.conf --write " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_NE(text.str().find("switch rack0 parent=core uplink=125mbit\n"), std::string::npos)
+      << text.str();
+  EXPECT_NE(text.str().find("host gpvc7 switch=rack1 link=500mbit\n"), std::string::npos)
+      << text.str();
+  r = run_command(kTopo + " --cluster " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find(kTwoRacksTree), std::string::npos) << r.output;
+  std::remove(out.c_str());
+}
+
+TEST(GradpackTopo, BadFilesAndArguments) {
+  const std::string bad = ::testing::TempDir() + "gradpack_topo_bad.conf";
+  {
+    std::ofstream f(bad);
+    f << "SwitchName=s0 Nodes=h[0-3]\nSwitchName=s1 Nodes=h[3-1]\n";
+  }
+  auto r = run_command(kTopo + " --cluster " + bad);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find(bad + ":2: Nodes: range '3-1' runs backwards"), std::string::npos)
+      << r.output;
+  std::remove(bad.c_str());
+  r = run_command("GRADPACK_TOPOLOGY=/no/such/file " + kTopo);
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("GRADPACK_TOPOLOGY: cannot open cluster file '/no/such/file'"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(run_command(kTopo + " --bogus").status, 2);
+  EXPECT_EQ(run_command(kTopo + " --cluster").status, 2);
+  const auto help = run_command(kTopo + " --help");
+  EXPECT_EQ(help.status, 0);
+  for (const char* word : {"--cluster", "--write", "--json", "GRADPACK_TOPOLOGY"}) {
+    EXPECT_NE(help.output.find(word), std::string::npos) << word;
+  }
+}
+
+}  // namespace
+}  // namespace gradpack::tools::testing

@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: Apache-2.0
+// Where the cluster topology comes from (GRADPACK_TOPOLOGY) and what this host is called in it
+// (GRADPACK_HOSTNAME). docs/topology.md describes both.
+#pragma once
+
+#include <string>
+
+#include "common/settings.h"
+#include "common/status.h"
+#include "topology/cluster.h"
+#include "topology/cluster_file.h"
+
+namespace gradpack::topology {
+
+// GRADPACK_TOPOLOGY, parsed once: auto, off, or a file path.
+struct TopologySetting {
+  enum class Mode { kAuto, kOff, kFile };
+  Mode mode = Mode::kAuto;
+  std::string path;  // kFile only
+};
+// An empty value is an error (unset means auto): it would otherwise name no file silently.
+Status parse_topology_setting(const std::string& value, TopologySetting* out);
+
+// The cluster found, and how.
+struct ClusterChoice {
+  enum class Origin { kFile, kProbe, kFlat };
+  Cluster cluster;  // empty when flat
+  Origin origin = Origin::kFlat;
+  ClusterFormat format = ClusterFormat::kGradpack;  // kFile only
+  std::string detail;                               // the file's path, or why the cluster is flat
+};
+const char* origin_name(ClusterChoice::Origin origin);  // "file", "probe", "flat"
+
+// Reads GRADPACK_TOPOLOGY: a file is loaded (its errors returned, with the setting named); off is
+// flat; auto asks the probe, which does not exist yet (another step of issue 12 builds it among
+// the ranks), so auto is flat for now, with `detail` saying so.
+Status cluster_from_settings(const Settings& settings, ClusterChoice* out);
+
+// This host's name as the cluster file knows it: GRADPACK_HOSTNAME when set, else gethostname().
+// Each rank publishes it (with default_host_id()) for place_ranks (cluster.h).
+std::string local_host_name(const Settings& settings);
+
+}  // namespace gradpack::topology
