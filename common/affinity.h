@@ -24,7 +24,8 @@ std::string format_cpu_list(const std::vector<int>& cpus);
 // CPU number outside [0, 65535] is kInvalidArgument naming the text.
 Status parse_cpu_list(std::string_view text, std::vector<int>* out);
 
-// The CPUs this process may run on (sched_getaffinity), sorted.
+// The CPUs the calling thread may run on (sched_getaffinity), sorted: the process's cgroup and
+// taskset, and what threads it creates inherit.
 Status allowed_cpus(std::vector<int>* out);
 
 // `a` ∩ `b`, both sorted.
