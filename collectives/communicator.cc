@@ -15,6 +15,7 @@
 #include "common/settings.h"
 #include "topology/host.h"
 #include "topology/link_probe.h"
+#include "topology/placement.h"
 #include "transport/open.h"
 
 namespace gradpack::coll {
@@ -104,6 +105,7 @@ Status Communicator::create(int rank, int nranks, const std::shared_ptr<Store>& 
   } else {
     std::vector<transport::OpenedTransport> opened;
     GP_RETURN_IF_ERROR(transport::open(*settings, &opened));
+    topology::place_progress_threads(opened, *settings);  // near each NIC; never fails
     comm->transport_ = std::move(opened.front().transport);  // the first device: the fastest kind
   }
   if (comm->transport_->device_count() < 1) {

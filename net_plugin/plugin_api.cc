@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/settings.h"
 #include "topology/devices.h"
+#include "topology/placement.h"
 
 namespace gradpack::plugin {
 namespace {
@@ -336,6 +337,7 @@ class Plugin {
     GP_RETURN_IF_ERROR(Settings::global(&settings));
     std::vector<transport::OpenedTransport> opened;
     GP_RETURN_IF_ERROR(transport::open(*settings, &opened));
+    topology::place_progress_threads(opened, *settings);  // near each NIC; never fails
     std::vector<topology::NetDevice> listed;
     GP_RETURN_IF_ERROR(
         topology::list_devices(opened, settings->get_int(SettingId::kNetSpeedMbps), &listed));

@@ -15,6 +15,7 @@ packages=(
   libgloo-dev                        # bench/peers/gloo_perf (Gloo baseline)
   openmpi-bin libopenmpi-dev         # bench/peers/mpi_perf (Open MPI baseline)
   libibverbs-dev                     # ibverbs transport
+  libhwloc-dev                       # topology/node (cores, NUMA nodes, NIC and GPU locality)
   iproute2 iperf3 gnuplot-nox        # scripts/vcluster.sh, bench/compare.sh
 )
 

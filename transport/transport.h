@@ -52,7 +52,7 @@ struct DeviceInfo {
   float latency_us = 0;  // one-way latency estimate
   int port = 0;
   int max_comms = 65536;
-  int max_recvs = 1;         // receives one irecv may group (1: no grouping)
+  int max_recvs = 1;  // receives one irecv may group (1: no grouping)
   // GPUDirect RDMA (ibverbs only, transport/gdr.h): register_memory accepts kCuda device
   // pointers, and register_dmabuf a dma-buf fd. Both false on TCP, which reads memory with the CPU.
   bool cuda_memory = false;
@@ -145,6 +145,13 @@ class Transport {
   virtual void wait_progress(int dev, uint64_t seen, std::chrono::steady_clock::time_point until) {
     (void)dev, (void)seen, (void)until;
   }
+
+  // Where `dev`'s progress thread should run: a sorted CPU list (common/affinity.h), usually the
+  // CPUs near the device's NIC as topology/placement.h decides. Applied when the thread starts,
+  // or at once if it runs. Pinning is an optimisation: a CPU set the kernel refuses is logged at
+  // debug and the thread runs unpinned; an empty list or a bad `dev` is ignored. The default (a
+  // backend without progress threads) does nothing.
+  virtual void set_progress_cpus(int dev, const std::vector<int>& cpus) { (void)dev, (void)cpus; }
 };
 
 // What every backend's device bookkeeping is the same for: a list of devices, each of which
@@ -178,6 +185,13 @@ class DeviceListTransport : public Transport {
  private:
   std::vector<std::shared_ptr<Device>> devices_;
 };
+
+// The sysfs path of the PCI function behind `sysfs_link` (e.g. /sys/class/net/eth0/device or
+// /sys/class/infiniband/mlx5_0/device), as NCCL expects in ncclNetProperties_t::pciPath: the link
+// resolved, then cut back to the nearest component that is a PCI bus id ("0000:00:03.0"), so a
+// virtio NIC's ".../0000:00:03.0/virtio2" becomes ".../0000:00:03.0". "" when the link does not
+// exist (loopback, veth, bridges) or leads to no PCI function.
+std::string pci_function_path(const std::string& sysfs_link);
 
 // Waits (polling test) until the request is done or the deadline passes (kTimeout).
 Status wait(Request& request, std::chrono::steady_clock::time_point deadline,

@@ -211,8 +211,9 @@ TEST_F(NetTest, PropertiesOfEveryDeviceAreValid) {
     EXPECT_EQ(p.maxP2pBytes, NCCL_MAX_NET_SIZE_BYTES);
     EXPECT_EQ(p.maxCollBytes, NCCL_MAX_NET_SIZE_BYTES);
     EXPECT_EQ(p.maxMultiRequestSize, 1);
-    if (p.pciPath != nullptr) {
-      EXPECT_EQ(p.pciPath[0], '/');
+    if (p.pciPath != nullptr) {  // a PCI function's directory: NCCL reads its last component
+      EXPECT_EQ(std::string(p.pciPath).rfind("/sys/devices/pci", 0), 0u) << p.pciPath;
+      EXPECT_EQ(std::strlen(std::strrchr(p.pciPath, '/') + 1), 12u) << p.pciPath;
     }
     // Stable: the same name pointer contents on a second call.
     ncclNetProperties_v11_t again{};

@@ -36,6 +36,13 @@ class FakeTransport : public Transport {
                  std::unique_ptr<SendConnection>*) override {
     return Unsupported("a fake transport cannot connect");
   }
+  // Records what topology/placement.h decided, per device (empty: never set).
+  void set_progress_cpus(int dev, const std::vector<int>& cpus) override {
+    if (dev < 0 || dev >= device_count()) return;
+    progress_cpus.resize(devices_.size());
+    progress_cpus[static_cast<size_t>(dev)] = cpus;
+  }
+  std::vector<std::vector<int>> progress_cpus;
 
  private:
   const char* name_;

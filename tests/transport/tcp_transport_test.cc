@@ -7,18 +7,23 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/affinity.h"
 #include "common/log.h"
 #include "transport/tcp/connection.h"
 #include "transport/tcp/device.h"
@@ -637,6 +642,92 @@ TEST(TcpTransport, InterfaceFilter) {
             (V{"lo", "eth0", "eth10", "docker0", "virbr0", "ib0"}));
   EXPECT_EQ(filter_interface_names(names, "lo"), V{"lo"});
   EXPECT_EQ(filter_interface_names({"lo", "docker0"}, ""), V{"lo"});  // loopback fallback
+}
+
+// The threads of this process whose affinity is exactly `list` (from /proc/self/task/*/status).
+int threads_pinned_to(const std::string& list) {
+  int count = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream status(task.path() / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("Cpus_allowed_list:", 0) != 0) continue;
+      const size_t value = line.find_first_not_of(" \t", line.find(':') + 1);
+      if (value != std::string::npos && line.substr(value) == list) ++count;
+    }
+  }
+  return count;
+}
+
+// set_progress_cpus before the thread starts and while it runs: the device's progress thread,
+// and only it, ends up on those CPUs; a CPU the kernel refuses changes nothing and fails nothing.
+TEST(TcpTransport, ProgressThreadRunsWhereItIsPut) {
+  std::vector<int> allowed;
+  ASSERT_TRUE(allowed_cpus(&allowed).ok());
+  if (allowed.size() < 2) GTEST_SKIP() << "needs 2 allowed CPUs to tell a pinned thread apart";
+  const std::vector<int> last = {allowed.back()};
+  const std::vector<int> first = {allowed.front()};
+  auto transport = make_lo(1);
+  transport->set_progress_cpus(0, last);   // before: applied when the thread starts
+  transport->set_progress_cpus(7, first);  // no such device: ignored
+  const int before = threads_pinned_to(format_cpu_list(last));
+  Pair pair = connect_pair(*transport);
+  ASSERT_TRUE(pair.send && pair.recv);
+  EXPECT_EQ(threads_pinned_to(format_cpu_list(last)), before + 1);
+  transport->set_progress_cpus(0, first);  // while it runs: moved at once
+  EXPECT_EQ(threads_pinned_to(format_cpu_list(last)), before);
+  EXPECT_GE(threads_pinned_to(format_cpu_list(first)), 1);
+  transport->set_progress_cpus(0, {CPU_SETSIZE - 1});  // refused by the kernel: stays
+  EXPECT_GE(threads_pinned_to(format_cpu_list(first)), 1);
+  std::vector<uint8_t> data = pattern(1 << 16, 3), got(data.size());  // and still works
+  std::unique_ptr<Request> rs, rr;
+  ASSERT_TRUE(pair.recv->irecv(got.data(), got.size(), 1, nullptr, &rr).ok());
+  ASSERT_TRUE(pair.send->isend(data.data(), data.size(), 1, nullptr, &rs).ok());
+  ASSERT_TRUE(wait(*rr, in(5000ms)).ok());
+  ASSERT_TRUE(wait(*rs, in(5000ms)).ok());
+  EXPECT_EQ(got, data);
+}
+
+// NCCL takes the last component of a NIC's pciPath as its PCI bus id: a virtio NIC's device link
+// ends in "virtio2" and must be cut back to the PCI function; a virtual device has none.
+TEST(PciFunctionPath, CutsBackToThePciFunction) {
+  char tmpl[] = "/tmp/gp_sysfs_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::filesystem::path root = tmpl;
+  const auto fn = root / "devices/pci0000:00/0000:00:03.0";
+  std::filesystem::create_directories(fn / "virtio2/net/eth0");
+  std::filesystem::create_directories(root / "devices/pci0000:16/0000:16:02.0/0000:17:00.0");
+  std::filesystem::create_directories(root / "devices/virtual/net/veth1");
+  std::filesystem::create_directories(root / "class/net/eth0");
+  std::filesystem::create_directories(root / "class/net/mlx");
+  std::filesystem::create_directories(root / "class/net/veth1");
+  std::filesystem::create_directory_symlink(fn / "virtio2", root / "class/net/eth0/device");
+  std::filesystem::create_directory_symlink(root / "devices/pci0000:16/0000:16:02.0/0000:17:00.0",
+                                            root / "class/net/mlx/device");
+  EXPECT_EQ(pci_function_path((root / "class/net/eth0/device").string()), fn.string());
+  EXPECT_EQ(pci_function_path((root / "class/net/mlx/device").string()),
+            (root / "devices/pci0000:16/0000:16:02.0/0000:17:00.0").string());
+  EXPECT_EQ(pci_function_path((root / "class/net/veth1/device").string()), "");  // no link
+  EXPECT_EQ(pci_function_path((root / "devices/virtual/net/veth1").string()), "");
+  std::filesystem::remove_all(root);
+  EXPECT_EQ(pci_function_path("/sys/class/net/lo/device"), "");
+}
+
+// Every interface of this machine reports its PCI function's sysfs directory, or nothing.
+TEST(TcpTransport, EveryInterfaceReportsAPciFunctionOrNothing) {
+  std::vector<tcp::Interface> all;
+  ASSERT_TRUE(tcp::list_interfaces(&all).ok());
+  for (size_t i = 0; i < all.size(); ++i) {
+    const DeviceInfo info = tcp::describe_interface(all[i], static_cast<int>(i));
+    if (all[i].loopback) {
+      EXPECT_EQ(info.pci_path, "") << info.name;
+    }
+    if (info.pci_path.empty()) continue;
+    const std::filesystem::path path = info.pci_path;
+    EXPECT_TRUE(std::filesystem::is_directory(path)) << info.pci_path;
+    EXPECT_EQ(path.filename().string().size(), 12u) << info.pci_path;  // "0000:00:03.0"
+    EXPECT_TRUE(std::filesystem::exists(path / "vendor")) << info.pci_path;
+  }
 }
 
 TEST(TcpTransport, UnknownInterfaceIsAnError) {

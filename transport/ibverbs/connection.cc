@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstring>
 
+#include "common/affinity.h"
 #include "common/little_endian.h"
 #include "common/log.h"
 #include "transport/ibverbs/request.h"
@@ -149,8 +150,8 @@ Status IbConn::init() {
       device_->register_memory(ctrl_.get(), kCtrlBytes, MemoryKind::kHost, &ctrl_mr_));
   errno = 0;
   // Room for the flush QP's completions too (receivers that flush; no cost to the others).
-  cq_ = api.create_cq(device_->context(), max_send_wr_ + kCtrlSlots + kMaxFlushes, nullptr,
-                      nullptr, 0);
+  cq_ = api.create_cq(device_->context(), max_send_wr_ + kCtrlSlots + kMaxFlushes, nullptr, nullptr,
+                      0);
   if (cq_ == nullptr) return SystemError("ib: ibv_create_cq on " + name + " failed");
   ibv_qp_init_attr init{};
   init.send_cq = cq_;
@@ -276,8 +277,7 @@ Status IbConn::make_flush_qp_locked() {
   return OkStatus();
 }
 
-Status IbConn::flush(const void* data, size_t size, MemoryRegion* mr,
-                     std::shared_ptr<IbOp>* out) {
+Status IbConn::flush(const void* data, size_t size, MemoryRegion* mr, std::shared_ptr<IbOp>* out) {
   out->reset();
   auto* region = dynamic_cast<IbMemoryRegion*>(mr);
   if (region == nullptr || !region->gpu() || size == 0) return OkStatus();  // host: coherent
@@ -371,7 +371,7 @@ IbConn::Progress IbConn::progress() {
   if (!error_.ok()) return Progress::kIdle;
   if (any) return Progress::kMoved;
   return !ops_.empty() || !flushes_.empty() || (sender_ && !ready_) ? Progress::kPending
-                                                                     : Progress::kIdle;
+                                                                    : Progress::kIdle;
 }
 
 Status IbConn::fail_locked(const Status& status) {
@@ -650,8 +650,30 @@ Status IbConn::post_work_locked() {
 }
 
 ProgressEngine& IbDevice::engine() {
-  std::call_once(engine_once_, [this] { engine_ = std::make_shared<ProgressEngine>(); });
+  std::call_once(engine_once_, [this] {
+    engine_ = std::make_shared<ProgressEngine>();
+    std::lock_guard<std::mutex> lock(cpus_mu_);
+    engine_started_ = true;
+    if (!cpus_.empty()) engine_->pin(cpus_, info_.name);
+  });
   return *engine_;
+}
+
+void IbDevice::set_progress_cpus(std::vector<int> cpus) {
+  std::lock_guard<std::mutex> lock(cpus_mu_);
+  cpus_ = std::move(cpus);
+  if (engine_started_ && !cpus_.empty()) engine_->pin(cpus_, info_.name);
+}
+
+void ProgressEngine::pin(const std::vector<int>& cpus, const std::string& device) {
+  const std::string list = format_cpu_list(cpus);
+  Status st = set_thread_cpus(thread_.native_handle(), cpus);
+  if (st.ok()) {
+    GP_LOG_DEBUG(kNet, "ib: %s progress thread pinned to CPUs %s", device.c_str(), list.c_str());
+  } else {
+    GP_LOG_DEBUG(kNet, "ib: %s progress thread not pinned to CPUs %s: %s", device.c_str(),
+                 list.c_str(), st.message().c_str());
+  }
 }
 
 struct ProgressEngine::State {

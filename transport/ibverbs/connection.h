@@ -196,6 +196,8 @@ class ProgressEngine {
   ~ProgressEngine();
   void add(const std::shared_ptr<IbConn>& conn);
   void wake();
+  // Restricts the progress thread to `cpus` (logged at debug; a refused set is ignored).
+  void pin(const std::vector<int>& cpus, const std::string& device);
 
  private:
   struct State;

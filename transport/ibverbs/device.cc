@@ -303,9 +303,7 @@ DeviceInfo port_info(const VerbsApi& api, ibv_device* device, const std::string&
                      uint8_t port, const ibv_port_attr& attr, const GdrSupport& gdr) {
   DeviceInfo info;
   info.name = hca + ":" + std::to_string(port);
-  const std::string sysfs = "/sys/class/infiniband/" + hca + "/device";
-  char resolved[4096];
-  if (realpath(sysfs.c_str(), resolved) != nullptr) info.pci_path = resolved;
+  info.pci_path = pci_function_path("/sys/class/infiniband/" + hca + "/device");
   // GUIDs are big-endian on the wire; the port is folded in so each port is unique.
   info.guid = (be64toh(api.get_device_guid(device)) << 8) ^ port;
   info.speed_mbps = ib_speed_mbps(attr.active_speed, attr.active_width);

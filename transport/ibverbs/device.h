@@ -131,6 +131,8 @@ class IbDevice {
                          std::unique_ptr<MemoryRegion>* out);
   // The device's progress thread, created on first use (defined in connection.cc).
   ProgressEngine& engine();
+  // Where that thread runs (Transport::set_progress_cpus): now if it exists, else at its start.
+  void set_progress_cpus(std::vector<int> cpus);
 
  private:
   std::shared_ptr<IbContext> hca_;
@@ -142,6 +144,9 @@ class IbDevice {
   std::shared_ptr<RegistrationCache> cache_;
   std::once_flag engine_once_;
   std::shared_ptr<ProgressEngine> engine_;
+  std::mutex cpus_mu_;
+  std::vector<int> cpus_;        // guarded by cpus_mu_; empty: not pinned
+  bool engine_started_ = false;  // guarded by cpus_mu_
 };
 
 // Link speed in Mbps from the port's active_speed and active_width codes (0 when unknown).

@@ -34,6 +34,9 @@ class IbTransport final : public DeviceListTransport<IbDevice> {
         bootstrap_address_(std::move(bootstrap_address)) {}
 
   const char* name() const override { return "ib"; }
+  void set_progress_cpus(int dev, const std::vector<int>& cpus) override {
+    if (dev >= 0 && dev < device_count() && !cpus.empty()) device(dev)->set_progress_cpus(cpus);
+  }
 
   Status listen(int dev, Handle* handle, std::unique_ptr<Listener>* out) override {
     GP_RETURN_IF_ERROR(check_device(dev));

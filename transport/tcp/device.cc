@@ -17,6 +17,7 @@
 #include <fstream>
 #include <functional>
 
+#include "common/affinity.h"
 #include "common/log.h"
 #include "transport/tcp/connection.h"
 
@@ -130,8 +131,7 @@ DeviceInfo describe_interface(const Interface& iface, int index) {
   long long mbps = 0;
   // Virtual links (loopback, veth) report nothing or -1.
   if (speed >> mbps && mbps > 0 && mbps < INT_MAX) info.speed_mbps = static_cast<int>(mbps);
-  char resolved[PATH_MAX];
-  if (realpath((sys + "/device").c_str(), resolved) != nullptr) info.pci_path = resolved;
+  info.pci_path = pci_function_path(sys + "/device");  // none for loopback, veth, bridges
   info.guid = (std::hash<std::string>{}(iface.name) << 8) ^ static_cast<uint64_t>(index);
   info.latency_us = 0;
   info.port = 1;
@@ -169,7 +169,27 @@ Status Device::start_locked() {
     return SystemError("epoll_ctl(eventfd)");
   }
   thread_ = std::thread([this] { run(); });
+  apply_cpus_locked();
   return OkStatus();
+}
+
+void Device::set_cpus(std::vector<int> cpus) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cpus_ = std::move(cpus);
+  apply_cpus_locked();
+}
+
+void Device::apply_cpus_locked() {
+  if (cpus_.empty() || !thread_.joinable()) return;
+  const std::string list = format_cpu_list(cpus_);
+  Status st = set_thread_cpus(thread_.native_handle(), cpus_);
+  if (st.ok()) {
+    GP_LOG_DEBUG(kNet, "tcp: %s progress thread pinned to CPUs %s", iface_.name.c_str(),
+                 list.c_str());
+  } else {
+    GP_LOG_DEBUG(kNet, "tcp: %s progress thread not pinned to CPUs %s: %s", iface_.name.c_str(),
+                 list.c_str(), st.message().c_str());
+  }
 }
 
 void Device::push_locked(Command command) {

@@ -80,6 +80,10 @@ class Device {
   // Bumped by the progress thread whenever requests of this device complete or fail.
   ProgressSignal& progress() { return progress_; }
 
+  // The CPUs the progress thread runs on (Transport::set_progress_cpus): applied now if the
+  // thread runs, else when it starts. Never fails: a refused set is logged and ignored.
+  void set_cpus(std::vector<int> cpus);
+
  private:
   enum class CommandKind { kAttach, kKick, kDetach };
   struct Command {
@@ -89,6 +93,7 @@ class Device {
   };
 
   Status start_locked();
+  void apply_cpus_locked();
   void push_locked(Command command);
   void run();
   void handle(Command& command);
@@ -100,6 +105,7 @@ class Device {
   std::condition_variable detached_;
   std::vector<Command> commands_;  // guarded by mu_
   bool stop_ = false;              // guarded by mu_
+  std::vector<int> cpus_;          // guarded by mu_; empty: not pinned
   Fd epoll_;
   Fd wakeup_;  // eventfd: written when commands_ turns non-empty
   std::thread thread_;

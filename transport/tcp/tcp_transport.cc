@@ -45,6 +45,9 @@ class TcpTransport final : public DeviceListTransport<Device> {
       device(dev)->progress().wait(static_cast<uint32_t>(seen), until);
     }
   }
+  void set_progress_cpus(int dev, const std::vector<int>& cpus) override {
+    if (dev >= 0 && dev < device_count() && !cpus.empty()) device(dev)->set_cpus(cpus);
+  }
 
  private:
   int nsocks_;
