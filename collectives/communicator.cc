@@ -13,6 +13,7 @@
 #include "common/little_endian.h"
 #include "common/log.h"
 #include "common/settings.h"
+#include "topology/cluster_source.h"
 #include "topology/host.h"
 #include "topology/link_probe.h"
 #include "topology/placement.h"
@@ -24,23 +25,29 @@ namespace {
 
 constexpr size_t kMaxCachedPlans = 64;
 
+// handle, world size, host identity, NUL, host name (for the cluster file).
 std::vector<uint8_t> encode_entry(const transport::Handle& handle, int nranks,
-                                  const std::string& host_id) {
+                                  const std::string& host_id, const std::string& host_name) {
   std::vector<uint8_t> out(handle.bytes.begin(), handle.bytes.end());
   append_le<uint32_t>(&out, static_cast<uint32_t>(nranks));
   out.insert(out.end(), host_id.begin(), host_id.end());
+  out.push_back(0);
+  out.insert(out.end(), host_name.begin(), host_name.end());
   return out;
 }
 
 Status decode_entry(const std::vector<uint8_t>& in, int peer, transport::Handle* handle,
-                    int* nranks, std::string* host_id) {
+                    int* nranks, std::string* host_id, std::string* host_name) {
   if (in.size() < transport::kHandleBytes + 4) {
     return CorruptData("rendezvous entry of rank " + std::to_string(peer) + " is truncated (" +
                        std::to_string(in.size()) + " bytes): is another job using this store?");
   }
   std::copy(in.begin(), in.begin() + transport::kHandleBytes, handle->bytes.begin());
   *nranks = static_cast<int>(load_le<uint32_t>(in.data() + transport::kHandleBytes));
-  host_id->assign(in.begin() + transport::kHandleBytes + 4, in.end());
+  const auto rest = in.begin() + transport::kHandleBytes + 4;
+  const auto nul = std::find(rest, in.end(), uint8_t{0});
+  host_id->assign(rest, nul);
+  host_name->assign(nul == in.end() ? in.end() : nul + 1, in.end());
   return OkStatus();
 }
 
@@ -87,6 +94,11 @@ Status Communicator::configure(int rank, int nranks, const CommOptions& options,
   comm->default_error_feedback_ = settings->get(SettingId::kErrorFeedback) == "on";
   comm->default_residual_bits_ = static_cast<int>(settings->get_int(SettingId::kResidualBits));
   comm->residuals_ = std::make_unique<ResidualStore>(rank, nranks);
+  topology::ClusterChoice cluster;
+  GP_RETURN_IF_ERROR(topology::cluster_from_settings(*settings, &cluster));
+  comm->cluster_ = std::move(cluster.cluster);
+  comm->cluster_origin_ = cluster.detail;
+  comm->host_name_ = topology::local_host_name(*settings);
   GP_RETURN_IF_ERROR(cpu::select_kernels(&comm->kernels_));
   Status st = parse_codec_request(settings->get(SettingId::kCompress), &comm->default_codec_);
   if (!st.ok()) return InvalidArgument("GRADPACK_COMPRESS: " + st.message());
@@ -198,10 +210,12 @@ Status Communicator::connect_all(Store& store) {
                            " (or the rendezvous store holds an earlier job: use a fresh one)");
   }
   GP_RETURN_IF_ERROR(
-      store.set("gp/rank/" + std::to_string(rank_), encode_entry(handle, nranks_, host_id_)));
+      store.set("gp/rank/" + std::to_string(rank_),
+                encode_entry(handle, nranks_, host_id_, host_name_)));
 
   std::vector<transport::Handle> handles(nranks_);
   std::vector<std::string> host_ids(nranks_);
+  std::vector<std::string> host_names(nranks_);
   for (int p = 0; p < nranks_; ++p) {
     std::vector<uint8_t> entry;
     Status st = store.get("gp/rank/" + std::to_string(p), left(), &entry);
@@ -213,7 +227,8 @@ Status Communicator::connect_all(Store& store) {
     }
     GP_RETURN_IF_ERROR(st);
     int their_nranks = 0;
-    GP_RETURN_IF_ERROR(decode_entry(entry, p, &handles[p], &their_nranks, &host_ids[p]));
+    GP_RETURN_IF_ERROR(
+        decode_entry(entry, p, &handles[p], &their_nranks, &host_ids[p], &host_names[p]));
     if (their_nranks != nranks_) {
       return InvalidArgument("rank " + std::to_string(p) + " was started with world size " +
                              std::to_string(their_nranks) + ", this rank (" +
@@ -222,7 +237,44 @@ Status Communicator::connect_all(Store& store) {
     }
   }
   host_of_rank_ = topology::group_hosts(host_ids);
+  GP_RETURN_IF_ERROR(place_on_cluster(host_ids, host_names));
   return connect_mesh(handles, deadline);
+}
+
+Status Communicator::place_on_cluster(const std::vector<std::string>& host_ids,
+                                      const std::vector<std::string>& host_names) {
+  switch_of_rank_.clear();
+  if (cluster_.empty() || cluster_.flat()) return OkStatus();
+  std::vector<topology::RankHost> ranks(static_cast<size_t>(nranks_));
+  for (size_t p = 0; p < ranks.size(); ++p) ranks[p] = {host_ids[p], host_names[p]};
+  topology::RankPlacement placed;
+  Status st = topology::place_ranks(cluster_, ranks, &placed);
+  if (!st.ok()) return Status(st.code(), "GRADPACK_TOPOLOGY " + cluster_origin_ + ": " + st.message());
+  if (!placed.idle_hosts.empty() && rank_ == 0) {
+    GP_LOG_WARN(kTopo, "%zu host(s) of %s run no rank (first: %s)", placed.idle_hosts.size(),
+                cluster_origin_.c_str(), placed.idle_hosts.front().c_str());
+  }
+  // switch_of_rank_[l][r]: the level-l switch above rank r's host (a shallower branch repeats its
+  // root, so its hosts stay a group of their own above it).
+  const auto levels = static_cast<size_t>(cluster_.levels());
+  switch_of_rank_.assign(levels, std::vector<int>(static_cast<size_t>(nranks_)));
+  for (int p = 0; p < nranks_; ++p) {
+    const std::vector<int> path = cluster_.path_to_root(placed.host_of_rank[static_cast<size_t>(p)]);
+    for (size_t l = 0; l < levels; ++l) {
+      switch_of_rank_[l][static_cast<size_t>(p)] = path.empty() ? 0 : path[std::min(l, path.size() - 1)];
+    }
+  }
+  // The cost model's choice for large all-reduces (unknown rates: the multi-level plan, the
+  // safe one when uplinks are slower).
+  const topology::TreePlanCosts costs = topology::tree_plan_costs(cluster_);
+  uplinks_oversubscribed_ = !costs.known || costs.multilevel < costs.ring;
+  GP_LOG_INFO(kTopo,
+              "rank %d: %zu switch levels above the hosts, from %s; large all-reduces take the "
+              "%s (model: ring %.3g s/GB, multi-level %.3g s/GB%s)",
+              rank_, levels, cluster_origin_.c_str(),
+              uplinks_oversubscribed_ ? "multi-level plan" : "ring in tree order", costs.ring * 1e9,
+              costs.multilevel * 1e9, costs.known ? "" : ", rates unknown");
+  return OkStatus();
 }
 
 Status Communicator::connect_mesh(const std::vector<transport::Handle>& handles,
@@ -365,6 +417,8 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   request.root = root;
   request.segment_bytes = segment_bytes != 0 ? segment_bytes : default_segment_bytes_;
   request.host_of_rank = host_of_rank_;
+  request.switch_of_rank = switch_of_rank_;
+  request.uplinks_oversubscribed = uplinks_oversubscribed_;
   request.send_peer = send_peer;
   request.recv_peer = recv_peer;
   request.compressed = compress != nullptr;
@@ -577,6 +631,8 @@ Status Communicator::allreduce_compressed(const AllreduceCall& call, const Codec
   shape.count = call.count;
   shape.elem_size = dtype_size(call.dtype);
   shape.host_of_rank = host_of_rank_;
+  shape.switch_of_rank = switch_of_rank_;
+  shape.uplinks_oversubscribed = uplinks_oversubscribed_;
   Algorithm algorithm = Algorithm::kAuto;
   GP_RETURN_IF_ERROR(select_compressed_algorithm(call.algorithm, call.algorithm_from_options, shape,
                                                  codecs, call.dtype, &algorithm));

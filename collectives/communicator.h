@@ -30,6 +30,7 @@
 #include "common/status.h"
 #include "compression/cpu/kernels.h"
 #include "gradpack/gradpack.h"
+#include "topology/cluster.h"
 #include "topology/cost_model.h"
 #include "transport/transport.h"
 
@@ -108,6 +109,10 @@ class Communicator {
   Status connect_mesh(const std::vector<transport::Handle>& handles,
                       std::chrono::steady_clock::time_point deadline);
   Status mesh_barrier();
+  // Maps every rank onto the cluster (an error naming the hosts it does not know) and fills
+  // switch_of_rank_; nothing when the cluster is flat.
+  Status place_on_cluster(const std::vector<std::string>& host_ids,
+                          const std::vector<std::string>& host_names);
   // Validates, plans, runs; marks the communicator broken on failure.
   // compress: the codecs and residual of a compressed all-reduce (null: uncompressed).
   Status run(Collective collective, const void* send, void* recv, size_t count, gp_dtype_t dtype,
@@ -132,6 +137,13 @@ class Communicator {
   int nranks_ = 1;
   std::chrono::milliseconds timeout_{120000};
   std::string host_id_;
+  std::string host_name_;  // as the cluster file knows it (GRADPACK_HOSTNAME or hostname)
+  // The switches above the hosts (GRADPACK_TOPOLOGY); empty: flat. switch_of_rank_ as in
+  // PlanRequest.
+  topology::Cluster cluster_;
+  std::string cluster_origin_;
+  std::vector<std::vector<int>> switch_of_rank_;
+  bool uplinks_oversubscribed_ = true;
   std::vector<int> host_of_rank_;
   std::unique_ptr<transport::Transport> transport_;
   std::unique_ptr<transport::Listener> listener_;

@@ -129,6 +129,10 @@ struct PlanRequest {
   // switch). Given it, the ring follows the switch tree and the hierarchical plan has a level per
   // switch level (algorithms/levels.cc).
   std::vector<std::vector<int>> switch_of_rank;
+  // Whether the cost model (topology::tree_plan_costs) finds the multi-level plan faster than the
+  // ring in tree order for large all-reduces on this cluster (true when rates are unknown): the
+  // selector's choice between the two.
+  bool uplinks_oversubscribed = true;
   // All-reduce through frames (kEncode/kDecode): kDirect, kSparse, and the compressed forms of
   // kRing (re-encoding at every hop) and kHierarchical (compressed between hosts only).
   bool compressed = false;

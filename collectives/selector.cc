@@ -44,6 +44,16 @@ Algorithm select_algorithm(const PlanRequest& req) {
   if (small) {
     return tree_steps(p) < hd_steps(p) ? Algorithm::kTree : Algorithm::kHalvingDoubling;
   }
+  // Switches above the hosts: over oversubscribed uplinks the multi-level plan sends each host's
+  // share across an uplink once each way, where a ring (even in tree order) sends 2(p-1)/p of
+  // the buffer through each uplink it crosses; over full-rate uplinks the tree-ordered ring
+  // keeps every link busy with fewer steps (measured: docs/topology.md).
+  if (!req.switch_of_rank.empty()) {
+    const std::set<int> leaves(req.switch_of_rank[0].begin(), req.switch_of_rank[0].end());
+    if (leaves.size() > 1) {
+      return req.uplinks_oversubscribed ? Algorithm::kHierarchical : Algorithm::kRing;
+    }
+  }
   if (!req.host_of_rank.empty()) {
     const std::set<int> hosts(req.host_of_rank.begin(), req.host_of_rank.end());
     const bool shared_host = hosts.size() < static_cast<size_t>(p);

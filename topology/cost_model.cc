@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "topology/cluster.h"
+
 namespace gradpack::topology {
 
 LinkModel slowest(const LinkModel& a, const LinkModel& b) {
@@ -58,6 +60,34 @@ size_t compression_threshold(const LinkModel& model,
     if (predict(model, bytes, wire, sparse).compress) return bytes;
   }
   return kNeverCompress;
+}
+
+TreePlanCosts tree_plan_costs(const Cluster& cluster) {
+  TreePlanCosts c;
+  double host_mbps = 0, uplink_mbps = 0;
+  size_t leaves = 0, per_leaf = 0;
+  for (const ClusterHost& h : cluster.hosts()) {
+    if (h.link.rate_mbps <= 0) return c;
+    host_mbps = host_mbps == 0 ? h.link.rate_mbps : std::min(host_mbps, h.link.rate_mbps);
+  }
+  for (int sw = 0; sw < static_cast<int>(cluster.switches().size()); ++sw) {
+    const ClusterSwitch& s = cluster.switches()[static_cast<size_t>(sw)];
+    if (s.level != 0) continue;
+    ++leaves;
+    per_leaf = std::max(per_leaf, s.hosts.size());
+    if (s.parent < 0) continue;  // a root leaf has no uplink
+    if (s.uplink.rate_mbps <= 0) return c;
+    uplink_mbps = uplink_mbps == 0 ? s.uplink.rate_mbps : std::min(uplink_mbps, s.uplink.rate_mbps);
+  }
+  const double p = static_cast<double>(cluster.hosts().size());
+  const double h = static_cast<double>(per_leaf);
+  const double r = static_cast<double>(leaves);
+  if (p < 2 || leaves < 2 || uplink_mbps == 0) return c;
+  const double per_mbps = 8e-6;  // seconds per byte at 1 Mbit/s
+  c.ring = 2 * (p - 1) / p * per_mbps / std::min(host_mbps, uplink_mbps);
+  c.multilevel = 2 * (h - 1) / h * per_mbps / host_mbps + 2 * (r - 1) / r * per_mbps / uplink_mbps;
+  c.known = true;
+  return c;
 }
 
 }  // namespace gradpack::topology

@@ -12,6 +12,21 @@
 
 namespace gradpack::topology {
 
+class Cluster;
+
+// A large all-reduce on a cluster of switches, one rank per host, in seconds per byte of the
+// buffer: the ring in tree order (2(p-1)/p of the buffer through the slowest link it crosses,
+// host link or uplink: each uplink carries one flow each way) against the multi-level plan
+// (reduce-scatter and all-gather under each leaf switch, 2(h-1)/h over the host links, and each
+// host's share across the uplinks, 2(R-1)/R of the buffer through each uplink), from the slowest
+// host link and the slowest leaf uplink. known is false when a rate is missing; both are then 0.
+struct TreePlanCosts {
+  double ring = 0;
+  double multilevel = 0;
+  bool known = false;
+};
+TreePlanCosts tree_plan_costs(const Cluster& cluster);
+
 // One level of the network as a communicator sees it (measured by link_probe.h, then agreed:
 // every figure is the slowest rank's). α is latency_s, 1/β is link_Bps.
 struct LinkModel {

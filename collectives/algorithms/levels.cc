@@ -114,6 +114,44 @@ std::vector<int> tree_order(const PlanRequest& req) {
   return order;
 }
 
+namespace {
+
+// The host leaders' part of the multi-level all-reduce on `span`: up the levels, then back down.
+// `units` is every host leader in tree order (copied: climbing marks them).
+void leaders_allreduce(PlanBuilder& b, const PlanRequest& req, std::vector<Unit> units,
+                       size_t mine, Span span) {
+  std::vector<Step> steps;
+  // Every switch level, then once more above the top (forests: one group of what is left).
+  for (size_t level = 0; level <= req.switch_of_rank.size(); ++level) {
+    const size_t had = steps.size();
+    const bool going_on = climb(req, units, level, mine, &span, &steps);
+    if (steps.size() > had) {
+      const Step& st = steps.back();
+      if (st.split) {
+        ring_reduce_scatter_inplace(b, st.group, st.me, st.span);
+      } else {
+        chain_reduce(b, st.group, st.me, st.span);
+      }
+    }
+    if (!going_on) break;
+  }
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    if (it->split) {
+      ring_allgather(b, it->group, it->me, it->span);
+    } else {
+      chain_broadcast(b, it->group, it->me, it->span);
+    }
+  }
+}
+
+// Pieces a large buffer is cut into, each going up and down the levels on its own, so that one
+// piece crosses the uplinks while the next is reduced under its switch (the levels' links are
+// busy at once instead of in turn).
+constexpr size_t kPieceBytes = size_t{4} << 20;
+constexpr int kMaxPieces = 8;
+
+}  // namespace
+
 void multilevel_allreduce(PlanBuilder& b, const PlanRequest& req, const Span& whole) {
   const std::vector<int> order = tree_order(req);
   // Inside the host: reduce to its first rank in tree order (its lowest rank).
@@ -133,28 +171,11 @@ void multilevel_allreduce(PlanBuilder& b, const PlanRequest& req, const Span& wh
   if (me_host == 0) {
     size_t mine = 0;
     while (units[mine].rank != req.rank) ++mine;
-    Span span = whole;
-    std::vector<Step> steps;
-    // Every switch level, then once more above the top (forests: one group of what is left).
-    for (size_t level = 0; level <= req.switch_of_rank.size(); ++level) {
-      const size_t had = steps.size();
-      const bool going_on = climb(req, units, level, mine, &span, &steps);
-      if (steps.size() > had) {
-        const Step& st = steps.back();
-        if (st.split) {
-          ring_reduce_scatter_inplace(b, st.group, st.me, st.span);
-        } else {
-          chain_reduce(b, st.group, st.me, st.span);
-        }
-      }
-      if (!going_on) break;
-    }
-    for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-      if (it->split) {
-        ring_allgather(b, it->group, it->me, it->span);
-      } else {
-        chain_broadcast(b, it->group, it->me, it->span);
-      }
+    const size_t bytes = whole.count * req.elem_size;
+    const int pieces = static_cast<int>(
+        std::clamp<size_t>(bytes / kPieceBytes, 1, static_cast<size_t>(kMaxPieces)));
+    for (int k = 0; k < pieces; ++k) {
+      leaders_allreduce(b, req, units, mine, block_of(whole, pieces, k));
     }
   }
   chain_broadcast(b, host_group, me_host, whole);

@@ -12,6 +12,8 @@
 #include <memory>
 
 #include "compression/codec.h"
+#include "topology/cluster.h"
+#include "topology/cluster_file.h"
 
 namespace gradpack::topology {
 namespace {
@@ -179,6 +181,44 @@ TEST(CompressionThreshold, NeverForACodecThatCannotTakeFp32) {
   };
   EXPECT_EQ(compression_threshold(model(125e6, 5e9), no_frames, false), kNeverCompress);
   EXPECT_EQ(calls, 1) << "the first size that has no frame ends the search";
+}
+
+
+// The ring in tree order against the multi-level plan (measured on the racked vcluster, 8 hosts
+// in 2 racks, interleaved: 64 MiB at B = U = 500 Mbit/s ring 2.08 s vs multi-level 2.61 s; 16 MiB
+// at U = 125 Mbit/s ring 2.05 s vs multi-level 1.50 s). The model picks the same winner.
+Cluster racks(const char* uplink) {
+  std::string text = "switch top\n";
+  for (int r = 0; r < 2; ++r) {
+    text += "switch rack" + std::to_string(r) + " parent=top uplink=" + uplink + "\n";
+  }
+  for (int h = 0; h < 8; ++h) {
+    text += "host h" + std::to_string(h) + " switch=rack" + std::to_string(h % 2) + " link=500mbit\n";
+  }
+  Cluster c;
+  const Status st = parse_gradpack_cluster(text, "test", &c);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  return c;
+}
+
+TEST(TreePlanCosts, RingWinsAtFullRateUplinksMultiLevelWhenOversubscribed) {
+  const TreePlanCosts full = tree_plan_costs(racks("500mbit"));
+  ASSERT_TRUE(full.known);
+  EXPECT_LT(full.ring, full.multilevel);
+  EXPECT_NEAR(full.ring, 1.75 * 8 / 500e6, 1e-12);  // 2(p-1)/p bytes at 500 Mbit/s
+  const TreePlanCosts slow = tree_plan_costs(racks("125mbit"));
+  ASSERT_TRUE(slow.known);
+  EXPECT_LT(slow.multilevel, slow.ring);
+  EXPECT_NEAR(slow.multilevel, (1.5 / 500e6 + 1.0 / 125e6) * 8, 1e-12);
+}
+
+TEST(TreePlanCosts, UnknownRatesAreUnknown) {
+  Cluster c;
+  ASSERT_TRUE(parse_gradpack_cluster("switch top\nswitch a parent=top\nswitch b parent=top\n"
+                                     "host x switch=a\nhost y switch=b\n",
+                                     "test", &c)
+                  .ok());
+  EXPECT_FALSE(tree_plan_costs(c).known);
 }
 
 }  // namespace

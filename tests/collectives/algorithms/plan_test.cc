@@ -272,6 +272,20 @@ TEST(AllReduce, SwitchTrees) {
   }
 }
 
+// Large buffers go up and down the levels in pieces (levels.cc): still exact.
+TEST(AllReduce, SwitchTreesInPieces) {
+  for (size_t t : {size_t{0}, size_t{2}, size_t{4}}) {
+    Case c;
+    c.algorithm = Algorithm::kHierarchical;
+    c.nranks = 8;
+    c.count = (size_t{12} << 20) / kElem + 13;  // 3 pieces of about 4 MiB
+    c.hosts = trees()[t].hosts;
+    c.switches = trees()[t].switches;
+    SCOPED_TRACE(trees()[t].name);
+    run_case(c, false, 11);
+  }
+}
+
 // Bytes rank a sends to ranks under another leaf switch than its own.
 std::vector<double> cross_switch_bytes(const Case& c, const CaseRun& run) {
   std::vector<double> out(static_cast<size_t>(c.nranks), 0.0);
