@@ -402,7 +402,10 @@ Status CommState::agree(size_t count, gp_dtype_t dtype, const char* vote_no, cud
   }
   if (check_ == nullptr && prepared) {
     Device& dev = device();
-    Status st = dev.alloc(dev.check_bytes(), stream, &check_);
+    // The check's copy shares the pinned host slot with the vote.
+    Status st = kCheckOffset + dev.check_bytes() <= kHostSlotBytes
+                    ? dev.alloc(dev.check_bytes(), stream, &check_)
+                    : Internal("the decode check does not fit the pinned host slot");
     if (st.ok()) st = dev.reset_check(check_, stream);
     if (!st.ok()) prepared.reset();
   }
