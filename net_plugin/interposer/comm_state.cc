@@ -342,7 +342,7 @@ Status CommState::vote(bool yes, cudaStream_t stream, bool* all_yes) {
   if (host_ == nullptr) GP_RETURN_IF_ERROR(take_host_slot(&host_));
   if (vote_ == nullptr) GP_RETURN_IF_ERROR(dev.alloc(3 * sizeof(uint64_t), stream, &vote_));
   if (done_ == nullptr) GP_RETURN_IF_ERROR(dev.event_create(&done_));
-  if (has_previous_ && last_stream_ != stream) GP_RETURN_IF_ERROR(dev.wait(stream, done_, false));
+  GP_RETURN_IF_ERROR(after_previous(stream, false));
   auto* v = reinterpret_cast<uint64_t*>(host_ + kVoteOffset);
   const uint64_t mine[3] = {yes ? 1u : 0u, config_.wire_hash, ~config_.wire_hash};
   std::memcpy(v, mine, sizeof mine);
@@ -351,9 +351,7 @@ Status CommState::vote(bool yes, cudaStream_t stream, bool* all_yes) {
       api_, comm_, api_.all_reduce(vote_, vote_, 3, ncclInt64, ncclMin, comm_, stream),
       "the agreement all-reduce"));
   GP_RETURN_IF_ERROR(dev.copy(v, vote_, sizeof mine, stream));
-  GP_RETURN_IF_ERROR(dev.record(done_, stream, false));
-  has_previous_ = true;
-  last_stream_ = stream;
+  GP_RETURN_IF_ERROR(mark_done(stream, false));
   GP_RETURN_IF_ERROR(dev.synchronize(done_));  // the interposer's one host wait
   if (aborted_.load()) return Status(Code::kSystem, "the communicator was aborted");
   ncclResult_t async = ncclSuccess;
@@ -517,9 +515,21 @@ void CommState::finish_call(cudaStream_t stream, bool capturing) {
   Device& dev = device();
   // The check goes back with the call; a later call reads it once done_ has completed.
   check_copied_ = dev.copy(host_ + kCheckOffset, check_, dev.check_bytes(), stream).ok();
-  (void)dev.record(done_, stream, capturing);
+  (void)mark_done(stream, capturing);
+}
+
+// Calls share the frames: one on another stream than the previous starts after it (on the
+// device, never the host).
+Status CommState::after_previous(cudaStream_t stream, bool capturing) {
+  if (!has_previous_ || last_stream_ == stream) return OkStatus();
+  return device().wait(stream, done_, capturing);
+}
+
+Status CommState::mark_done(cudaStream_t stream, bool capturing) {
+  GP_RETURN_IF_ERROR(device().record(done_, stream, capturing));
   has_previous_ = true;
   last_stream_ = stream;
+  return OkStatus();
 }
 
 Status CommState::all_reduce(const CallArgs& call) {
@@ -531,11 +541,7 @@ Status CommState::all_reduce(const CallArgs& call) {
     return Internal("the call's shape was not agreed");
   }
   const Prepared& p = *it->second.second;
-  Device& dev = device();
-  // Calls share the frames: one on another stream starts after the previous one.
-  if (has_previous_ && last_stream_ != call.stream) {
-    GP_RETURN_IF_ERROR(dev.wait(call.stream, done_, call.capturing));
-  }
+  GP_RETURN_IF_ERROR(after_previous(call.stream, call.capturing));
   if (reset_pending_ && !call.capturing) {
     evict_residuals_to(0, call.stream);
     reset_pending_ = false;

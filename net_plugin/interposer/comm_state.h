@@ -107,6 +107,10 @@ class CommState {
   // Frees the least recently used residuals until at most `target` bytes remain.
   void evict_residuals_to(size_t target, cudaStream_t stream);
   void finish_call(cudaStream_t stream, bool capturing);
+  // The previous call's end, waited for on `stream` when it ran on another; done_ recorded on
+  // `stream` as the latest end.
+  Status after_previous(cudaStream_t stream, bool capturing);
+  Status mark_done(cudaStream_t stream, bool capturing);
   void remember_path(const ShapeKey& key, Path path, std::unique_ptr<Prepared> prepared);
 
   const NcclApi& api_;

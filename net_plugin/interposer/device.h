@@ -135,4 +135,29 @@ class Device {
 // The implementation linked into this library.
 Device& device();
 
+// Makes `dev` current for a scope and restores the caller's device after: a process driving
+// several GPUs must not allocate on, launch to or free on the wrong one.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int dev) {
+    Device& d = device();
+    status_ = d.get_device(&previous_);
+    if (status_.ok() && previous_ != dev) {
+      status_ = d.set_device(dev);
+      switched_ = status_.ok();
+    }
+  }
+  ~DeviceGuard() {
+    if (switched_) (void)device().set_device(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  const Status& status() const { return status_; }
+
+ private:
+  int previous_ = 0;
+  bool switched_ = false;
+  Status status_;
+};
+
 }  // namespace gradpack::interposer

@@ -125,31 +125,6 @@ std::shared_ptr<CommState> state_for(const NcclApi& api, ncclComm_t comm, int nr
   return slot;
 }
 
-// Makes the communicator's device current for the call and restores the caller's after: a
-// process driving several GPUs must not allocate on or launch to the wrong one.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int dev) {
-    Device& d = device();
-    status_ = d.get_device(&previous_);
-    if (status_.ok() && previous_ != dev) {
-      status_ = d.set_device(dev);
-      switched_ = status_.ok();
-    }
-  }
-  ~DeviceGuard() {
-    if (switched_) (void)device().set_device(previous_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-  const Status& status() const { return status_; }
-
- private:
-  int previous_ = 0;
-  bool switched_ = false;
-  Status status_;
-};
-
 bool map_dtype(ncclDataType_t t, gp_dtype_t* out) {
   switch (t) {
     case ncclFloat32:

@@ -23,13 +23,10 @@ std::atomic<size_t> pending{0};
 // Frees r on its device from this thread (restoring the thread's current device).
 void free_now(Release& r) {
   Device& dev = device();
-  int current = -1;
-  const bool switched = dev.get_device(&current).ok() && current != r.device &&
-                        dev.set_device(r.device).ok();
+  const DeviceGuard guard(r.device);  // best effort: a failed switch frees on the current one
   for (void* p : r.memory) dev.free(p, cudaStreamPerThread);
   r.scratch.reset();
   if (r.after != nullptr) dev.event_destroy(r.after);
-  if (switched) (void)dev.set_device(current);
   if (r.host_slot != nullptr) free_slots().push_back(r.host_slot);
 }
 

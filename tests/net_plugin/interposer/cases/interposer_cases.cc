@@ -492,7 +492,7 @@ bool case_residual_keys(World& w) {
 
 // Abort from another thread, with work in flight that can never finish (the peer stopped
 // calling): abort returns promptly without a host wait, the queued work ends, and the
-// interposer holds nothing back. Then a call whose agreement is waiting: abort ends it too.
+// interposer holds nothing back.
 bool case_abort(World& w) {
   Check c{ncclFloat32, false, false, 1 << 18, 0, false};
   void* send = device_buffer(c.count * 4);
@@ -551,6 +551,17 @@ bool case_abort_agreement(World& w) {
                 "returned " + std::to_string(r) + " after " + std::to_string(s) + " s");
 }
 
+// Whether ncclCommGetAsyncError reports an error within `limit` (polled every 20 ms).
+bool async_error_within(const World& w, std::chrono::seconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    ncclResult_t async = ncclSuccess;
+    if (ncclCommGetAsyncError(w.comm, &async) == ncclSuccess && async != ncclSuccess) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
 // After a shape is agreed, one rank's kernel launch fails: that rank returns an error (never
 // switching to NCCL), aborts as a framework would, and its peer sees an asynchronous error
 // instead of hanging. Both ranks end on the same path: an error, within the timeout.
@@ -564,16 +575,8 @@ bool case_launch_error(World& w) {
   const ncclResult_t r = ncclAllReduce(send, recv, c.count, ncclFloat32, ncclSum, w.comm,
                                        w.stream);
   const bool stream_ok = fake::stream_synchronize(w.stream).ok();
-  bool failed_here = r != ncclSuccess || !stream_ok;
-  const auto deadline = Clock::now() + std::chrono::seconds(15);
-  ncclResult_t async = ncclSuccess;
-  while (!failed_here && Clock::now() < deadline) {
-    if (ncclCommGetAsyncError(w.comm, &async) != ncclSuccess || async != ncclSuccess) {
-      failed_here = true;
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
+  const bool failed_here =
+      r != ncclSuccess || !stream_ok || async_error_within(w, std::chrono::seconds(15));
   if (w.rank == 1) {
     ok = report(w, "the failing rank gets an error", failed_here) && ok;
   } else {
@@ -597,13 +600,8 @@ bool case_dead_peer(World& w) {
   }
   ok = ncclAllReduce(send, recv, c.count, ncclFloat32, ncclSum, w.comm, w.stream) == ncclSuccess &&
        ok;
-  const auto deadline = Clock::now() + std::chrono::seconds(20);
-  ncclResult_t async = ncclSuccess;
-  while (Clock::now() < deadline) {
-    if (ncclCommGetAsyncError(w.comm, &async) != ncclSuccess || async != ncclSuccess) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ok = report(w, "the survivor sees an asynchronous error", async != ncclSuccess) && ok;
+  ok = report(w, "the survivor sees an asynchronous error",
+              async_error_within(w, std::chrono::seconds(20))) && ok;
   ncclCommAbort(w.comm);
   return ok;
 }
