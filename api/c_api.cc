@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The C ABI wall of libgradpack.so: the one place where Status becomes gp_status_t, arguments
 // from C are checked, and nothing (not even std::bad_alloc) escapes to the caller.
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -217,14 +219,18 @@ gp_status_t gp_comm_stats(const gp_comm_t* comm, gp_comm_stats_t* stats) {
     if (comm == nullptr || stats == nullptr) {
       return gradpack::InvalidArgument("gp_comm_stats: comm and stats must not be NULL");
     }
-    if (stats->struct_size < sizeof(gp_comm_stats_t)) {
+    // Headers before 0.2 end at last_codec: their callers get the fields they know.
+    constexpr size_t kFirstSize = offsetof(gp_comm_stats_t, plan_rebuilds);
+    if (stats->struct_size < kFirstSize) {
       return gradpack::InvalidArgument(
           "gp_comm_stats: set stats->struct_size = sizeof(gp_comm_stats_t) first");
     }
-    const size_t size = stats->struct_size;
-    std::memset(stats, 0, sizeof(gp_comm_stats_t));
+    const size_t size = std::min(stats->struct_size, sizeof(gp_comm_stats_t));
+    gp_comm_stats_t all;
+    std::memset(&all, 0, sizeof(all));
+    comm->impl->stats(&all);
+    std::memcpy(stats, &all, size);
     stats->struct_size = size;
-    comm->impl->stats(stats);
     return gradpack::OkStatus();
   });
 }

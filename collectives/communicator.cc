@@ -125,6 +125,7 @@ Status Communicator::create(int rank, int nranks, const std::shared_ptr<Store>& 
                        " found no network device: check GRADPACK_IFNAME / NCCL_SOCKET_IFNAME");
   }
   GP_RETURN_IF_ERROR(comm->connect_all(*store));
+  comm->replanner_.configure(*settings, rank, nranks, comm->host_of_rank_);
   if (comm->default_codec_.automatic() && nranks > 1) {  // measured now, so that the first
     topology::LinkModel model;                           // step is not slowed
     GP_RETURN_IF_ERROR(comm->link_model(comm->default_codec_, &model));
@@ -177,6 +178,9 @@ Status Communicator::create_from_handles(int rank, int nranks,
   comm->host_of_rank_.resize(static_cast<size_t>(nranks));
   for (int p = 0; p < nranks; ++p) comm->host_of_rank_[static_cast<size_t>(p)] = p;
   GP_RETURN_IF_ERROR(comm->connect_mesh(peers, std::chrono::steady_clock::now() + comm->timeout_));
+  const Settings* settings = nullptr;
+  GP_RETURN_IF_ERROR(Settings::global(&settings));
+  comm->replanner_.configure(*settings, rank, nranks, comm->host_of_rank_);
   GP_LOG_INFO(kColl, "rank %d of %d ready over %s (from handles)", rank, nranks,
               comm->transport_->name());
   *out = std::move(comm);
@@ -422,7 +426,9 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   request.send_peer = send_peer;
   request.recv_peer = recv_peer;
   request.compressed = compress != nullptr;
-  if (algorithm == Algorithm::kAuto) algorithm = select_algorithm(request);
+  if (algorithm == Algorithm::kAuto && !replanner_.adjust(&request, &algorithm)) {
+    algorithm = select_algorithm(request);
+  }
 
   ++sequence_;
   Status planned;
@@ -617,11 +623,37 @@ Status Communicator::allreduce_uncompressed(const AllreduceCall& call) {
     std::vector<uint8_t> merged;
     fold_residual(*owed, call.send, call.count, call.dtype, *kernels_, &merged);
     residuals_->erase(call.key);
-    return run(Collective::kAllReduce, merged.data(), call.recv, call.count, call.dtype, call.op, 0,
-               algorithm, call.segment_bytes);
+    GP_RETURN_IF_ERROR(run(Collective::kAllReduce, merged.data(), call.recv, call.count,
+                           call.dtype, call.op, 0, algorithm, call.segment_bytes));
+  } else {
+    GP_RETURN_IF_ERROR(run(Collective::kAllReduce, call.send, call.recv, call.count, call.dtype,
+                           call.op, 0, algorithm, call.segment_bytes));
   }
-  return run(Collective::kAllReduce, call.send, call.recv, call.count, call.dtype, call.op, 0,
-             algorithm, call.segment_bytes);
+  if (algorithm != Algorithm::kAuto) return OkStatus();  // a forced plan is not re-planned
+  return watch_links(call.count * dtype_size(call.dtype));
+}
+
+Status Communicator::watch_links(size_t bytes) {
+  PlanRequest shape;
+  shape.rank = rank_;
+  shape.nranks = nranks_;
+  shape.host_of_rank = host_of_rank_;
+  shape.switch_of_rank = switch_of_rank_;
+  // The agreement is not the caller's call: the counters and "last" fields stay as they were.
+  auto agree = [this](double* values, size_t count) {
+    const uint64_t calls = collectives_;
+    const std::string last = last_algorithm_;
+    Status st = run(Collective::kAllReduce, values, values, count, GP_FLOAT64, GP_MAX, 0,
+                    Algorithm::kRing, 0);
+    collectives_ = calls;
+    last_algorithm_ = last;
+    return st;
+  };
+  const uint64_t rebuilds = replanner_.rebuilds();
+  GP_RETURN_IF_ERROR(replanner_.note_call(
+      bytes, [this] { return executor_.take_send_times(); }, shape, agree));
+  if (replanner_.rebuilds() != rebuilds) plans_.clear();
+  return OkStatus();
 }
 
 Status Communicator::allreduce_compressed(const AllreduceCall& call, const CodecSet& codecs) {
@@ -665,6 +697,8 @@ void Communicator::stats(gp_comm_stats_t* out) const {
   out->residual_keys = residuals_->keys();
   std::snprintf(out->last_algorithm, sizeof(out->last_algorithm), "%s", last_algorithm_.c_str());
   std::snprintf(out->last_codec, sizeof(out->last_codec), "%s", last_codec_.c_str());
+  out->plan_rebuilds = replanner_.rebuilds();
+  out->link_checks = replanner_.agreements();
 }
 
 Status Communicator::reduce_scatter(const void* send, void* recv, size_t recvcount,

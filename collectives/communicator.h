@@ -25,6 +25,7 @@
 #include "collectives/executor/host_executor.h"
 #include "collectives/options.h"
 #include "collectives/plan.h"
+#include "collectives/replanner.h"
 #include "collectives/rendezvous/store.h"
 #include "collectives/residuals.h"
 #include "common/status.h"
@@ -86,6 +87,8 @@ class Communicator {
   void stats(gp_comm_stats_t* out) const;
   // Error-feedback state (gp_residuals_*).
   ResidualStore& residuals() { return *residuals_; }
+  // Re-planning when a link degrades (replanner.h); tests reach it to skew a rank's view.
+  Replanner& replanner() { return replanner_; }
   // Thread-safe, the one call another thread may make while a collective runs: that collective
   // fails within ~10 ms (telling its peers, whose links then close) instead of waiting for peers
   // up to the timeout, and so does every later one. For owners that must tear down while a call
@@ -132,6 +135,10 @@ class Communicator {
   class Probe;
   Status fail(Status status);
   void close_links();
+  // After a large all-reduce the selector planned: counts it for the replanner, which every
+  // GRADPACK_REPLAN_BYTES agrees on the measured link rates and may re-plan (plans_ is then
+  // rebuilt).
+  Status watch_links(size_t bytes);
 
   int rank_ = 0;
   int nranks_ = 1;
@@ -151,6 +158,7 @@ class Communicator {
   std::vector<std::unique_ptr<transport::RecvConnection>> recv_;
   Links links_;
   HostExecutor executor_;
+  Replanner replanner_;
   uint64_t sequence_ = 0;
   Algorithm forced_algorithm_ = Algorithm::kAuto;  // GRADPACK_ALGO
   size_t default_segment_bytes_ = 1 << 20;

@@ -102,6 +102,9 @@ Status validate_plan_request(const PlanRequest& r) {
       seen = sw;
     }
   }
+  for (int leaf : r.leaves) {
+    if (leaf < 0 || leaf >= r.nranks) return InvalidArgument("plan: leaf rank out of range");
+  }
   if (r.compressed && r.collective != Collective::kAllReduce) {
     return InvalidArgument("plan: only all-reduce can be compressed");
   }

@@ -133,6 +133,10 @@ struct PlanRequest {
   // ring in tree order for large all-reduces on this cluster (true when rates are unknown): the
   // selector's choice between the two.
   bool uplinks_oversubscribed = true;
+  // Ranks that never lead their host in the hierarchical plan: the slow ranks that re-planning
+  // (collectives/replanner.h) put on a fast partner's host, so that only their own link carries
+  // their buffer, once each way.
+  std::vector<int> leaves;
   // All-reduce through frames (kEncode/kDecode): kDirect, kSparse, and the compressed forms of
   // kRing (re-encoding at every hop) and kHierarchical (compressed between hosts only).
   bool compressed = false;

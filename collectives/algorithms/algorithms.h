@@ -104,9 +104,19 @@ void binomial_broadcast(PlanBuilder& b, const std::vector<int>& group, int me, i
 // The switch tree (PlanRequest::switch_of_rank; levels.cc). Every rank in tree order: by switch
 // from the top down, then host, then rank (rank order when the network is flat).
 std::vector<int> tree_order(const PlanRequest& req);
-// All-reduce of `whole` in place: chain to each host's leader, reduce-scatter among the leaders
-// under each switch level by level up, all-gather back down, chain back inside each host.
-void multilevel_allreduce(PlanBuilder& b, const PlanRequest& req, const Span& whole);
+// Pieces (of at least 4 MiB) a large buffer is cut into by the multi-level plan's climb, and by
+// its ring among the leaders.
+inline constexpr int kMaxLevelPieces = 8;
+inline constexpr int kMaxRingPieces = 16;
+
+// All-reduce of `whole` in place: chain to each host's leader (PlanRequest::leaves never lead),
+// then, among the leaders, over oversubscribed uplinks (PlanRequest::uplinks_oversubscribed),
+// reduce-scatter under each switch level by level up and all-gather back down; else (or flat) a
+// ring in tree order; then chain back inside each host. Large buffers go in pieces.
+// `compressed`: the leaders reduce-scatter under their leaf switch uncompressed, and each part
+// crosses the uplinks through direct_allreduce (the codec only where the links are slowest).
+void multilevel_allreduce(PlanBuilder& b, const PlanRequest& req, const Span& whole,
+                          bool compressed);
 
 // Compressed all-reduce of `input` among `group` (docs/algorithms.md "Compressed all-reduce"):
 // every member encodes each other member's chunk of `input` once with its worker residual and
@@ -115,8 +125,12 @@ void multilevel_allreduce(PlanBuilder& b, const PlanRequest& req, const Span& wh
 // chunk, which the worker stage leaves unused), sends that frame to every member and decodes it
 // into `output`. All members decode the same frames, so they end with the same bits. Every chunk
 // is cut into segments that flow independently. `input` and `output` may be the same span.
+// The residual is indexed like the buffer (kResidual offset = the element's offset in `input`'s
+// buffer). The fp32 sum of the owned chunk sits at the start of kAccum, or, with
+// `accum_at_offset`, at the chunk's own offset (so that direct all-reduces of disjoint parts of
+// one buffer in one plan do not share accumulator memory and can overlap).
 void direct_allreduce(PlanBuilder& b, const std::vector<int>& group, int me, const Span& input,
-                      const Span& output);
+                      const Span& output, bool accum_at_offset = false);
 
 // Plan writers (request already validated; count, nranks, ... in range).
 Status ring_plan(const PlanRequest& request, Plan* out);

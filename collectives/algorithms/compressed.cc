@@ -38,7 +38,7 @@ void copy_segments(PlanBuilder& b, const Span& from, const Span& to) {
 }  // namespace
 
 void direct_allreduce(PlanBuilder& b, const std::vector<int>& group, int me, const Span& input,
-                      const Span& output) {
+                      const Span& output, bool accum_at_offset) {
   const int g = static_cast<int>(group.size());
   if (g == 1) {
     copy_segments(b, input, output);
@@ -50,7 +50,7 @@ void direct_allreduce(PlanBuilder& b, const std::vector<int>& group, int me, con
   auto out_of = [&](const Span& in) {
     return moved(in, output.buf, in.offset - input.offset + output.offset);
   };
-  auto res_of = [&](const Span& in) { return moved(in, Buf::kResidual, in.offset - input.offset); };
+  auto res_of = [&](const Span& in) { return moved(in, Buf::kResidual, in.offset); };
   size_t max_pieces = 0;
   for (int c = 0; c < g; ++c) max_pieces = std::max(max_pieces, pieces(in_chunk(c), seg));
 
@@ -72,9 +72,10 @@ void direct_allreduce(PlanBuilder& b, const std::vector<int>& group, int me, con
   // and that one frame goes to every member, this one included (it decodes its own frame, so all
   // members hold the same bits).
   const Span mine = in_chunk(me);
+  const size_t accum_base = accum_at_offset ? mine.offset : 0;
   for (size_t j = 0; j < pieces(mine, seg); ++j) {
     const Span s = piece(mine, seg, j);
-    const Span acc{Buf::kAccum, s.offset - mine.offset, s.count};
+    const Span acc{Buf::kAccum, accum_base + s.offset - mine.offset, s.count};
     b.copy(s, acc);
     for (int k = 1; k < g; ++k) {
       const int from = (me - k + g) % g;
@@ -212,6 +213,10 @@ Status hier_compressed_plan(const PlanRequest& req, Plan* out) {
   const topology::HostGroups hosts = topology::host_groups(req.host_of_rank, req.nranks, req.rank);
   const Span whole{Buf::kRecv, 0, req.count};
   copy_segments(b, Span{Buf::kSend, 0, req.count}, whole);
+  if (!req.switch_of_rank.empty()) {  // switches above the hosts: the codec on the uplinks only
+    multilevel_allreduce(b, req, whole, /*compressed=*/true);
+    return OkStatus();
+  }
   chain_reduce(b, hosts.local, hosts.me_local, whole);
   if (hosts.me_local == 0) {
     direct_allreduce(b, hosts.leaders, hosts.me_leader, whole, whole);

@@ -22,8 +22,11 @@ Status hier_plan(const PlanRequest& req, Plan* out) {
   for_segments(whole, b.segment(), [&](const Span& s) {
     b.copy(Span{Buf::kSend, s.offset, s.count}, s);
   });
-  if (!req.switch_of_rank.empty()) {  // switches above the hosts: a level per switch level
-    multilevel_allreduce(b, req, whole);
+  // Switches above the hosts: a level per switch level. Large buffers: the leaders' ring in
+  // pieces, so that a host's chain overlaps with it. Leaves never lead their host.
+  if (!req.switch_of_rank.empty() || !req.leaves.empty() ||
+      req.count * req.elem_size > kSmallMessageBytes) {
+    multilevel_allreduce(b, req, whole, /*compressed=*/false);
     return OkStatus();
   }
   chain_reduce(b, hosts.local, hosts.me_local, whole);

@@ -116,13 +116,33 @@ std::vector<int> tree_order(const PlanRequest& req) {
 
 namespace {
 
-// The host leaders' part of the multi-level all-reduce on `span`: up the levels, then back down.
-// `units` is every host leader in tree order (copied: climbing marks them).
-void leaders_allreduce(PlanBuilder& b, const PlanRequest& req, std::vector<Unit> units,
-                       size_t mine, Span span) {
+// The units under the top that hold the same part as `mine` (the members of a compressed step:
+// every switch above the leaf ones is crossed at once).
+std::vector<int> same_part(const std::vector<Unit>& units, size_t mine, int* me) {
+  std::vector<int> group;
+  for (size_t u = 0; u < units.size(); ++u) {
+    if (!units[u].active || units[u].part != units[mine].part) continue;
+    if (u == mine) *me = static_cast<int>(group.size());
+    group.push_back(units[u].rank);
+  }
+  return group;
+}
+
+// The host leaders' way up the levels with `span`; returns the steps to replay on the way down.
+// `units` is every host leader in tree order (copied: climbing marks them). `compressed`: above
+// the leaf switches (the uplinks) the part goes through the codec's direct all-reduce among all
+// units holding it, once, instead of climbing on.
+std::vector<Step> leaders_up(PlanBuilder& b, const PlanRequest& req, std::vector<Unit> units,
+                             size_t mine, Span span, bool compressed) {
   std::vector<Step> steps;
   // Every switch level, then once more above the top (forests: one group of what is left).
   for (size_t level = 0; level <= req.switch_of_rank.size(); ++level) {
+    if (compressed && level >= 1) {
+      int me = 0;
+      const std::vector<int> group = same_part(units, mine, &me);
+      direct_allreduce(b, group, me, span, span, /*accum_at_offset=*/true);
+      break;
+    }
     const size_t had = steps.size();
     const bool going_on = climb(req, units, level, mine, &span, &steps);
     if (steps.size() > had) {
@@ -135,6 +155,11 @@ void leaders_allreduce(PlanBuilder& b, const PlanRequest& req, std::vector<Unit>
     }
     if (!going_on) break;
   }
+  return steps;
+}
+
+// The way back down: the steps of leaders_up in reverse.
+void leaders_down(PlanBuilder& b, const std::vector<Step>& steps) {
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
     if (it->split) {
       ring_allgather(b, it->group, it->me, it->span);
@@ -146,36 +171,78 @@ void leaders_allreduce(PlanBuilder& b, const PlanRequest& req, std::vector<Unit>
 
 // Pieces a large buffer is cut into, each going up and down the levels on its own, so that one
 // piece crosses the uplinks while the next is reduced under its switch (the levels' links are
-// busy at once instead of in turn).
+// busy at once instead of in turn). Every piece's way up is written before any piece's way down:
+// messages between two ranks are matched in order, so a piece's all-gather written before the
+// next piece's reduce-scatter to the same neighbour would hold that reduce-scatter back until
+// the piece had crossed the uplinks, and the stages would take turns again.
 constexpr size_t kPieceBytes = size_t{4} << 20;
-constexpr int kMaxPieces = 8;
+
+int pieces_of(const PlanRequest& req, const Span& whole, int most) {
+  const size_t bytes = whole.count * req.elem_size;
+  return static_cast<int>(std::clamp<size_t>(bytes / kPieceBytes, 1, static_cast<size_t>(most)));
+}
+
+// The ranks of my host in tree order, leaves (PlanRequest::leaves) last, and the host leaders
+// (each host's first such rank) in tree order.
+void host_members(const PlanRequest& req, std::vector<int>* host_group, std::vector<Unit>* units) {
+  const std::vector<int> order = tree_order(req);
+  auto leaf = [&](int r) {
+    return std::find(req.leaves.begin(), req.leaves.end(), r) != req.leaves.end();
+  };
+  std::map<int, std::vector<int>> by_host;
+  std::vector<int> hosts;  // in tree order
+  for (int r : order) {
+    std::vector<int>& members = by_host[host_of(req, r)];
+    if (members.empty()) hosts.push_back(host_of(req, r));
+    members.push_back(r);
+  }
+  for (auto& [host, members] : by_host) {
+    std::stable_partition(members.begin(), members.end(), [&](int r) { return !leaf(r); });
+  }
+  *host_group = by_host[host_of(req, req.rank)];
+  for (int h : hosts) units->push_back(Unit{by_host[h].front(), {}, true});
+}
+
+// The leaders' part as one ring in tree order, piece by piece: reduce-scatter then all-gather
+// of each piece before the next, so the first pieces come back down while later ones still go
+// up (what the leaves' chains need to overlap their two directions).
+void leaders_ring(PlanBuilder& b, const PlanRequest& req, const std::vector<Unit>& units,
+                  size_t mine, const Span& whole) {
+  std::vector<int> group;
+  for (const Unit& u : units) group.push_back(u.rank);
+  const int me = static_cast<int>(mine);
+  const int pieces = pieces_of(req, whole, kMaxRingPieces);
+  for (int k = 0; k < pieces; ++k) {
+    const Span piece = block_of(whole, pieces, k);
+    ring_reduce_scatter_inplace(b, group, me, piece);
+    ring_allgather(b, group, me, piece);
+  }
+}
 
 }  // namespace
 
-void multilevel_allreduce(PlanBuilder& b, const PlanRequest& req, const Span& whole) {
-  const std::vector<int> order = tree_order(req);
-  // Inside the host: reduce to its first rank in tree order (its lowest rank).
+void multilevel_allreduce(PlanBuilder& b, const PlanRequest& req, const Span& whole,
+                          bool compressed) {
+  // Inside the host: reduce to its leader (its first rank in tree order that is not a leaf).
   std::vector<int> host_group;
   std::vector<Unit> units;
-  std::map<int, bool> host_seen;
-  for (int r : order) {
-    if (host_of(req, r) == host_of(req, req.rank)) host_group.push_back(r);
-    if (!host_seen[host_of(req, r)]) {
-      host_seen[host_of(req, r)] = true;
-      units.push_back(Unit{r, {}, true});
-    }
-  }
+  host_members(req, &host_group, &units);
   const int me_host = static_cast<int>(
       std::find(host_group.begin(), host_group.end(), req.rank) - host_group.begin());
   chain_reduce(b, host_group, me_host, whole);
   if (me_host == 0) {
     size_t mine = 0;
     while (units[mine].rank != req.rank) ++mine;
-    const size_t bytes = whole.count * req.elem_size;
-    const int pieces = static_cast<int>(
-        std::clamp<size_t>(bytes / kPieceBytes, 1, static_cast<size_t>(kMaxPieces)));
-    for (int k = 0; k < pieces; ++k) {
-      leaders_allreduce(b, req, units, mine, block_of(whole, pieces, k));
+    if (!compressed && (req.switch_of_rank.empty() || !req.uplinks_oversubscribed)) {
+      leaders_ring(b, req, units, mine, whole);
+    } else {
+      const int pieces = pieces_of(req, whole, kMaxLevelPieces);
+      std::vector<std::vector<Step>> down(static_cast<size_t>(pieces));
+      for (int k = 0; k < pieces; ++k) {
+        down[static_cast<size_t>(k)] =
+            leaders_up(b, req, units, mine, block_of(whole, pieces, k), compressed);
+      }
+      for (const std::vector<Step>& steps : down) leaders_down(b, steps);
     }
   }
   chain_broadcast(b, host_group, me_host, whole);

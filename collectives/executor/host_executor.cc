@@ -241,6 +241,11 @@ class HostExecutor::Run {
   size_t first_open_ = 0;  // every op before it is done
   std::chrono::steady_clock::time_point last_progress_;
   unsigned idle_rounds_ = 0;
+  // Per peer: sends in flight, and since when there has been one (the executor's send_times_).
+  std::vector<uint32_t> in_flight_;
+  std::vector<std::chrono::steady_clock::time_point> busy_since_;
+  void send_posted(int peer);
+  void send_done(int peer, size_t bytes);
 };
 
 Status HostExecutor::run(const Plan& plan, const ExecArgs& args, const Links& links) {
@@ -290,7 +295,32 @@ HostExecutor::Run::Run(HostExecutor& executor, const Plan& plan, const ExecArgs&
       staged_(nranks_, 0),
       header_ok_(nranks_, false),
       states_(nops_),
-      last_progress_(std::chrono::steady_clock::now()) {}
+      last_progress_(std::chrono::steady_clock::now()),
+      in_flight_(nranks_, 0),
+      busy_since_(nranks_) {
+  if (executor_.send_times_.size() < static_cast<size_t>(nranks_)) {
+    executor_.send_times_.resize(static_cast<size_t>(nranks_));
+  }
+}
+
+std::vector<HostExecutor::PeerSendTime> HostExecutor::take_send_times() {
+  std::vector<PeerSendTime> out(send_times_.size());
+  out.swap(send_times_);
+  return out;
+}
+
+void HostExecutor::Run::send_posted(int peer) {
+  if (in_flight_[peer]++ == 0) busy_since_[peer] = std::chrono::steady_clock::now();
+}
+
+void HostExecutor::Run::send_done(int peer, size_t bytes) {
+  PeerSendTime& t = executor_.send_times_[static_cast<size_t>(peer)];
+  t.bytes += bytes;
+  if (--in_flight_[peer] == 0) {
+    t.busy_s +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - busy_since_[peer]).count();
+  }
+}
 
 // Staging held by unfinished receives goes back to the pool however run() ends (the memory
 // stays owned by the executor, which outlives the connections that may still write it).
@@ -411,6 +441,7 @@ Status HostExecutor::Run::post_sends(int peer, bool* progressed) {
     }
     if (!st.ok()) return peer_error(peer, st);
     states_[i].state = State::kPosted;
+    send_posted(peer);
     ++next;
     *progressed = true;
   }
@@ -493,6 +524,7 @@ Status HostExecutor::Run::test_posted(uint32_t i, bool* progressed) {
   if (!done) return OkStatus();
   *progressed = true;
   if (op.kind == OpKind::kSend) {
+    send_done(op.peer, bytes);
     finish(i);
     return OkStatus();
   }

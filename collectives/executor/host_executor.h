@@ -89,6 +89,17 @@ class HostExecutor {
   uint64_t bytes_sent() const { return bytes_sent_; }
   uint64_t bytes_received() const { return bytes_received_; }
 
+  // What the sends to one peer cost since the last take_send_times(): the bytes sent and the
+  // seconds during which at least one send to that peer was in flight. A link slower than the
+  // data arrives keeps its sends in flight (bytes/busy is its rate); a faster one is mostly idle.
+  // No extra traffic: every figure comes from the plans' own messages.
+  struct PeerSendTime {
+    uint64_t bytes = 0;
+    double busy_s = 0;
+  };
+  // Indexed by peer (sized on first use); resets the counts.
+  std::vector<PeerSendTime> take_send_times();
+
  private:
   // One call of run(): its state and its steps (host_executor.cc).
   class Run;
@@ -104,6 +115,7 @@ class HostExecutor {
   void narrow(const CompressArgs& c, const float* src, uint8_t* dst, size_t n);
   uint64_t bytes_sent_ = 0;
   uint64_t bytes_received_ = 0;
+  std::vector<PeerSendTime> send_times_;
   std::vector<std::vector<uint8_t>> frames_;
   std::vector<size_t> frame_bytes_;
   std::vector<int> frame_from_;  // the peer a received frame came from (-1: encoded here)

@@ -251,6 +251,11 @@ typedef struct gp_comm_stats_t {
   char last_algorithm[16];   /* algorithm of the last collective ("ring", "direct", ...) */
   char last_codec[64];       /* canonical codec spec of the last all-reduce ("none" if it was
                                 not compressed) */
+  /* Added later: a caller built with an older header (a smaller struct_size) gets the fields
+     above only. */
+  uint64_t plan_rebuilds;    /* times the large all-reduce plan was rebuilt after the ranks'
+                                agreed link rates changed (GRADPACK_REPLAN) */
+  uint64_t link_checks;      /* agreements on the measured link rates (GRADPACK_REPLAN_BYTES) */
 } gp_comm_stats_t;
 
 GP_API gp_status_t gp_comm_stats(const gp_comm_t* comm, gp_comm_stats_t* stats);

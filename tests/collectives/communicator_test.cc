@@ -114,6 +114,43 @@ TEST(Communicator, LargeAllReduceStripedOverSockets) {
       ro);
 }
 
+// Re-planning decides from the agreed link rates, never from one rank's own view: ranks 1 and 2
+// see their own sends 100 times slower than they are, so only the agreed matrix shows rank 2's
+// links slow both ways (rank 0 and 3 see nothing wrong, rank 1 would blame its own link). Every
+// rank rebuilds once, at the same call, with rank 2 a leaf of rank 3, and the sums stay exact.
+TEST(Communicator, ReplanFollowsTheAgreedRatesNotEachRanksView) {
+  constexpr int kRanks = 4;
+  const size_t count = size_t{2} << 20;  // 8 MiB of float32: 12 MiB on each ring link per call
+  std::vector<gp_comm_stats_t> stats(kRanks);
+  std::vector<std::vector<int>> leaves(kRanks);
+  std::vector<std::vector<uint64_t>> rebuilt_at(kRanks);
+  run_ranks(kRanks, [&](Communicator& comm) {
+    comm.replanner().set_interval_bytes_for_testing(2 * count * sizeof(float));  // every 2 calls
+    if (comm.rank() == 1 || comm.rank() == 2) comm.replanner().scale_local_rates_for_testing(0.01);
+    for (int call = 0; call < 8; ++call) {
+      std::vector<uint8_t> buf;
+      fill(&buf, count, GP_FLOAT32, GP_SUM, comm.rank());
+      ASSERT_TRUE(comm.allreduce(buf.data(), buf.data(), count, GP_FLOAT32, GP_SUM).ok());
+      ASSERT_EQ(count_wrong(buf, count, GP_FLOAT32, GP_SUM, kRanks), 0u) << "call " << call;
+      if (comm.replanner().rebuilds() > rebuilt_at[comm.rank()].size()) {
+        rebuilt_at[comm.rank()].push_back(static_cast<uint64_t>(call));
+      }
+    }
+    auto& s = stats[comm.rank()];
+    s.struct_size = sizeof(s);
+    comm.stats(&s);
+    leaves[comm.rank()] = comm.replanner().leaves();
+  });
+  for (int r = 0; r < kRanks; ++r) {
+    EXPECT_EQ(stats[r].plan_rebuilds, 1u) << "rank " << r;
+    EXPECT_EQ(stats[r].link_checks, 4u) << "rank " << r;
+    EXPECT_EQ(leaves[r], std::vector<int>{2}) << "rank " << r;
+    EXPECT_EQ(rebuilt_at[r], rebuilt_at[0]) << "rank " << r << " rebuilt at another call";
+    EXPECT_STREQ(stats[r].last_algorithm, "hier") << "rank " << r;
+    EXPECT_EQ(stats[r].collectives, 8u) << "the agreements are not the caller's calls";
+  }
+}
+
 TEST(Communicator, ReduceScatterAllGatherBroadcastBarrier) {
   for (int nranks : {1, 2, 3, 5}) {
     run_ranks(nranks, [&](Communicator& comm) {

@@ -29,6 +29,8 @@ struct Case {
   std::vector<std::vector<int>> switches;  // PlanRequest::switch_of_rank
   int root = 0;
   bool compressed = false;
+  std::vector<int> leaves;       // PlanRequest::leaves
+  bool oversubscribed = true;    // PlanRequest::uplinks_oversubscribed
 };
 
 std::string describe(const Case& c, bool in_place) {
@@ -75,6 +77,8 @@ CaseRun run_case(const Case& c, bool in_place, uint64_t seed = 1) {
     req.host_of_rank = c.hosts;
     req.switch_of_rank = c.switches;
     req.compressed = c.compressed;
+    req.leaves = c.leaves;
+    req.uplinks_oversubscribed = c.oversubscribed;
     req.send_peer = (r + 1) % c.nranks;  // kSendRecv: a ring
     req.recv_peer = (r + c.nranks - 1) % c.nranks;
     Plan plan;
@@ -329,6 +333,45 @@ TEST(WireBytes, MultiLevelSendsEachHostsShareAcrossRacks) {
   const double S = static_cast<double>(c.count * kElem);
   for (double bytes : cross_switch_bytes(c, run)) {
     EXPECT_NEAR(bytes, 2.0 * 1 / 2 * S / 4, 8.0 * kElem);
+  }
+}
+
+// Re-planning (collectives/replanner.h) puts a slow rank on a fast partner's host as a leaf: the
+// hierarchical plan then sends the leaf's buffer to its partner once and back once, and nothing
+// else crosses the leaf's link, whatever the leaders do (ring in pieces, or the climb).
+TEST(AllReduce, LeavesSendTheirBufferToTheirPartnerOnly) {
+  struct Shape {
+    const char* name;
+    std::vector<int> hosts;
+    std::vector<std::vector<int>> switches;
+    bool oversubscribed;
+  };
+  const std::vector<Shape> shapes = {
+      {"flat, rank 3 on 4's host", {0, 1, 2, 4, 4, 5, 6, 7}, {}, true},
+      {"racks, rank 3 on 0's host, ring among leaders", {0, 1, 2, 0, 4, 5, 6, 7},
+       {{0, 0, 0, 0, 1, 1, 1, 1}, {0, 0, 0, 0, 0, 0, 0, 0}}, false},
+      {"racks, rank 3 on 0's host, multi-level", {0, 1, 2, 0, 4, 5, 6, 7},
+       {{0, 0, 0, 0, 1, 1, 1, 1}, {0, 0, 0, 0, 0, 0, 0, 0}}, true},
+  };
+  for (const Shape& shape : shapes) {
+    for (size_t count : {size_t{1000}, size_t{9001}, (size_t{20} << 20) / kElem + 3}) {
+      Case c;
+      c.algorithm = Algorithm::kHierarchical;
+      c.nranks = 8;
+      c.count = count;
+      c.hosts = shape.hosts;
+      c.switches = shape.switches;
+      c.oversubscribed = shape.oversubscribed;
+      c.leaves = {3};
+      SCOPED_TRACE(std::string(shape.name) + " count " + std::to_string(count));
+      const CaseRun run = run_case(c, false, 7);
+      const int partner = shape.hosts[3] == 4 ? 4 : 0;
+      for (int q = 0; q < 8; ++q) {
+        const uint64_t want = q == partner ? count * kElem : 0;
+        EXPECT_EQ(run.outcome.bytes_to[3][static_cast<size_t>(q)], want) << "to rank " << q;
+        EXPECT_EQ(run.outcome.bytes_to[static_cast<size_t>(q)][3], want) << "from rank " << q;
+      }
+    }
   }
 }
 
@@ -599,6 +642,62 @@ TEST(Compressed, HierOneHost) {
       Collective::kAllReduce, Algorithm::kHierarchical,
       [](int p) { return std::vector<int>(static_cast<size_t>(p), 0); }, true);
 }
+// Switches above the hosts: the compressed plan climbs uncompressed under the leaf switches and
+// crosses the uplinks through the codec (levels.cc), exact in the simulator (frames are lossless
+// there), in pieces too, with every tree shape.
+TEST(Compressed, SwitchTrees) {
+  for (const Tree& t : trees()) {
+    for (size_t count : {size_t{1}, size_t{7}, size_t{1000}, size_t{9001}}) {
+      for (size_t seg : {size_t{1} << 20, size_t{4096}}) {
+        Case c;
+        c.algorithm = Algorithm::kHierarchical;
+        c.compressed = true;
+        c.nranks = 8;
+        c.count = count;
+        c.segment_bytes = seg;
+        c.hosts = t.hosts;
+        c.switches = t.switches;
+        SCOPED_TRACE(t.name);
+        run_case(c, true);
+        run_case(c, false, 5);
+      }
+    }
+  }
+  Case c;
+  c.algorithm = Algorithm::kHierarchical;
+  c.compressed = true;
+  c.nranks = 8;
+  c.count = (size_t{12} << 20) / kElem + 13;  // 3 pieces
+  c.switches = trees()[1].switches;
+  run_case(c, false, 11);
+}
+
+// The codec is applied only on the uplinks: every frame a rank sends goes to a rank under another
+// leaf switch, and between ranks under one leaf switch only raw elements move.
+TEST(Compressed, MultiLevelCodesOnlyAcrossUplinks) {
+  for (size_t t : {size_t{0}, size_t{1}}) {
+    Case c;
+    c.algorithm = Algorithm::kHierarchical;
+    c.compressed = true;
+    c.nranks = 8;
+    c.count = 40000;
+    c.switches = trees()[t].switches;
+    c.hosts = trees()[t].hosts;
+    const CaseRun run = run_case(c, false);
+    int frames_sent = 0;
+    for (int r = 0; r < c.nranks; ++r) {
+      for (const Op& op : run.plans[static_cast<size_t>(r)].ops) {
+        if (op.kind != OpKind::kSend) continue;
+        const bool across = c.switches[0][static_cast<size_t>(r)] !=
+                            c.switches[0][static_cast<size_t>(op.peer)];
+        EXPECT_EQ(op.src.buf == Buf::kFrame, across) << trees()[t].name << " rank " << r;
+        frames_sent += op.src.buf == Buf::kFrame ? 1 : 0;
+      }
+    }
+    EXPECT_GT(frames_sent, 0);
+  }
+}
+
 TEST(Compressed, DirectSendsEachChunkOnceEachWay) {
   // Each rank sends (p-1)/p of the buffer to the owners and each owner its chunk to p-1 ranks:
   // 2(p-1)/p of the buffer per rank, as the ring, but in two rounds instead of 2(p-1) steps.
