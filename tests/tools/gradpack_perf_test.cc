@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -200,6 +203,30 @@ TEST(GradpackPerf, FailedInitNamesTheCall) {
   EXPECT_NE(r.output.find("gradpack-perf: rank 0: gp_comm_init_from_env: GP_ERR_"),
             std::string::npos)
       << r.output;
+}
+
+// A cluster file that does not know the ranks' hosts stops every rank at init with an error
+// naming the hosts it lacks (not a silent flat network); one that knows them runs.
+TEST(GradpackPerf, ClusterFileMustKnowTheRanksHosts) {
+  char dir[] = "/tmp/gp-cluster-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string file = std::string(dir) + "/cluster.conf";
+  {
+    std::ofstream out(file);
+    out << "# gradpack cluster\nswitch top\nswitch rack0 parent=top\n"
+           "host node-a switch=rack0\nhost node-b switch=rack0\n";
+  }
+  const std::string launch = "GRADPACK_TOPOLOGY=" + file + " " + kRun + " --timeout 60 -n 2 -- ";
+  auto r = run_command("GRADPACK_HOSTNAME=node-z " + launch + kPerf + " -b 1K -e 1K -n 1");
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("GRADPACK_TOPOLOGY " + file), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("does not know 1 host(s) of the ranks: 'node-z' (ranks 0,1)"),
+            std::string::npos)
+      << r.output;
+  r = run_command("GRADPACK_HOSTNAME=node-a " + launch + kPerf + " -b 1K -e 1K -n 1");
+  EXPECT_EQ(r.status, 0) << r.output;
+  std::remove(file.c_str());
+  rmdir(dir);
 }
 
 }  // namespace
