@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "collectives/auto_policy.h"
+#include "collectives/call.h"
 #include "collectives/codec_set.h"
 #include "collectives/executor/host_executor.h"
 #include "collectives/options.h"
@@ -80,6 +81,12 @@ class Communicator {
   Status sendrecv(const void* send, int send_peer, void* recv, int recv_peer, size_t count,
                   gp_dtype_t dtype);
   Status barrier();
+  // The checks `call` would get when run (buffers, dtype, op, root, peers, the all-reduce's
+  // options and codec), without running it: a group (collectives/group.h) refuses a bad call when
+  // it is made. *fusable: an all-reduce that runs uncompressed (codec off, or none with an
+  // uncompressed algorithm) and whose bucket owes no residual, so that it may be packed with
+  // others; false for every other call.
+  Status check_call(const CollectiveCall& call, bool* fusable);
 
   // The algorithm the last collective ran (for the perf tool's header).
   const std::string& last_algorithm() const { return last_algorithm_; }
