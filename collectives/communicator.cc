@@ -24,6 +24,8 @@ namespace gradpack::coll {
 namespace {
 
 constexpr size_t kMaxCachedPlans = 64;
+// place_from_mesh's record: host identity and host name, each NUL-terminated in a field this long.
+constexpr size_t kHostFieldBytes = 256;
 
 // handle, world size, host identity, NUL, host name (for the cluster file).
 std::vector<uint8_t> encode_entry(const transport::Handle& handle, int nranks,
@@ -225,6 +227,7 @@ Status Communicator::create_from_handles(int rank, int nranks,
   comm->host_of_rank_.resize(static_cast<size_t>(nranks));
   for (int p = 0; p < nranks; ++p) comm->host_of_rank_[static_cast<size_t>(p)] = p;
   GP_RETURN_IF_ERROR(comm->connect_mesh(peers, std::chrono::steady_clock::now() + comm->timeout_));
+  GP_RETURN_IF_ERROR(comm->place_from_mesh());
   const Settings* settings = nullptr;
   GP_RETURN_IF_ERROR(Settings::global(&settings));
   comm->replanner_.configure(*settings, rank, nranks, comm->host_of_rank_);
@@ -290,6 +293,36 @@ Status Communicator::connect_all(Store& store) {
   host_of_rank_ = topology::group_hosts(host_ids);
   GP_RETURN_IF_ERROR(place_on_cluster(host_ids, host_names));
   return connect_mesh(handles, deadline);
+}
+
+Status Communicator::place_from_mesh() {
+  if (cluster_.empty() || cluster_.flat()) return OkStatus();
+  if (host_id_.size() >= kHostFieldBytes || host_name_.size() >= kHostFieldBytes) {
+    return InvalidArgument("this host's identity or name (GRADPACK_HOSTID, GRADPACK_HOSTNAME) is " +
+                           std::to_string(kHostFieldBytes) + " bytes or longer: shorten it");
+  }
+  std::vector<uint8_t> mine(2 * kHostFieldBytes, 0);
+  std::memcpy(mine.data(), host_id_.data(), host_id_.size());
+  std::memcpy(mine.data() + kHostFieldBytes, host_name_.data(), host_name_.size());
+  std::vector<uint8_t> all(mine.size() * static_cast<size_t>(nranks_));
+  // Not the caller's collective: the counters stay as they were.
+  const uint64_t collectives = collectives_;
+  GP_RETURN_IF_ERROR(allgather(mine.data(), all.data(), mine.size(), GP_UINT8));
+  collectives_ = collectives;
+  last_algorithm_.clear();
+  std::vector<std::string> ids(static_cast<size_t>(nranks_)), names(ids.size());
+  for (size_t p = 0; p < ids.size(); ++p) {
+    const uint8_t* record = all.data() + p * mine.size();
+    for (size_t f = 0; f < 2; ++f) {
+      const auto* field = reinterpret_cast<const char*>(record + f * kHostFieldBytes);
+      const size_t length = strnlen(field, kHostFieldBytes);
+      if (length == kHostFieldBytes) {
+        return CorruptData("rank " + std::to_string(p) + " sent a host record without its NUL");
+      }
+      (f == 0 ? ids : names)[p].assign(field, length);
+    }
+  }
+  return place_on_cluster(ids, names);
 }
 
 Status Communicator::place_on_cluster(const std::vector<std::string>& host_ids,

@@ -59,7 +59,10 @@ class Communicator {
   // NCCL gathers every leader's listen handle and calls connect with all of them). `listener` was
   // made by `transport` on its device 0 and published as peers[rank]; peers[p] is rank p's
   // handle. Blocking and collective: every rank calls it with the same peers. Each rank counts as
-  // its own host (the callers are one leader per node). options.transport is ignored.
+  // its own host (the callers are one leader per node). Once connected, the ranks all-gather
+  // their host identities and names over the new mesh and are placed on GRADPACK_TOPOLOGY's
+  // cluster as create() places them, so the plans follow the switch tree here too (an error names
+  // the hosts the cluster does not know). options.transport is ignored.
   static Status create_from_handles(int rank, int nranks,
                                     std::unique_ptr<transport::Transport> transport,
                                     std::unique_ptr<transport::Listener> listener,
@@ -119,6 +122,9 @@ class Communicator {
   Status connect_mesh(const std::vector<transport::Handle>& handles,
                       std::chrono::steady_clock::time_point deadline);
   Status mesh_barrier();
+  // create_from_handles: every rank's host identity and name, all-gathered over the mesh (there
+  // is no rendezvous store to read them from), then place_on_cluster.
+  Status place_from_mesh();
   // Maps every rank onto the cluster (an error naming the hosts it does not know) and fills
   // switch_of_rank_; nothing when the cluster is flat.
   Status place_on_cluster(const std::vector<std::string>& host_ids,
