@@ -6,8 +6,9 @@
 # uplinks. Asserts, from the plugin's log and the bench's checked results:
 #   1. uncompressed: every node is placed (2 switch levels) and NCCL's chunks take the multi-level
 #      plan (hier), the sums exact;
-#   2. GRADPACK_COLLNET_COMPRESS=q8: placed alike, results within q8's bound;
-#   3. GRADPACK_TOPOLOGY=off: no placement, the ring, exact;
+#   2. GRADPACK_COLLNET_COMPRESS=q8: placed alike, the compressed multi-level plan (hier), results
+#      within q8's bound;
+#   3. GRADPACK_TOPOLOGY=off: no placement, the ring, exact; with q8 the direct plan;
 #   4. a cluster file without fake3: connect fails, the message names fake3 and its rank.
 # Arguments: gradpack-run gradpack-collnet-bench libnccl-net-gradpack.so
 set -uo pipefail
@@ -63,8 +64,15 @@ GRADPACK_COLLNET_COMPRESS=q8 GRADPACK_TOPOLOGY=$work/four.cluster nodes "$work/q
   { cat "$work/q8.txt"; fail "q8"; }
 grep -q "check=ok" "$work/q8.txt" || { cat "$work/q8.txt"; fail "q8: outside the bound"; }
 every_node "$work/q8.txt" "rank RANK: 2 switch levels above the hosts" q8
-every_node "$work/q8.txt" "CollNet rank RANK of 4: all-reduces of 1048576 bytes take " q8
-echo "ok: q8 CollNet on the tree: $(grep -o 'CollNet rank 0 of 4: .*' "$work/q8.txt")"
+every_node "$work/q8.txt" "CollNet rank RANK of 4: all-reduces of 1048576 bytes take hier" q8
+echo "ok: q8 CollNet on the tree: the compressed multi-level plan"
+
+GRADPACK_COLLNET_COMPRESS=q8 GRADPACK_TOPOLOGY=off nodes "$work/q8off.txt" ||
+  { cat "$work/q8off.txt"; fail "q8 off"; }
+grep -q "check=ok" "$work/q8off.txt" || { cat "$work/q8off.txt"; fail "q8 off: outside the bound"; }
+every_node "$work/q8off.txt" "CollNet rank RANK of 4: all-reduces of 1048576 bytes take direct" \
+  "q8 off"
+echo "ok: q8 with GRADPACK_TOPOLOGY=off: direct"
 
 GRADPACK_TOPOLOGY=off nodes "$work/off.txt" || { cat "$work/off.txt"; fail "off"; }
 grep -q "check=ok" "$work/off.txt" || { cat "$work/off.txt"; fail "off: the sums are wrong"; }
