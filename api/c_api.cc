@@ -13,6 +13,7 @@
 
 #include "api/allreduce_options.h"
 #include "collectives/communicator.h"
+#include "collectives/group.h"
 #include "common/dtype.h"
 #include "common/status.h"
 #include "compression/codec.h"
@@ -47,6 +48,63 @@ gp_status_t guarded(F&& body) {
   } catch (...) {
     return finish(gradpack::Internal("unexpected exception"));
   }
+}
+
+// The open group of this thread (gradpack.h, "Groups"). Thread-local, as NCCL's: a group may span
+// communicators, and calls other threads make on them at the same time are not swept into it.
+struct GroupState {
+  int depth = 0;
+  gradpack::Status first_error;                   // a refused call spoils the group
+  std::vector<gradpack::coll::CallQueue> queues;  // one per communicator, in order of first use
+  std::vector<uint8_t> scratch;                   // the packed all-reduces' buffer, kept
+};
+
+thread_local GroupState t_group;
+
+gradpack::coll::CallQueue& queue_of(gp_comm* comm) {
+  for (auto& q : t_group.queues) {
+    if (q.communicator() == comm->impl.get()) return q;
+  }
+  return t_group.queues.emplace_back(comm->impl.get());
+}
+
+gradpack::coll::CollectiveCall make_call(gradpack::coll::Collective collective, const void* send,
+                                         void* recv, size_t count, gp_dtype_t dtype,
+                                         gp_redop_t op) {
+  gradpack::coll::CollectiveCall call;
+  call.collective = collective;
+  call.send = send;
+  call.recv = recv;
+  call.count = count;
+  call.dtype = dtype;
+  call.op = op;
+  return call;
+}
+
+// Runs `call` now, or queues it inside a group.
+gradpack::Status submit(gp_comm* comm, const gradpack::coll::CollectiveCall& call) {
+  if (t_group.depth == 0) return gradpack::coll::run_call(*comm->impl, call);
+  gradpack::Status st = queue_of(comm).add(call);
+  if (!st.ok() && t_group.first_error.ok()) t_group.first_error = st;
+  return st;
+}
+
+// The outermost gp_group_end: every communicator's queue, in order; the first error.
+gradpack::Status run_group() {
+  GroupState& g = t_group;
+  std::vector<gradpack::coll::CallQueue> queues = std::move(g.queues);
+  g.queues.clear();
+  gradpack::Status first = std::move(g.first_error);
+  g.first_error = gradpack::OkStatus();
+  if (!first.ok()) {
+    const std::string why = "gp_group_end: the group was not run, a call in it was refused: ";
+    return gradpack::Status(first.code(), why + first.message());
+  }
+  for (auto& q : queues) {
+    gradpack::Status st = q.run(&g.scratch);
+    if (!st.ok() && first.ok()) first = std::move(st);
+  }
+  return first;
 }
 
 }  // namespace
@@ -157,6 +215,12 @@ gp_status_t gp_comm_init_from_env(gp_comm_t** out) {
 
 gp_status_t gp_comm_destroy(gp_comm_t* comm) {
   return guarded([&] {
+    if (comm != nullptr) {  // its calls leave this thread's open group
+      auto& queues = t_group.queues;
+      for (auto it = queues.begin(); it != queues.end();) {
+        it = it->communicator() == comm->impl.get() ? queues.erase(it) : it + 1;
+      }
+    }
     delete comm;
     return gradpack::OkStatus();
   });
@@ -169,9 +233,9 @@ gp_status_t gp_allreduce(gp_comm_t* comm, const void* send, void* recv, size_t c
                          gp_dtype_t dtype, gp_redop_t op, const gp_allreduce_opts_t* opts) {
   return guarded([&] {
     if (comm == nullptr) return gradpack::InvalidArgument("gp_allreduce: comm is NULL");
-    gradpack::coll::AllreduceOptions options;
-    GP_RETURN_IF_ERROR(gradpack::api::from_c_options(opts, &options));
-    return comm->impl->allreduce(send, recv, count, dtype, op, options);
+    auto call = make_call(gradpack::coll::Collective::kAllReduce, send, recv, count, dtype, op);
+    GP_RETURN_IF_ERROR(gradpack::api::from_c_options(opts, &call.options));
+    return submit(comm, call);
   });
 }
 
@@ -179,7 +243,8 @@ gp_status_t gp_reduce_scatter(gp_comm_t* comm, const void* send, void* recv, siz
                               gp_dtype_t dtype, gp_redop_t op) {
   return guarded([&] {
     if (comm == nullptr) return gradpack::InvalidArgument("gp_reduce_scatter: comm is NULL");
-    return comm->impl->reduce_scatter(send, recv, recvcount, dtype, op);
+    return submit(comm, make_call(gradpack::coll::Collective::kReduceScatter, send, recv, recvcount,
+                                  dtype, op));
   });
 }
 
@@ -187,7 +252,8 @@ gp_status_t gp_allgather(gp_comm_t* comm, const void* send, void* recv, size_t s
                          gp_dtype_t dtype) {
   return guarded([&] {
     if (comm == nullptr) return gradpack::InvalidArgument("gp_allgather: comm is NULL");
-    return comm->impl->allgather(send, recv, sendcount, dtype);
+    return submit(comm, make_call(gradpack::coll::Collective::kAllGather, send, recv, sendcount,
+                                  dtype, GP_SUM));
   });
 }
 
@@ -195,7 +261,9 @@ gp_status_t gp_broadcast(gp_comm_t* comm, const void* send, void* recv, size_t c
                          gp_dtype_t dtype, int root) {
   return guarded([&] {
     if (comm == nullptr) return gradpack::InvalidArgument("gp_broadcast: comm is NULL");
-    return comm->impl->broadcast(send, recv, count, dtype, root);
+    auto call = make_call(gradpack::coll::Collective::kBroadcast, send, recv, count, dtype, GP_SUM);
+    call.root = root;
+    return submit(comm, call);
   });
 }
 
@@ -203,14 +271,33 @@ gp_status_t gp_sendrecv(gp_comm_t* comm, const void* send, int send_peer, void* 
                         size_t count, gp_dtype_t dtype) {
   return guarded([&] {
     if (comm == nullptr) return gradpack::InvalidArgument("gp_sendrecv: comm is NULL");
-    return comm->impl->sendrecv(send, send_peer, recv, recv_peer, count, dtype);
+    auto call = make_call(gradpack::coll::Collective::kSendRecv, send, recv, count, dtype, GP_SUM);
+    call.send_peer = send_peer;
+    call.recv_peer = recv_peer;
+    return submit(comm, call);
   });
 }
 
 gp_status_t gp_barrier(gp_comm_t* comm) {
   return guarded([&] {
     if (comm == nullptr) return gradpack::InvalidArgument("gp_barrier: comm is NULL");
-    return comm->impl->barrier();
+    return submit(comm, make_call(gradpack::coll::Collective::kBarrier, nullptr, nullptr, 0,
+                                  GP_UINT8, GP_SUM));
+  });
+}
+
+gp_status_t gp_group_start(void) {
+  ++t_group.depth;
+  return GP_OK;
+}
+
+gp_status_t gp_group_end(void) {
+  return guarded([&] {
+    if (t_group.depth == 0) {
+      return gradpack::InvalidArgument("gp_group_end without gp_group_start on this thread");
+    }
+    if (--t_group.depth > 0) return gradpack::OkStatus();  // nested: the outermost end runs it
+    return run_group();
   });
 }
 

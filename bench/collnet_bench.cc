@@ -14,6 +14,8 @@
 //     --window N      iallreduce calls in flight (default 8)
 //     --iters N       timed all-reduces (default 5), after --warmup N (default 1)
 //
+// GRADPACK_TOPOLOGY (a cluster file) places the plugin's CollNet nodes on its hosts, each by its
+// GRADPACK_HOSTNAME (gradpack-run --vcluster sets it); libgradpack's side channel stays flat.
 // Prints one line from rank 0: GRADPACK_COLLNET_COMPRESS as the plugin reads it, the median
 // (time_ms), mean, fastest and slowest time of one all-reduce (each the slowest rank's), the
 // effective rate size / median time, and the check of the last result: exact without compression,
@@ -392,7 +394,19 @@ int main(int argc, char** argv) {
     return 2;
   }
   gp_comm_t* comm = nullptr;
-  if (gp_comm_init_from_env(&comm) != GP_OK) {
+  // libgradpack's communicator is only the side channel (handles, timings): it joins flat, and
+  // GRADPACK_TOPOLOGY, restored before the plugin reads it at connect, places CollNet's nodes (so
+  // a cluster file that lacks a host fails CollNet's connect, where it is under test).
+  const char* topology = getenv("GRADPACK_TOPOLOGY");
+  const std::string saved = topology != nullptr ? topology : "";
+  setenv("GRADPACK_TOPOLOGY", "off", 1);
+  const gp_status_t joined = gp_comm_init_from_env(&comm);
+  if (topology != nullptr) {
+    setenv("GRADPACK_TOPOLOGY", saved.c_str(), 1);
+  } else {
+    unsetenv("GRADPACK_TOPOLOGY");
+  }
+  if (joined != GP_OK) {
     fprintf(stderr,
             "gradpack-collnet-bench: gp_comm_init_from_env: %s (run it under gradpack-run)\n",
             gp_last_error());

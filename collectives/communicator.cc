@@ -24,6 +24,8 @@ namespace gradpack::coll {
 namespace {
 
 constexpr size_t kMaxCachedPlans = 64;
+// place_from_mesh's record: host identity and host name, each NUL-terminated in a field this long.
+constexpr size_t kHostFieldBytes = 256;
 
 // handle, world size, host identity, NUL, host name (for the cluster file).
 std::vector<uint8_t> encode_entry(const transport::Handle& handle, int nranks,
@@ -71,6 +73,53 @@ Status check_rank(int rank, int nranks) {
 bool is_float_sum(gp_dtype_t dtype, gp_redop_t op) {
   return (dtype == GP_FLOAT32 || dtype == GP_FLOAT16 || dtype == GP_BFLOAT16) &&
          (op == GP_SUM || op == GP_AVG);
+}
+
+// A fixed lossy codec takes float sums and averages only.
+Status check_codec_fits(const CodecRequest& codec, bool float_sum) {
+  if (codec.off() || codec.automatic() || float_sum) return OkStatus();
+  return InvalidArgument("codec \"" + codec.canonical +
+                         "\" compresses float32, float16 and bfloat16 sums and averages; this "
+                         "call cannot be compressed: pass codec \"off\" for it");
+}
+
+// The bucket of an all-reduce: the options' key, else the recv address and count.
+std::string bucket_key(const AllreduceOptions& options, const void* recv, size_t count) {
+  if (!options.key.empty()) return options.key;
+  char text[64];
+  std::snprintf(text, sizeof(text), "@%p:%zu", recv, count);
+  return text;
+}
+
+Status check_broadcast(const void* send, const void* recv, size_t count, int root, int rank,
+                       int nranks) {
+  if (root < 0 || root >= nranks) {
+    return InvalidArgument("gp_broadcast: root " + std::to_string(root) + " is not a rank of " +
+                           std::to_string(nranks));
+  }
+  if (count > 0 && (recv == nullptr || (rank == root && send == nullptr))) {
+    return InvalidArgument("gp_broadcast: recv (and send on the root) must not be NULL");
+  }
+  return OkStatus();
+}
+
+Status check_sendrecv(const void* send, int send_peer, const void* recv, int recv_peer,
+                      size_t bytes, int rank, int nranks) {
+  if (send_peer < 0 || send_peer >= nranks || recv_peer < 0 || recv_peer >= nranks) {
+    return InvalidArgument("gp_sendrecv: peers " + std::to_string(send_peer) + " and " +
+                           std::to_string(recv_peer) + " must be ranks of " +
+                           std::to_string(nranks));
+  }
+  if ((send_peer == rank) != (recv_peer == rank)) {
+    return InvalidArgument(
+        "gp_sendrecv: a rank that sends to itself must also receive from itself");
+  }
+  const auto* s = static_cast<const uint8_t*>(send);
+  const auto* r = static_cast<const uint8_t*>(recv);
+  if (bytes > 0 && s < r + bytes && r < s + bytes) {
+    return InvalidArgument("gp_sendrecv: send and recv overlap; use separate buffers");
+  }
+  return OkStatus();
 }
 
 }  // namespace
@@ -178,6 +227,7 @@ Status Communicator::create_from_handles(int rank, int nranks,
   comm->host_of_rank_.resize(static_cast<size_t>(nranks));
   for (int p = 0; p < nranks; ++p) comm->host_of_rank_[static_cast<size_t>(p)] = p;
   GP_RETURN_IF_ERROR(comm->connect_mesh(peers, std::chrono::steady_clock::now() + comm->timeout_));
+  GP_RETURN_IF_ERROR(comm->place_from_mesh());
   const Settings* settings = nullptr;
   GP_RETURN_IF_ERROR(Settings::global(&settings));
   comm->replanner_.configure(*settings, rank, nranks, comm->host_of_rank_);
@@ -243,6 +293,36 @@ Status Communicator::connect_all(Store& store) {
   host_of_rank_ = topology::group_hosts(host_ids);
   GP_RETURN_IF_ERROR(place_on_cluster(host_ids, host_names));
   return connect_mesh(handles, deadline);
+}
+
+Status Communicator::place_from_mesh() {
+  if (cluster_.empty() || cluster_.flat()) return OkStatus();
+  if (host_id_.size() >= kHostFieldBytes || host_name_.size() >= kHostFieldBytes) {
+    return InvalidArgument("this host's identity or name (GRADPACK_HOSTID, GRADPACK_HOSTNAME) is " +
+                           std::to_string(kHostFieldBytes) + " bytes or longer: shorten it");
+  }
+  std::vector<uint8_t> mine(2 * kHostFieldBytes, 0);
+  std::memcpy(mine.data(), host_id_.data(), host_id_.size());
+  std::memcpy(mine.data() + kHostFieldBytes, host_name_.data(), host_name_.size());
+  std::vector<uint8_t> all(mine.size() * static_cast<size_t>(nranks_));
+  // Not the caller's collective: the counters stay as they were.
+  const uint64_t collectives = collectives_;
+  GP_RETURN_IF_ERROR(allgather(mine.data(), all.data(), mine.size(), GP_UINT8));
+  collectives_ = collectives;
+  last_algorithm_.clear();
+  std::vector<std::string> ids(static_cast<size_t>(nranks_)), names(ids.size());
+  for (size_t p = 0; p < ids.size(); ++p) {
+    const uint8_t* record = all.data() + p * mine.size();
+    for (size_t f = 0; f < 2; ++f) {
+      const auto* field = reinterpret_cast<const char*>(record + f * kHostFieldBytes);
+      const size_t length = strnlen(field, kHostFieldBytes);
+      if (length == kHostFieldBytes) {
+        return CorruptData("rank " + std::to_string(p) + " sent a host record without its NUL");
+      }
+      (f == 0 ? ids : names)[p].assign(field, length);
+    }
+  }
+  return place_on_cluster(ids, names);
 }
 
 Status Communicator::place_on_cluster(const std::vector<std::string>& host_ids,
@@ -568,12 +648,7 @@ Status Communicator::allreduce(const void* send, void* recv, size_t count, gp_dt
   call.codec = options.codec.has_value() ? &*options.codec : &default_codec_;
   call.error_feedback = options.error_feedback.value_or(default_error_feedback_);
   call.residual_bits = options.residual_bits != 0 ? options.residual_bits : default_residual_bits_;
-  call.key = options.key;
-  if (call.key.empty()) {
-    char text[64];
-    std::snprintf(text, sizeof(text), "@%p:%zu", recv, count);
-    call.key = text;
-  }
+  call.key = bucket_key(options, recv, count);
   call.float_sum = is_float_sum(dtype, op);
 
   const CodecRequest& codec = *call.codec;
@@ -584,11 +659,7 @@ Status Communicator::allreduce(const void* send, void* recv, size_t count, gp_dt
   }
   CodecSet* codecs = nullptr;
   if (!codec.automatic()) {
-    if (!call.float_sum) {
-      return InvalidArgument("codec \"" + codec.canonical +
-                             "\" compresses float32, float16 and bfloat16 sums and averages; this "
-                             "call cannot be compressed: pass codec \"off\" for it");
-    }
+    GP_RETURN_IF_ERROR(check_codec_fits(codec, call.float_sum));
     GP_RETURN_IF_ERROR(codecs_for(codec, &codecs));
     return allreduce_compressed(call, *codecs);
   }
@@ -714,40 +785,69 @@ Status Communicator::allgather(const void* send, void* recv, size_t sendcount, g
 
 Status Communicator::broadcast(const void* send, void* recv, size_t count, gp_dtype_t dtype,
                                int root) {
-  if (root < 0 || root >= nranks_) {
-    return InvalidArgument("gp_broadcast: root " + std::to_string(root) + " is not a rank of " +
-                           std::to_string(nranks_));
-  }
-  if (count > 0 && (recv == nullptr || (rank_ == root && send == nullptr))) {
-    return InvalidArgument("gp_broadcast: recv (and send on the root) must not be NULL");
-  }
+  GP_RETURN_IF_ERROR(check_broadcast(send, recv, count, root, rank_, nranks_));
   return run(Collective::kBroadcast, send, recv, count, dtype, GP_SUM, root, Algorithm::kAuto, 0);
 }
 
 Status Communicator::sendrecv(const void* send, int send_peer, void* recv, int recv_peer,
                               size_t count, gp_dtype_t dtype) {
   GP_RETURN_IF_ERROR(check_buffers(send, recv, count, "gp_sendrecv"));
-  if (send_peer < 0 || send_peer >= nranks_ || recv_peer < 0 || recv_peer >= nranks_) {
-    return InvalidArgument("gp_sendrecv: peers " + std::to_string(send_peer) + " and " +
-                           std::to_string(recv_peer) + " must be ranks of " +
-                           std::to_string(nranks_));
-  }
-  if ((send_peer == rank_) != (recv_peer == rank_)) {
-    return InvalidArgument(
-        "gp_sendrecv: a rank that sends to itself must also receive from itself");
-  }
-  const size_t bytes = count * dtype_size(dtype);
-  const auto* s = static_cast<const uint8_t*>(send);
-  const auto* r = static_cast<const uint8_t*>(recv);
-  if (bytes > 0 && s < r + bytes && r < s + bytes) {
-    return InvalidArgument("gp_sendrecv: send and recv overlap; use separate buffers");
-  }
+  GP_RETURN_IF_ERROR(
+      check_sendrecv(send, send_peer, recv, recv_peer, count * dtype_size(dtype), rank_, nranks_));
   return run(Collective::kSendRecv, send, recv, count, dtype, GP_SUM, 0, Algorithm::kRing, 0,
              send_peer, recv_peer);
 }
 
 Status Communicator::barrier() {
   return run(Collective::kBarrier, nullptr, nullptr, 0, GP_UINT8, GP_SUM, 0, Algorithm::kAuto, 0);
+}
+
+Status Communicator::check_call(const CollectiveCall& call, bool* fusable) {
+  *fusable = false;
+  if (!dtype_valid(call.dtype)) {
+    return InvalidArgument("unknown dtype " + std::to_string(static_cast<int>(call.dtype)));
+  }
+  const size_t elem = dtype_size(call.dtype);
+  ReduceFn reduce = nullptr;
+  switch (call.collective) {
+    case Collective::kAllReduce:
+      break;
+    case Collective::kReduceScatter:
+      GP_RETURN_IF_ERROR(reduce_fn(call.dtype, call.op, &reduce));
+      return check_buffers(call.send, call.recv, call.count, "gp_reduce_scatter");
+    case Collective::kAllGather:
+      return check_buffers(call.send, call.recv, call.count, "gp_allgather");
+    case Collective::kBroadcast:
+      return check_broadcast(call.send, call.recv, call.count, call.root, rank_, nranks_);
+    case Collective::kSendRecv:
+      GP_RETURN_IF_ERROR(check_buffers(call.send, call.recv, call.count, "gp_sendrecv"));
+      return check_sendrecv(call.send, call.send_peer, call.recv, call.recv_peer, call.count * elem,
+                            rank_, nranks_);
+    case Collective::kBarrier:
+      return OkStatus();
+  }
+  GP_RETURN_IF_ERROR(reduce_fn(call.dtype, call.op, &reduce));
+  GP_RETURN_IF_ERROR(check_buffers(call.send, call.recv, call.count, "gp_allreduce"));
+  const AllreduceOptions& options = call.options;
+  GP_RETURN_IF_ERROR(validate(options));
+  const CodecRequest& codec = options.codec.has_value() ? *options.codec : default_codec_;
+  const bool float_sum = is_float_sum(call.dtype, call.op);
+  const bool compressed_algorithm =
+      options.algorithm == Algorithm::kDirect || options.algorithm == Algorithm::kSparse;
+  const bool uncompressed = codec.off() || (codec.none() && !compressed_algorithm);
+  Algorithm algorithm = Algorithm::kAuto;
+  if (uncompressed) {
+    GP_RETURN_IF_ERROR(uncompressed_algorithm(
+        options.algorithm, options.algorithm != Algorithm::kAuto, false, &algorithm));
+  } else {
+    GP_RETURN_IF_ERROR(check_codec_fits(codec, float_sum));
+  }
+  // A bucket that owes a residual folds it into its next uncompressed call (residuals.h): that
+  // call keeps its own.
+  *fusable =
+      uncompressed &&
+      !(float_sum && residuals_->find(bucket_key(options, call.recv, call.count)) != nullptr);
+  return OkStatus();
 }
 
 }  // namespace gradpack::coll

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "collectives/auto_policy.h"
+#include "collectives/call.h"
 #include "collectives/codec_set.h"
 #include "collectives/executor/host_executor.h"
 #include "collectives/options.h"
@@ -58,7 +59,10 @@ class Communicator {
   // NCCL gathers every leader's listen handle and calls connect with all of them). `listener` was
   // made by `transport` on its device 0 and published as peers[rank]; peers[p] is rank p's
   // handle. Blocking and collective: every rank calls it with the same peers. Each rank counts as
-  // its own host (the callers are one leader per node). options.transport is ignored.
+  // its own host (the callers are one leader per node). Once connected, the ranks all-gather
+  // their host identities and names over the new mesh and are placed on GRADPACK_TOPOLOGY's
+  // cluster as create() places them, so the plans follow the switch tree here too (an error names
+  // the hosts the cluster does not know). options.transport is ignored.
   static Status create_from_handles(int rank, int nranks,
                                     std::unique_ptr<transport::Transport> transport,
                                     std::unique_ptr<transport::Listener> listener,
@@ -80,6 +84,12 @@ class Communicator {
   Status sendrecv(const void* send, int send_peer, void* recv, int recv_peer, size_t count,
                   gp_dtype_t dtype);
   Status barrier();
+  // The checks `call` would get when run (buffers, dtype, op, root, peers, the all-reduce's
+  // options and codec), without running it: a group (collectives/group.h) refuses a bad call when
+  // it is made. *fusable: an all-reduce that runs uncompressed (codec off, or none with an
+  // uncompressed algorithm) and whose bucket owes no residual, so that it may be packed with
+  // others; false for every other call.
+  Status check_call(const CollectiveCall& call, bool* fusable);
 
   // The algorithm the last collective ran (for the perf tool's header).
   const std::string& last_algorithm() const { return last_algorithm_; }
@@ -112,6 +122,9 @@ class Communicator {
   Status connect_mesh(const std::vector<transport::Handle>& handles,
                       std::chrono::steady_clock::time_point deadline);
   Status mesh_barrier();
+  // create_from_handles: every rank's host identity and name, all-gathered over the mesh (there
+  // is no rendezvous store to read them from), then place_on_cluster.
+  Status place_from_mesh();
   // Maps every rank onto the cluster (an error naming the hosts it does not know) and fills
   // switch_of_rank_; nothing when the cluster is flat.
   Status place_on_cluster(const std::vector<std::string>& host_ids,

@@ -378,6 +378,96 @@ class RowRunner {
   Buffers bufs_;
 };
 
+// --group N: N all-reduces of one size, each with its own buffers (buffer j holds the elements
+// j*count.. of the test data, so a result landing in the wrong buffer is caught), made inside one
+// group and then one by one, in the same run.
+class GroupRowRunner {
+ public:
+  GroupRowRunner(Context* ctx, gp_dtype_t dtype, gp_redop_t op,
+                 const gradpack::tools::RowShape& shape)
+      : ctx_(ctx), dtype_(dtype), op_(op), shape_(shape), elem_(gp_dtype_size(dtype)) {}
+
+  Row run() {
+    const size_t n = static_cast<size_t>(ctx_->opts.group);
+    send_.assign(n, std::vector<unsigned char>(shape_.count * elem_));
+    recv_.assign(n, std::vector<unsigned char>(shape_.count * elem_));
+    Row row;
+    row.shape = shape_;
+    row.dtype = dtype_;
+    row.op = op_;
+    row.coll = Collective::kAllReduce;
+    row.root = -1;
+    row.group = ctx_->opts.group;
+    fill();
+    const double grouped = timed(true);
+    row.separate_us = timed(false) * 1e6;
+    row.out_of_place = gradpack::tools::measure(Collective::kAllReduce, ctx_->nranks,
+                                                shape_.bytes * n, grouped, checked_wrong());
+    row.in_place.skipped = true;
+    return row;
+  }
+
+ private:
+  void fill() {
+    for (size_t j = 0; j < send_.size(); ++j) {
+      gradpack::tools::fill_input(dtype_, true, op_, ctx_->rank, j * shape_.count, shape_.count,
+                                  send_[j].data());
+      gradpack::tools::fill_sentinel(dtype_, shape_.count, recv_[j].data());
+    }
+  }
+
+  void calls(bool grouped) {
+    if (grouped) check_call(ctx_->rank, "gp_group_start", gp_group_start());
+    for (size_t j = 0; j < send_.size(); ++j) {
+      check_call(ctx_->rank, "gp_allreduce",
+                 gp_allreduce(ctx_->comm, send_[j].data(), recv_[j].data(), shape_.count, dtype_,
+                              op_, &ctx_->allreduce_opts));
+    }
+    if (grouped) check_call(ctx_->rank, "gp_group_end", gp_group_end());
+  }
+
+  // Seconds per iteration of N calls, the slowest rank's.
+  double timed(bool grouped) {
+    const PerfOptions& opts = ctx_->opts;
+    for (int i = 0; i < opts.warmup; ++i) calls(grouped);
+    check_call(ctx_->rank, "gp_barrier", gp_barrier(ctx_->comm));
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < opts.iters; ++i) calls(grouped);
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
+        opts.iters;
+    check_call(ctx_->rank, "gp_allreduce",
+               gp_allreduce(ctx_->comm, &seconds, &seconds, 1, GP_FLOAT64, GP_MAX, nullptr));
+    return seconds;
+  }
+
+  // -c: one more group on fresh data, every element of every buffer checked (summed over ranks).
+  int64_t checked_wrong() {
+    if (ctx_->opts.check == 0) return -1;
+    fill();
+    calls(true);
+    int64_t wrong = 0;
+    for (size_t j = 0; j < recv_.size(); ++j) {
+      for (uint64_t i = 0; i < shape_.count; ++i) {
+        const double expected =
+            gradpack::tools::expected_reduction(dtype_, op_, ctx_->nranks, j * shape_.count + i);
+        const double got = gradpack::tools::load_element(dtype_, recv_[j].data(), i);
+        if (!gradpack::tools::matches(dtype_, op_, true, got, expected)) ++wrong;
+      }
+    }
+    check_call(ctx_->rank, "gp_allreduce",
+               gp_allreduce(ctx_->comm, &wrong, &wrong, 1, GP_INT64, GP_SUM, nullptr));
+    return wrong;
+  }
+
+  Context* ctx_;
+  gp_dtype_t dtype_;
+  gp_redop_t op_;
+  gradpack::tools::RowShape shape_;
+  size_t elem_;
+  std::vector<std::vector<unsigned char>> send_, recv_;
+};
+
 void print_header(const Context& ctx) {
   const PerfOptions& o = ctx.opts;
   // Where every rank runs, gathered so that rank 0 can print it.
@@ -421,8 +511,16 @@ void print_header(const Context& ctx) {
         "\n# time, algbw, busbw of the uncompressed size; wire: bytes sent per rank per call\n",
         o.codec.c_str(), o.error_feedback ? "on" : "off");
   }
-  std::printf("#\n%s", compressed ? gradpack::tools::compressed_table_header().c_str()
-                                  : gradpack::tools::table_header().c_str());
+  if (o.group > 0) {
+    std::printf(
+        "#\n# Groups: each iteration makes %d all-reduces of the size in one gp_group_start/"
+        "gp_group_end,\n# then the same %d one by one; speedup = separate time / group time\n",
+        o.group, o.group);
+  }
+  const std::string header = o.group > 0  ? gradpack::tools::group_table_header()
+                             : compressed ? gradpack::tools::compressed_table_header()
+                                          : gradpack::tools::table_header();
+  std::printf("#\n%s", header.c_str());
 }
 
 }  // namespace
@@ -488,12 +586,14 @@ int main(int argc, char** argv) {
   double max_error = -1;
   double busbw_sum = 0;
   int busbw_count = 0;
+  std::vector<double> speedups;  // --group: separate / grouped, per row
   for (gp_dtype_t dtype : opts.dtypes) {
     for (gp_redop_t op : ops) {
       for (uint64_t size : sizes) {
         const auto shape = gradpack::tools::shape_row(opts.collective, size, dtype, ctx.nranks);
-        RowRunner runner(&ctx, dtype, op, shape);
-        const Row row = runner.run();
+        const Row row = opts.group > 0 ? GroupRowRunner(&ctx, dtype, op, shape).run()
+                                       : RowRunner(&ctx, dtype, op, shape).run();
+        if (row.group > 0) speedups.push_back(gradpack::tools::group_speedup(row));
         for (const Measurement* m : {&row.out_of_place, &row.in_place}) {
           if (m->skipped) continue;
           if (m->wrong > 0) total_wrong += m->wrong;
@@ -503,9 +603,10 @@ int main(int argc, char** argv) {
         }
         if (ctx.rank == 0) {
           const std::string line =
-              opts.json ? gradpack::tools::format_json_row(row, ctx.nranks, opts.algorithm,
-                                                           opts.codec, opts.error_feedback)
-                        : gradpack::tools::format_row(row);
+              opts.json       ? gradpack::tools::format_json_row(row, ctx.nranks, opts.algorithm,
+                                                                 opts.codec, opts.error_feedback)
+              : row.group > 0 ? gradpack::tools::format_group_row(row)
+                              : gradpack::tools::format_row(row);
           std::fputs(line.c_str(), stdout);
           std::fflush(stdout);
         }
@@ -516,6 +617,16 @@ int main(int argc, char** argv) {
     std::printf("# Out of bounds values : %" PRId64 " %s\n", total_wrong,
                 total_wrong == 0 ? "OK" : "FAILED");
     std::printf("# Avg bus bandwidth    : %g \n", busbw_count > 0 ? busbw_sum / busbw_count : 0.0);
+    if (!speedups.empty()) {
+      double log_sum = 0;
+      for (double x : speedups) log_sum += std::log(std::max(x, 1e-9));
+      std::printf(
+          "# Group speedup        : %.3g (geometric mean of separate / grouped over %zu "
+          "rows; min %.3g, max %.3g)\n",
+          std::exp(log_sum / static_cast<double>(speedups.size())), speedups.size(),
+          *std::min_element(speedups.begin(), speedups.end()),
+          *std::max_element(speedups.begin(), speedups.end()));
+    }
     if (gradpack::tools::compressed(opts) && max_error >= 0) {
       std::printf("# Max relative error   : %.3g\n", max_error);
     }

@@ -69,14 +69,15 @@ struct Flag {
   bool long_only = false;
 };
 constexpr Flag kFlags[] = {
-    {'b', "minbytes", true},   {'e', "maxbytes", true},
-    {'f', "stepfactor", true}, {'i', "stepbytes", true},
-    {'n', "iters", true},      {'w', "warmup_iters", true},
-    {'c', "check", true},      {'o', "op", true},
-    {'d', "datatype", true},   {'r', "root", true},
-    {'a', "algorithm", true},  {'C', "collective", true},
-    {'z', "codec", true},      {'E', "error-feedback", true, true},
-    {'j', "json", false},      {'h', "help", false},
+    {'b', "minbytes", true},    {'e', "maxbytes", true},
+    {'f', "stepfactor", true},  {'i', "stepbytes", true},
+    {'n', "iters", true},       {'w', "warmup_iters", true},
+    {'c', "check", true},       {'o', "op", true},
+    {'d', "datatype", true},    {'r', "root", true},
+    {'a', "algorithm", true},   {'C', "collective", true},
+    {'z', "codec", true},       {'E', "error-feedback", true, true},
+    {'G', "group", true, true}, {'j', "json", false},
+    {'h', "help", false},
 };
 
 std::string quote(std::string_view s) { return "'" + std::string(s) + "'"; }
@@ -179,6 +180,14 @@ std::optional<std::string> apply_flag(char name, std::string_view value, bool* f
         return "--error-feedback: expected on or off, got " + quote(value);
       }
       return std::nullopt;
+    case 'G': {  // long only: its message names --group
+      auto v = parse_int(value);
+      if (!v || *v < 1 || *v > 65536) {
+        return "--group: expected a number of calls in [1, 65536], got " + quote(value);
+      }
+      out->group = static_cast<int>(*v);
+      return std::nullopt;
+    }
     case 'j':
       out->json = true;
       return std::nullopt;
@@ -194,7 +203,7 @@ std::optional<std::string> apply_flag(char name, std::string_view value, bool* f
 const char* const kPerfHelp =
     R"(usage: gradpack-perf [-b MINBYTES] [-e MAXBYTES] [-f FACTOR | -i INCREMENT] [-n ITERS]
                      [-w WARMUP] [-c CHECK] [-o OP] [-d TYPE] [-r ROOT] [-a ALGO] [-C COLL]
-                     [-z CODEC [--error-feedback on|off]] [--json] [-h]
+                     [-z CODEC [--error-feedback on|off]] [--group N] [--json] [-h]
 
 Measures gradpack collectives the way nccl-tests' *_perf programs do. Every rank is a process
 that joins the communicator from the environment (gp_comm_init_from_env: GRADPACK_RANK,
@@ -237,6 +246,12 @@ Options (short and long forms; sizes take K, M, G suffixes = 2^10, 2^20, 2^30):
                          allows the codec's error bound (docs/tools.md)
       --error-feedback on|off
                          error feedback of the timed calls with -z (default on)
+      --group N          all_reduce only, without -z: every timed iteration makes N
+                         all-reduces of the size (N buffers) inside one gp_group_start/
+                         gp_group_end, then the same N calls one by one; the table has the
+                         group's time per iteration (algbw from N x size), the N separate
+                         calls' time and the ratio separate/grouped, out-of-place only; the
+                         check (-c) checks all N results of one more group
   -j, --json             one JSON object per row on stdout instead of the table
   -h, --help             this text
 
@@ -301,6 +316,10 @@ std::optional<std::string> parse_perf_args(int argc, const char* const* argv, Pe
                dtype_name(dtype);
       }
     }
+  }
+  if (out->group > 0 && (compressed(*out) || out->collective != Collective::kAllReduce)) {
+    return "--group " + std::to_string(out->group) +
+           " measures uncompressed all_reduce only (leave out -z and -C, or --group)";
   }
   if (out->min_bytes > out->max_bytes) {
     return "-b " + std::to_string(out->min_bytes) + " is larger than -e " +
@@ -545,6 +564,21 @@ std::string format_row(const Row& row) {
          format_measurement(row.in_place) + "\n";
 }
 
+double group_speedup(const Row& row) {
+  if (row.group <= 0 || row.separate_us <= 0 || row.out_of_place.time_us <= 0) return 0;
+  return row.separate_us / row.out_of_place.time_us;
+}
+
+std::string format_group_row(const Row& row) {
+  char head[128];
+  std::snprintf(head, sizeof(head), "  %10" PRIu64 "  %12" PRIu64 "  %8s  %6s  %6d",
+                row.shape.bytes, row.shape.count, dtype_name(row.dtype), row_redop(row), row.group);
+  char tail[64];
+  std::snprintf(tail, sizeof(tail), "  %s  %7.2f", format_time(row.separate_us).c_str(),
+                group_speedup(row));
+  return std::string(head) + "  " + format_measurement(row.out_of_place) + tail + "\n";
+}
+
 std::string format_json_row(const Row& row, int nranks, gp_algo_t algo, const std::string& codec,
                             bool error_feedback) {
   std::string out = "{\"collective\":\"";
@@ -571,6 +605,11 @@ std::string format_json_row(const Row& row, int nranks, gp_algo_t algo, const st
     if (row.compressed && !m.skipped) j.insert(j.size() - 1, json_compression(m));
     return j;
   };
+  if (row.group > 0) {
+    out += ",\"group\":" + std::to_string(row.group);
+    out += ",\"separate_time_us\":" + json_number(row.separate_us);
+    out += ",\"group_speedup\":" + json_number(group_speedup(row));
+  }
   out += ",\"out_of_place\":" + measurement(row.out_of_place);
   out += ",\"in_place\":" + measurement(row.in_place);
   out += "}\n";

@@ -35,6 +35,9 @@ struct PerfOptions {
   // is not compressed (codec "off", whatever GRADPACK_COMPRESS says).
   std::string codec;
   bool error_feedback = true;  // --error-feedback on|off, with -z only
+  // --group N: each timed iteration makes N all-reduces of the size inside one gp_group_start/
+  // gp_group_end, and the same N one by one; the row has both times and their ratio. 0: off.
+  int group = 0;
   bool json = false;
   bool help = false;
 };
@@ -105,6 +108,10 @@ struct Row {
   Collective coll = Collective::kAllReduce;
   int root = -1;
   bool compressed = false;  // -z: the compressed table (no root, no in-place half)
+  // --group N: out_of_place is the group of N calls (time per group; algbw from N x bytes);
+  // separate_us the same N calls made one by one, in the same run.
+  int group = 0;
+  double separate_us = -1;
   Measurement out_of_place;
   Measurement in_place;
 };
@@ -118,6 +125,11 @@ std::string short_codec_name(std::string_view canonical);
 // One table line ending in '\n' (the compressed layout when row.compressed; see
 // compressed_table_header() in tools/perf_table.h).
 std::string format_row(const Row& row);
+// --group N: separate / grouped time (how many times faster the group is); 0 when not measured.
+double group_speedup(const Row& row);
+// One table line of --group ending in '\n' (see group_table_header() in tools/perf_table.h).
+std::string format_group_row(const Row& row);
+
 // One JSON object on one line ending in '\n'. codec: -z's spec ("" when not compressed: the
 // object then has no compression fields).
 std::string format_json_row(const Row& row, int nranks, gp_algo_t algo,

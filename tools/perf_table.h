@@ -59,4 +59,27 @@ inline std::string compressed_table_header() {
   return out;
 }
 
+// gradpack-perf --group N: the group of N all-reduces (time per group, algbw and busbw from N x
+// size), the same N calls made one by one, and how many times faster the group was.
+inline std::string group_table_header() {
+  char buf[512];
+  std::string out;
+  const std::string title = "N calls in one group, out-of-place";
+  const size_t width = 34;
+  const size_t left = (width - title.size()) / 2;
+  std::snprintf(
+      buf, sizeof(buf), "# %10s  %12s  %8s  %6s  %6s  %s  %8s  %7s\n", "", "", "", "", "",
+      (std::string(left, ' ') + title + std::string(width - left - title.size(), ' ')).c_str(),
+      "separate", "");
+  out += buf;
+  std::snprintf(buf, sizeof(buf), "# %10s  %12s  %8s  %6s  %6s  %8s  %7s  %7s  %6s  %8s  %7s\n",
+                "size", "count", "type", "redop", "N", "time", "algbw", "busbw", "#wrong", "time",
+                "speedup");
+  out += buf;
+  std::snprintf(buf, sizeof(buf), "# %10s  %12s  %8s  %6s  %6s  %8s  %7s  %7s  %6s  %8s  %7s\n",
+                "(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(x)");
+  out += buf;
+  return out;
+}
+
 }  // namespace gradpack::tools

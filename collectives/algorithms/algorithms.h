@@ -91,8 +91,17 @@ void ring_allgather(PlanBuilder& b, const std::vector<int>& group, int me, const
 // Allreduce of `whole` in place among the group.
 void ring_allreduce_inplace(PlanBuilder& b, const std::vector<int>& group, int me,
                             const Span& whole);
+// How recursive halving-doubling follows the switch tree: fold_keys[k][i] is member i's locality
+// key at level k, finest first (host, then each switch level): the extra members of a
+// non-power-of-two group fold onto a neighbour with the same key at the finest level that has one
+// (none: the first 2r members pair up in order). near_first: a large buffer's halving starts with
+// the nearest partner (distance 1) instead of the farthest.
+struct HdLayout {
+  std::vector<std::vector<int>> fold_keys;
+  bool near_first = false;
+};
 void hd_allreduce_inplace(PlanBuilder& b, const std::vector<int>& group, int me, const Span& whole,
-                          size_t elem_size);
+                          size_t elem_size, const HdLayout& layout = {});
 // Pipelined chain: group[last] -> ... -> group[0], reducing on the way; group[0] ends with the sum.
 void chain_reduce(PlanBuilder& b, const std::vector<int>& group, int me, const Span& whole);
 // Pipelined chain broadcast of `whole` from group[0] down to group[last].
@@ -104,6 +113,15 @@ void binomial_broadcast(PlanBuilder& b, const std::vector<int>& group, int me, i
 // The switch tree (PlanRequest::switch_of_rank; levels.cc). Every rank in tree order: by switch
 // from the top down, then host, then rank (rank order when the network is flat).
 std::vector<int> tree_order(const PlanRequest& req);
+// What the small-message plans (hd, tree) take of the switch tree: the ranks in tree order, this
+// rank's place among them, and locality[k][i], the key of order[i] at level k from the finest up
+// (host, then each switch level). A flat network (no switch_of_rank): rank order, no keys.
+struct TreeLayout {
+  std::vector<int> order;
+  int me = 0;
+  std::vector<std::vector<int>> locality;
+};
+TreeLayout tree_layout(const PlanRequest& req);
 // Pieces (of at least 4 MiB) a large buffer is cut into by the multi-level plan's climb, and by
 // its ring among the leaders.
 inline constexpr int kMaxLevelPieces = 8;

@@ -114,6 +114,25 @@ std::vector<int> tree_order(const PlanRequest& req) {
   return order;
 }
 
+TreeLayout tree_layout(const PlanRequest& req) {
+  TreeLayout t;
+  if (req.switch_of_rank.empty()) {
+    t.order.resize(static_cast<size_t>(req.nranks));
+    std::iota(t.order.begin(), t.order.end(), 0);
+    t.me = req.rank;
+    return t;
+  }
+  t.order = tree_order(req);
+  t.me = static_cast<int>(std::find(t.order.begin(), t.order.end(), req.rank) - t.order.begin());
+  t.locality.emplace_back();
+  for (int r : t.order) t.locality.back().push_back(host_of(req, r));
+  for (const std::vector<int>& level : req.switch_of_rank) {
+    t.locality.emplace_back();
+    for (int r : t.order) t.locality.back().push_back(level[static_cast<size_t>(r)]);
+  }
+  return t;
+}
+
 namespace {
 
 // The units under the top that hold the same part as `mine` (the members of a compressed step:

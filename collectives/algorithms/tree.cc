@@ -6,7 +6,9 @@
 // ranks interior in tree A are leaves in tree B and the other way round. In both trees, segments
 // flow up (each interior rank reduces its children's segment into its own and passes it to its
 // parent), then the root's result flows down. Deps are per segment, so the up and down waves
-// pipeline.
+// pipeline. When the switch tree is known the nodes are the ranks in tree order (levels.cc), so
+// that a node's nearest neighbours, its children low in the tree, share its host or switch and
+// only the edges near the roots cross uplinks.
 
 #include <algorithm>
 
@@ -71,8 +73,15 @@ Status tree_plan(const PlanRequest& req, Plan* out) {
   });
   if (req.nranks == 1) return OkStatus();
   const Span halves[2] = {Span{Buf::kRecv, 0, n / 2}, Span{Buf::kRecv, n / 2, n - n / 2}};
-  const TreeLinks trees[2] = {links_of(req.nranks, req.rank, false),
-                              links_of(req.nranks, req.rank, true)};
+  // Positions in tree order (rank order on a flat network): a node's children are its neighbours
+  // at distance 1, 2, 4, ..., so the lower levels of both trees stay under one switch.
+  const TreeLayout layout = tree_layout(req);
+  TreeLinks trees[2] = {links_of(req.nranks, layout.me, false),
+                        links_of(req.nranks, layout.me, true)};
+  for (TreeLinks& t : trees) {
+    if (t.parent >= 0) t.parent = layout.order[static_cast<size_t>(t.parent)];
+    for (int& c : t.children) c = layout.order[static_cast<size_t>(c)];
+  }
   const size_t seg = b.segment();
   const size_t nseg = (halves[1].count + seg - 1) / seg;  // the larger half
   auto piece = [&](int t, size_t j) {

@@ -238,6 +238,46 @@ GP_API gp_status_t gp_sendrecv(gp_comm_t* comm, const void* send, int send_peer,
 /* Returns once every rank has entered it. */
 GP_API gp_status_t gp_barrier(gp_comm_t* comm);
 
+/* ---------------------------------------------------------------------------------------------
+ * Groups (docs/collectives.md "Groups"), as NCCL's ncclGroupStart/ncclGroupEnd
+ *
+ * Between gp_group_start() and the matching gp_group_end() the collectives a thread calls
+ * (gp_allreduce, gp_reduce_scatter, gp_allgather, gp_broadcast, gp_sendrecv, gp_barrier) are
+ * checked and queued, not run: each returns GP_OK once queued. gp_group_end() runs them. The
+ * uncompressed all-reduces of a group on one communicator (codec off, or "none" with an
+ * uncompressed algorithm) that share dtype, op, algorithm and segment_bytes are packed into one
+ * buffer and reduced by one all-reduce (buffers of at most GRADPACK_GROUP_FUSE_BYTES; a larger
+ * call runs on its own), so many small all-reduces cost about one's latency. Every other call
+ * (compressed or "auto" all-reduces, a bucket that still owes an error-feedback residual, the
+ * other collectives) runs on its own, in the order it was queued. The results are those of the
+ * same calls made one by one.
+ *
+ * The group belongs to the calling thread (like NCCL's): it may span communicators, whose queues
+ * run one communicator after the other in the order each was first used in the group; calls of
+ * other threads are not part of it. Groups nest: only the outermost gp_group_end() runs the
+ * calls. Every rank must make the same calls in the same groups (the collective rule above).
+ *
+ * The calls of a group are independent: no call may read or write memory another call of the
+ * group writes. Their buffers must stay valid, and unchanged, until gp_group_end() returns.
+ * In-place (send == recv) and out-of-place calls mix freely, counts of 0 included.
+ *
+ * Errors: a call that is invalid (NULL buffers, dtype, op, root, peers, options) is refused when
+ * it is made, with its error, and spoils the group: the outermost gp_group_end() then runs
+ * nothing (on this thread), discards the queue and returns that first error. Ranks whose calls
+ * were valid will run theirs and fail like any collective a peer does not join. An error while
+ * the group runs stops that communicator's queue (a failed collective breaks the communicator);
+ * gp_group_end() returns the first error. gp_comm_stats counts a packed all-reduce once. The
+ * other calls of this API (init, destroy, statistics, residuals) run at once inside a group;
+ * destroying a communicator drops its calls from this thread's group.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Opens a group (or a nested one) on the calling thread. Never fails. */
+GP_API gp_status_t gp_group_start(void);
+
+/* Closes the innermost group; the outermost runs every queued call and returns the first error
+ * (see above). Without an open group: GP_ERR_INVALID_ARGUMENT. */
+GP_API gp_status_t gp_group_end(void);
+
 /* Counters of one communicator since init. Set struct_size = sizeof(gp_comm_stats_t) first. */
 typedef struct gp_comm_stats_t {
   size_t struct_size;

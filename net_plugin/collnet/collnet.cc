@@ -28,6 +28,7 @@
 #include "collectives/communicator.h"
 #include "common/crc32c.h"
 #include "common/dtype.h"
+#include "common/log.h"
 #include "common/settings.h"
 #include "compression/spec.h"
 #include "net_plugin/plugin_api.h"
@@ -270,8 +271,16 @@ class CollComm : public plugin::Tracked {
     const bool float_sum =
         (r.dtype == GP_FLOAT32 || r.dtype == GP_FLOAT16 || r.dtype == GP_BFLOAT16) &&
         (r.op == GP_SUM || r.op == GP_AVG);
-    return comm_->allreduce(r.send, r.recv, r.count, r.dtype, r.op,
-                            float_sum ? compressed_ : plain_);
+    GP_RETURN_IF_ERROR(
+        comm_->allreduce(r.send, r.recv, r.count, r.dtype, r.op, float_sum ? compressed_ : plain_));
+    // Which plan NCCL's chunks take (the ring, or the switch tree's when GRADPACK_TOPOLOGY
+    // places the nodes), said once per change.
+    if (comm_->last_algorithm() != logged_algorithm_) {
+      logged_algorithm_ = comm_->last_algorithm();
+      GP_LOG_INFO(kPlugin, "CollNet rank %d of %d: all-reduces of %zu bytes take %s", comm_->rank(),
+                  comm_->size(), r.bytes, logged_algorithm_.c_str());
+    }
+    return OkStatus();
   }
 
   std::unique_ptr<coll::Communicator> comm_;
@@ -283,6 +292,7 @@ class CollComm : public plugin::Tracked {
   std::deque<Request*> queue_;
   bool stopping_ = false;
   int next_slot_ = 0;
+  std::string logged_algorithm_;  // the worker's
   std::thread worker_;
 };
 

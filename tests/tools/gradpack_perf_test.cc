@@ -102,6 +102,27 @@ TEST(GradpackPerf, SendRecvRing) {
   EXPECT_NE(j.output.find("\"wrong\":0},\"in_place\":null}"), std::string::npos) << j.output;
 }
 
+// --group: rows of 11 columns (size count type redop N | time algbw busbw #wrong | separate
+// speedup), every result of the group checked, and the summary's speedup line.
+TEST(GradpackPerf, GroupedAllReduces) {
+  const auto r = run_command(kRun + " --timeout 280 -n 3 -- " + kPerf +
+                             " --group 20 -b 8 -e 64K -f 8 -d int32 -o max -c 1 -n 3 -w 1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  size_t data = 0;
+  for (const std::string& line : split_lines(r.output)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto f = split_fields(line);
+    ASSERT_EQ(f.size(), 11u) << line;
+    EXPECT_EQ(f[4], "20") << line;
+    EXPECT_EQ(f[8], "0") << line;
+    EXPECT_GT(std::stod(f[10]), 0.0) << line;
+    ++data;
+  }
+  EXPECT_EQ(data, 5u) << r.output;  // 8, 64, 512, 4K, 32K
+  EXPECT_NE(r.output.find("# Out of bounds values : 0 OK"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("# Group speedup        : "), std::string::npos) << r.output;
+}
+
 TEST(GradpackPerf, JsonRows) {
   const auto r =
       run_command(kRun + " --timeout 120 -n 3 -- " + kPerf + " --json -b 1K -e 4K -f 2 -n 2");

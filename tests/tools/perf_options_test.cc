@@ -416,6 +416,71 @@ TEST(PerfOptions, CompressedJsonKeepsEveryByte) {
   EXPECT_NE(unmeasured.find("\"maxerr\":null"), std::string::npos) << unmeasured;
 }
 
+TEST(PerfOptions, GroupFlag) {
+  PerfOptions o;
+  ASSERT_EQ(parse({"--group", "100", "-b", "1K", "-e", "1K"}, &o), std::nullopt);
+  EXPECT_EQ(o.group, 100);
+  ASSERT_EQ(parse({"--group=8"}, &o), std::nullopt);
+  EXPECT_EQ(o.group, 8);
+  PerfOptions bad;
+  EXPECT_EQ(parse({"--group", "0"}, &bad),
+            "--group: expected a number of calls in [1, 65536], got '0'");
+  EXPECT_EQ(parse({"--group", "x"}, &bad),
+            "--group: expected a number of calls in [1, 65536], got 'x'");
+  PerfOptions z;
+  EXPECT_NE(parse({"--group", "4", "-z", "q8"}, &z), std::nullopt);
+  PerfOptions c;
+  const auto err = parse({"--group", "4", "-C", "broadcast"}, &c);
+  ASSERT_NE(err, std::nullopt);
+  EXPECT_NE(err->find("all_reduce only"), std::string::npos) << *err;
+  PerfOptions g;
+  EXPECT_EQ(parse({"-G", "4"}, &g), "unknown argument '-G' (see --help)");
+  EXPECT_NE(std::string(kPerfHelp).find("--group N"), std::string::npos);
+}
+
+Row group_row() {
+  Row row = sample_row();
+  row.group = 100;
+  row.out_of_place = measure(Collective::kAllReduce, 4, row.shape.bytes * 100, 1000e-6, 0);
+  row.in_place = Measurement();
+  row.in_place.skipped = true;
+  row.separate_us = 7500;
+  return row;
+}
+
+TEST(PerfOptions, GroupRowLinesUpWithItsHeader) {
+  const std::string header = group_table_header();
+  const std::string row = format_group_row(group_row());
+  EXPECT_DOUBLE_EQ(group_speedup(group_row()), 7.5);
+  EXPECT_EQ(row,
+            "     1048576        262144     float     sum     100   1000.00   104.86   157.29  "
+            "     0   7500.00     7.50\n");
+  size_t start = 0;
+  int lines = 0;
+  while (start < header.size()) {
+    const size_t end = header.find('\n', start);
+    const std::string line = header.substr(start, end - start);
+    EXPECT_EQ(line[0], '#');
+    EXPECT_EQ(line.size() + 1, row.size()) << line;
+    start = end + 1;
+    ++lines;
+  }
+  EXPECT_EQ(lines, 3);
+  EXPECT_NE(header.find("speedup"), std::string::npos);
+  Row unmeasured = group_row();
+  unmeasured.separate_us = -1;
+  EXPECT_EQ(group_speedup(unmeasured), 0);
+}
+
+TEST(PerfOptions, GroupJsonRow) {
+  const std::string json = format_json_row(group_row(), 4, GP_ALGO_AUTO);
+  EXPECT_NE(json.find("\"group\":100,\"separate_time_us\":7500,\"group_speedup\":7.5,"
+                      "\"out_of_place\":{\"time_us\":1000,"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"in_place\":null"), std::string::npos) << json;
+}
+
 TEST(PerfOptions, Names) {
   EXPECT_STREQ(dtype_name(GP_FLOAT16), "half");
   EXPECT_STREQ(dtype_name(GP_BFLOAT16), "bfloat16");

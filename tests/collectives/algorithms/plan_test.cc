@@ -237,8 +237,8 @@ TEST(AllReduce, HierLargeUsesRingAmongLeaders) {
 }
 
 // Switch trees: racks in rank order and interleaved, uneven racks (the chain fallback), two
-// switch levels, several ranks per host, and a forest (two roots). Ring and hierarchical plans
-// must sum exactly whatever the tree.
+// switch levels, several ranks per host, and a forest (two roots). Ring, hierarchical,
+// halving-doubling and tree plans must sum exactly whatever the tree.
 struct Tree {
   const char* name;
   std::vector<int> hosts;
@@ -257,7 +257,8 @@ std::vector<Tree> trees() {
 
 TEST(AllReduce, SwitchTrees) {
   for (const Tree& t : trees()) {
-    for (Algorithm a : {Algorithm::kRing, Algorithm::kHierarchical}) {
+    for (Algorithm a : {Algorithm::kRing, Algorithm::kHierarchical, Algorithm::kHalvingDoubling,
+                        Algorithm::kTree}) {
       for (size_t count : {size_t{1}, size_t{7}, size_t{1000}, size_t{9001}}) {
         for (size_t seg : {size_t{1} << 20, size_t{4096}}) {
           Case c;
@@ -290,17 +291,25 @@ TEST(AllReduce, SwitchTreesInPieces) {
   }
 }
 
-// Bytes rank a sends to ranks under another leaf switch than its own.
-std::vector<double> cross_switch_bytes(const Case& c, const CaseRun& run) {
-  std::vector<double> out(static_cast<size_t>(c.nranks), 0.0);
-  for (int a = 0; a < c.nranks; ++a) {
-    for (int b = 0; b < c.nranks; ++b) {
-      if (c.switches[0][static_cast<size_t>(a)] == c.switches[0][static_cast<size_t>(b)]) continue;
-      out[static_cast<size_t>(a)] +=
-          static_cast<double>(run.outcome.bytes_to[static_cast<size_t>(a)][static_cast<size_t>(b)]);
+// Bytes rank a sends to ranks under another leaf switch than its own (`leaf`: each rank's leaf
+// switch; the plan may have been made without knowing them).
+std::vector<double> cross_switch_bytes(const std::vector<int>& leaf, const CaseRun& run) {
+  const size_t n = leaf.size();
+  std::vector<double> out(n, 0.0);
+  for (size_t a = 0; a < n; ++a) {
+    for (size_t b = 0; b < n; ++b) {
+      if (leaf[a] != leaf[b]) out[a] += static_cast<double>(run.outcome.bytes_to[a][b]);
     }
   }
   return out;
+}
+std::vector<double> cross_switch_bytes(const Case& c, const CaseRun& run) {
+  return cross_switch_bytes(c.switches[0], run);
+}
+double total(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return sum;
 }
 
 // Interleaved racks: rank order would cross the uplinks at every hop; tree order crosses each
@@ -373,6 +382,123 @@ TEST(AllReduce, LeavesSendTheirBufferToTheirPartnerOnly) {
       }
     }
   }
+}
+
+// The small-message plans on trees whose size is not a power of two (the fold of hd, the cut
+// trees of tree): exact for every count, segment size and layout.
+TEST(AllReduce, SmallPlansOnUnevenTrees) {
+  const std::vector<Tree> uneven = {
+      {"6 hosts in 2 racks, interleaved", {}, {{0, 1, 0, 1, 0, 1}}},
+      {"racks of 4 and 3", {}, {{0, 0, 0, 0, 1, 1, 1}, {0, 0, 0, 0, 0, 0, 0}}},
+      {"2 ranks per host, 5 ranks", {0, 0, 1, 1, 2}, {{0, 0, 1, 1, 1}}},
+      {"3 racks of 4 under 2 pods",
+       {},
+       {{0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2}, {0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1}}},
+  };
+  for (const Tree& t : uneven) {
+    SCOPED_TRACE(t.name);
+    for (Algorithm a : {Algorithm::kHalvingDoubling, Algorithm::kTree}) {
+      for (size_t count : {size_t{0}, size_t{1}, size_t{7}, size_t{1000}, size_t{9001}}) {
+        for (size_t seg : {size_t{1} << 20, size_t{64}}) {
+          Case c;
+          c.algorithm = a;
+          c.nranks = static_cast<int>(t.switches[0].size());
+          c.count = count;
+          c.segment_bytes = seg;
+          c.hosts = t.hosts;
+          c.switches = t.switches;
+          run_case(c, true);
+          run_case(c, false, 9);
+          if (::testing::Test::HasFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+// The same case with the switch tree, and without it (the flat plan) on the same racks.
+struct TreeAndFlat {
+  CaseRun tree, flat;
+};
+TreeAndFlat run_both(Case c) {
+  TreeAndFlat both;
+  both.tree = run_case(c, false);
+  c.switches.clear();
+  both.flat = run_case(c, false);
+  return both;
+}
+
+// hd on 6 hosts in 2 interleaved racks (p' = 4, two folds): in tree order each fold pairs two
+// hosts of one rack and the doubling crosses once, 4 ranks sending S across (4 S in all); in rank
+// order both folds cross (there and back, 4 S) and so do half of the doubling's exchanges (4 S).
+TEST(WireBytes, HalvingDoublingFoldsInsideTheRack) {
+  Case c;
+  c.algorithm = Algorithm::kHalvingDoubling;
+  c.nranks = 6;
+  c.count = 1000;
+  c.switches = {{0, 1, 0, 1, 0, 1}};
+  const TreeAndFlat both = run_both(c);
+  const double S = static_cast<double>(c.count * kElem);
+  EXPECT_EQ(total(cross_switch_bytes(c.switches[0], both.tree)), 4 * S);
+  EXPECT_EQ(total(cross_switch_bytes(c.switches[0], both.flat)), 8 * S);
+  // The folded ranks (the first of each pair in tree order: 0 and 1) send nothing across.
+  const std::vector<double> per_rank = cross_switch_bytes(c.switches[0], both.tree);
+  EXPECT_EQ(per_rank[0], 0);
+  EXPECT_EQ(per_rank[1], 0);
+}
+
+// The first message of every rank's hd plan goes to a rank under its own leaf switch (tree order
+// [0 2 4 6 1 3 5 7] for interleaved racks); rank order pairs 0 with 1 first, across the racks.
+TEST(Plans, HalvingDoublingStartsUnderTheLeafSwitch) {
+  Case c;
+  c.algorithm = Algorithm::kHalvingDoubling;
+  c.nranks = 8;
+  c.count = 100;
+  c.switches = trees()[1].switches;
+  const TreeAndFlat both = run_both(c);
+  auto first_peer = [](const Plan& plan) {
+    for (const Op& op : plan.ops) {
+      if (op.kind == OpKind::kSend) return op.peer;
+    }
+    return -1;
+  };
+  const std::vector<int>& leaf = c.switches[0];
+  for (int r = 0; r < c.nranks; ++r) {
+    const int tree_peer = first_peer(both.tree.plans[static_cast<size_t>(r)]);
+    const int flat_peer = first_peer(both.flat.plans[static_cast<size_t>(r)]);
+    EXPECT_EQ(leaf[static_cast<size_t>(tree_peer)], leaf[static_cast<size_t>(r)]) << r;
+    EXPECT_NE(leaf[static_cast<size_t>(flat_peer)], leaf[static_cast<size_t>(r)]) << r;
+  }
+}
+
+// The double binary tree on interleaved racks: in tree order only the two edges of each tree
+// that join the racks cross (4 edges, S each: S/2 up and S/2 down), in rank order 8.
+TEST(WireBytes, TreeCrossesRacksOnlyNearTheRoots) {
+  Case c;
+  c.algorithm = Algorithm::kTree;
+  c.nranks = 8;
+  c.count = 1000;
+  c.switches = trees()[1].switches;
+  const TreeAndFlat both = run_both(c);
+  const double S = static_cast<double>(c.count * kElem);
+  EXPECT_EQ(total(cross_switch_bytes(c.switches[0], both.tree)), 4 * S);
+  EXPECT_EQ(total(cross_switch_bytes(c.switches[0], both.flat)), 8 * S);
+}
+
+// A large hd with the tree halves near partners first: the exchanges across the racks carry the
+// last, smallest parts. 2 racks of 4 in rank order: in tree order each rank sends S/8 across in
+// the halving and S/8 in the doubling (S/4); the flat plan halves with the partner 4 away first,
+// across the racks, S/2 each way (S).
+TEST(WireBytes, LargeHalvingDoublingKeepsTheLargeHalvesLocal) {
+  Case c;
+  c.algorithm = Algorithm::kHalvingDoubling;
+  c.nranks = 8;
+  c.count = 80000;  // 640 KB: Rabenseifner
+  c.switches = trees()[0].switches;
+  const TreeAndFlat both = run_both(c);
+  const double S = static_cast<double>(c.count * kElem);
+  for (double bytes : cross_switch_bytes(c.switches[0], both.tree)) EXPECT_EQ(bytes, S / 4);
+  for (double bytes : cross_switch_bytes(c.switches[0], both.flat)) EXPECT_EQ(bytes, S);
 }
 
 TEST(MakePlan, RejectsBadSwitchLevels) {
