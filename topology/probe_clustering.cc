@@ -212,25 +212,38 @@ void measure_links(const std::vector<MergedFlow>& flows, ProbeFindings* f) {
   }
 }
 
-// A rack's uplink: the most that left or entered the rack in one round (flows in canonical order,
-// so the sums are the same on every rank).
+// A rack's uplink: what crossed it in one direction in one round, in the rounds where it was the
+// bottleneck (every flow crossing that way was slow): the median of those sums, robust to a flow
+// misjudged by a stall. Without such a round, the most that crossed it in one. Flows come in
+// canonical order, so the sums are the same on every rank.
 void measure_uplinks(const std::vector<MergedFlow>& flows, ProbeFindings* f) {
-  std::map<std::pair<int, int>, double> out, in;  // (rack, round) -> Mbit/s
+  struct Crossing {
+    double mbps = 0;
+    bool all_slow = true;
+  };
+  std::map<std::tuple<int, int, bool>, Crossing> sums;  // (rack, round, outwards)
   for (const MergedFlow& m : flows) {
     const int a = f->rack_of_host[static_cast<size_t>(m.src)];
     const int b = f->rack_of_host[static_cast<size_t>(m.dst)];
     if (a == b) continue;
-    out[{a, m.round}] += m.mbps;
-    in[{b, m.round}] += m.mbps;
-  }
-  f->uplink_mbps.assign(static_cast<size_t>(f->racks), 0);
-  for (const auto* sums : {&out, &in}) {
-    for (const auto& [key, mbps] : *sums) {
-      double& u = f->uplink_mbps[static_cast<size_t>(key.first)];
-      u = std::max(u, mbps);
+    for (const auto& key :
+         {std::make_tuple(a, m.round, true), std::make_tuple(b, m.round, false)}) {
+      Crossing& c = sums[key];
+      c.mbps += m.mbps;
+      c.all_slow = c.all_slow && !m.fast;
     }
   }
-  for (double& u : f->uplink_mbps) u = round3(u);
+  std::vector<std::vector<double>> bottleneck(static_cast<size_t>(f->racks));
+  std::vector<double> most(static_cast<size_t>(f->racks), 0);
+  for (const auto& [key, c] : sums) {
+    const auto r = static_cast<size_t>(std::get<0>(key));
+    if (c.all_slow) bottleneck[r].push_back(c.mbps);
+    most[r] = std::max(most[r], c.mbps);
+  }
+  f->uplink_mbps.assign(static_cast<size_t>(f->racks), 0);
+  for (size_t r = 0; r < most.size(); ++r) {
+    f->uplink_mbps[r] = round3(bottleneck[r].empty() ? most[r] : median(bottleneck[r]));
+  }
 }
 
 std::string rack_sizes(const ProbeFindings& f) {

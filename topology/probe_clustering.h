@@ -55,8 +55,9 @@ struct ProbeFindings {
   double repeat = 1;              // share of flows classified alike in every pass
   double agreement = 0;           // share of flows the racks explain
   // Measured rates, rounded to 3 significant digits (0: unknown). A host's link: the median of its
-  // fast flows (the median of all fast flows for a host that has none). A rack's uplink: the most
-  // that crossed it in one direction in one round.
+  // fast flows (the median of all fast flows for a host that has none). A rack's uplink: the
+  // median, over the rounds and directions where every flow crossing it was slow, of what crossed
+  // it (else the most that crossed it in one round and direction).
   std::vector<double> link_mbps;
   std::vector<double> uplink_mbps;
   std::string summary;  // what was found, or why the cluster is flat

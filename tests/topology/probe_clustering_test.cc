@@ -16,72 +16,20 @@
 #include <random>
 #include <vector>
 
+#include "tests/topology/fair_share_net.h"
 #include "topology/cluster_probe.h"
 #include "topology/cost_model.h"
 
 namespace gradpack::topology {
 namespace {
 
-// Hosts in racks under one core: host links at `link`, each rack's uplink at `uplink` each way.
-struct Net {
-  std::vector<int> rack;
-  double link = 500;
-  double uplink = 125;
-};
-
-// Multiplicative noise in [1 - amount, 1 + amount], the same sequence for the same seed.
-class Noise {
- public:
-  Noise(double amount, uint32_t seed) : amount_(amount), rng_(seed) {}
-  double operator()() {
-    std::uniform_real_distribution<double> u(1 - amount_, 1 + amount_);
-    return u(rng_);
-  }
-
- private:
-  double amount_;
-  std::mt19937 rng_;
-};
-
-// The rates of every round of `passes` passes over `shifts`, as a network that shares each
-// uplink direction fairly among the flows crossing it gives them: host i sends to i + d.
-std::vector<ProbeFlow> simulate(const Net& net, const std::vector<int>& shifts, int passes,
-                                Noise noise) {
-  const int h = static_cast<int>(net.rack.size());
-  std::vector<ProbeFlow> flows;
-  for (int pass = 0; pass < passes; ++pass) {
-    for (size_t k = 0; k < shifts.size(); ++k) {
-      std::map<int, int> up, down;  // rack -> flows crossing its uplink out, in
-      for (int i = 0; i < h; ++i) {
-        const int j = (i + shifts[k]) % h;
-        if (net.rack[i] != net.rack[j]) ++up[net.rack[i]], ++down[net.rack[j]];
-      }
-      for (int i = 0; i < h; ++i) {
-        const int j = (i + shifts[k]) % h;
-        double rate = net.link;
-        if (net.rack[i] != net.rack[j]) {
-          rate = std::min({rate, net.uplink / up[net.rack[i]], net.uplink / down[net.rack[j]]});
-        }
-        flows.push_back({i, j, static_cast<int>(k), pass, rate * noise()});
-      }
-    }
-  }
-  return flows;
-}
+using testing::blocks;
+using testing::interleaved;
+using testing::Net;
+using testing::Noise;
+using testing::simulate;
 
 std::vector<int> all_shifts(int hosts) { return probe_shifts(hosts, hosts); }
-
-std::vector<int> blocks(int hosts, int racks) {
-  std::vector<int> r;
-  for (int i = 0; i < hosts; ++i) r.push_back(i * racks / hosts);
-  return r;
-}
-
-std::vector<int> interleaved(int hosts, int racks) {
-  std::vector<int> r;
-  for (int i = 0; i < hosts; ++i) r.push_back(i % racks);
-  return r;
-}
 
 // Whether two rack assignments group the hosts alike (whatever the racks' numbers).
 bool same_partition(const std::vector<int>& a, const std::vector<int>& b) {
