@@ -3,6 +3,7 @@
 // connections, right after the mesh is connected and before any caller's collective.
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "collectives/communicator.h"
@@ -34,9 +35,8 @@ class Communicator::ClusterProbe final : public topology::ClusterProbeTarget {
     return comm_.run(Collective::kAllReduce, values, values, count, GP_FLOAT64, GP_MAX, 0,
                      Algorithm::kAuto, 0);
   }
-  Status timed_exchange(int to, int from, size_t first, size_t rest,
-                        double* rest_seconds) override {
-    Status st = exchange(to, from, first, rest, rest_seconds);
+  Status timed_exchange(int to, int from, size_t first, size_t rest, Timing* out) override {
+    Status st = exchange(to, from, first, rest, out);
     if (st.ok()) return st;
     return comm_.fail(Status(st.code(), "cluster probe (GRADPACK_TOPOLOGY=auto): sending to rank " +
                                             std::to_string(to) + ", receiving from rank " +
@@ -45,25 +45,83 @@ class Communicator::ClusterProbe final : public topology::ClusterProbeTarget {
 
  private:
   using Clock = std::chrono::steady_clock;
+  using Request = std::unique_ptr<transport::Request>;
 
-  Status exchange(int to, int from, size_t first, size_t rest, double* rest_seconds) {
+  // One request and when this rank first saw it done.
+  struct Pending {
+    Request request;
+    bool done = false;
+    Clock::time_point at;
+  };
+
+  // The receiver says when it is ready ("clear to send", an empty message to its `from`), so no
+  // byte can wait in a socket buffer while it is still in the round's agreement and then land all
+  // at once. Every request is polled together, so each completion is timed when it happens.
+  // Posting order matters when `to` == `from` (shift H/2): the peer's clear-to-send comes before
+  // its data on that connection, so it is received first.
+  Status exchange(int to, int from, size_t first, size_t rest, Timing* out) {
     const Links& links = comm_.links_;
-    transport::SendConnection* send = links.send[static_cast<size_t>(to)];
-    transport::RecvConnection* recv = links.recv[static_cast<size_t>(from)];
-    if (send == nullptr || recv == nullptr) return Internal("no connection to the probed peer");
+    transport::SendConnection* send_to = links.send[static_cast<size_t>(to)];
+    transport::SendConnection* send_from = links.send[static_cast<size_t>(from)];
+    transport::RecvConnection* recv_to = links.recv[static_cast<size_t>(to)];
+    transport::RecvConnection* recv_from = links.recv[static_cast<size_t>(from)];
+    if (!send_to || !send_from || !recv_to || !recv_from) return Internal("no probe connection");
     if (out_.size() < first + rest) out_.assign(first + rest, 0x5a), in_.resize(first + rest);
+    Pending clear, half0, half1, told, sent0, sent1;
+    const auto start = Clock::now();
+    GP_RETURN_IF_ERROR(recv_to->irecv(nullptr, 0, kProbeTag, nullptr, &clear.request));
+    GP_RETURN_IF_ERROR(recv_from->irecv(in_.data(), first, kProbeTag, nullptr, &half0.request));
+    GP_RETURN_IF_ERROR(
+        recv_from->irecv(in_.data() + first, rest, kProbeTag, nullptr, &half1.request));
+    GP_RETURN_IF_ERROR(send_from->isend(nullptr, 0, kProbeTag, nullptr, &told.request));
+    std::vector<Pending*> pending = {&clear, &half0, &half1, &told};
+    auto cleared = [&]() -> Status {
+      GP_RETURN_IF_ERROR(send_to->isend(out_.data(), first, kProbeTag, nullptr, &sent0.request));
+      GP_RETURN_IF_ERROR(
+          send_to->isend(out_.data() + first, rest, kProbeTag, nullptr, &sent1.request));
+      pending.push_back(&sent0);
+      pending.push_back(&sent1);
+      return OkStatus();
+    };
+    GP_RETURN_IF_ERROR(poll(&pending, &clear, cleared));
+    out->rest_s = std::chrono::duration<double>(half1.at - half0.at).count();
+    out->whole_s = std::chrono::duration<double>(half1.at - start).count();
+    return OkStatus();
+  }
+
+  // Tests every pending request until all are done, noting when each was; once `trigger` is
+  // done, calls `on_trigger` (which may add requests). Sleeps on the transport's progress epoch
+  // between sweeps that found nothing new; kTimeout past the communicator's timeout.
+  template <typename OnTrigger>
+  Status poll(std::vector<Pending*>* pending, Pending* trigger, OnTrigger&& on_trigger) {
+    const Links& links = comm_.links_;
     const auto deadline = Clock::now() + comm_.timeout_;
-    std::unique_ptr<transport::Request> r0, r1, s0, s1;
-    GP_RETURN_IF_ERROR(recv->irecv(in_.data(), first, kProbeTag, nullptr, &r0));
-    GP_RETURN_IF_ERROR(recv->irecv(in_.data() + first, rest, kProbeTag, nullptr, &r1));
-    GP_RETURN_IF_ERROR(send->isend(out_.data(), first, kProbeTag, nullptr, &s0));
-    GP_RETURN_IF_ERROR(send->isend(out_.data() + first, rest, kProbeTag, nullptr, &s1));
-    GP_RETURN_IF_ERROR(transport::wait(*r0, deadline));
-    const auto landed = Clock::now();
-    GP_RETURN_IF_ERROR(transport::wait(*r1, deadline));
-    *rest_seconds = std::chrono::duration<double>(Clock::now() - landed).count();
-    GP_RETURN_IF_ERROR(transport::wait(*s0, deadline));
-    return transport::wait(*s1, deadline);
+    for (;;) {
+      const uint64_t epoch = links.transport->progress_epoch(links.dev);
+      bool progressed = false, all = true;
+      for (size_t i = 0; i < pending->size(); ++i) {
+        Pending* p = (*pending)[i];
+        if (p->done) continue;
+        size_t bytes = 0;
+        GP_RETURN_IF_ERROR(p->request->test(&p->done, &bytes));
+        if (!p->done) {
+          all = false;
+          continue;
+        }
+        p->at = Clock::now();
+        progressed = true;
+        if (p == trigger) {
+          GP_RETURN_IF_ERROR(on_trigger());
+          all = false;  // what it added is not done yet
+        }
+      }
+      if (all) return OkStatus();
+      const auto now = Clock::now();
+      if (now >= deadline) return Status(Code::kTimeout, "a probe message did not arrive in time");
+      if (!progressed) {
+        links.transport->wait_progress(links.dev, epoch, now + std::chrono::milliseconds(1));
+      }
+    }
   }
 
   Communicator& comm_;

@@ -33,13 +33,22 @@ class ProbeRun {
         options_(options),
         hosts_(static_cast<int>(groups.leaders.size())),
         shifts_(probe_shifts(hosts_, options.max_rounds)),
-        // every flow, then the late flag and the seconds
-        values_(static_cast<size_t>(kProbePasses * hosts_) * shifts_.size() + 2, 0.0) {}
+        flows_(static_cast<size_t>(kProbePasses * hosts_) * shifts_.size()),
+        // every flow's rate, then every flow's whole seconds, then the late flag and the time
+        values_(2 * flows_ + 2, 0.0) {}
 
-  // Runs the rounds until all are done or a rank is past the budget.
+  // Runs the rounds until all are done or a rank is past the budget, after a round of shift 1 that
+  // is not counted: the first exchanges of this size on fresh connections are slower than the
+  // network (measured on the vcluster: 2-5x, while TCP's windows grow).
   Status measure() {
     const auto t0 = Clock::now();
     double late = 0;
+    GP_RETURN_IF_ERROR(target_.agree_max(&late, 1));
+    if (groups_.me_leader >= 0) {
+      ClusterProbeTarget::Timing ignored;
+      GP_RETURN_IF_ERROR(target_.timed_exchange(peer(1), peer(-1), options_.bytes / 2,
+                                                options_.bytes - options_.bytes / 2, &ignored));
+    }
     for (int pass = 0; pass < kProbePasses; ++pass) {
       for (size_t k = 0; k < shifts_.size(); ++k) {
         double flag = late;  // also starts the round on every rank at once
@@ -56,10 +65,11 @@ class ProbeRun {
   // Every rank's measurements, the late flag and the slowest rank's time, on every rank.
   Status agree() {
     if (options_.test_rates) {
-      std::vector<double> rates(values_.begin(), values_.end() - 2);
-      options_.test_rates(target_.rank(), &rates);
-      if (rates.size() == values_.size() - 2)
-        std::copy(rates.begin(), rates.end(), values_.begin());
+      std::vector<double> measured(values_.begin(), values_.end() - 2);
+      options_.test_rates(target_.rank(), &measured);
+      if (measured.size() == 2 * flows_) {
+        std::copy(measured.begin(), measured.end(), values_.begin());
+      }
     }
     return target_.agree_max(values_.data(), values_.size());
   }
@@ -73,10 +83,12 @@ class ProbeRun {
     std::vector<ProbeFlow> out;
     const size_t k_count = shifts_.size();
     for (int pass = 0; pass < kProbePasses; ++pass) {
-      for (int h = 0; h < hosts_; ++h) {
-        for (size_t k = 0; k < k_count; ++k) {
+      for (size_t k = 0; k < k_count; ++k) {
+        for (int h = 0; h < hosts_; ++h) {
           const int src = (h - shifts_[k] % hosts_ + hosts_) % hosts_;
-          out.push_back({src, h, static_cast<int>(k), pass, values_[index(pass, h, k)]});
+          const size_t i = index(pass, h, k);
+          out.push_back({src, h, static_cast<int>(k), pass, values_[i],
+                         static_cast<double>(options_.bytes) * 8 / 1e6, values_[flows_ + i]});
         }
       }
     }
@@ -88,16 +100,25 @@ class ProbeRun {
     return (static_cast<size_t>(pass * hosts_ + host)) * shifts_.size() + k;
   }
 
+  // The leader of the host `shift` hosts after this rank's.
+  int peer(int shift) const {
+    const int h = (groups_.me_leader + shift % hosts_ + hosts_) % hosts_;
+    return groups_.leaders[static_cast<size_t>(h)];
+  }
+
+  // A flow's rate: its second half over the time it took, but never over less than half the
+  // whole flow's time. Shorter means this rank saw the first half land late (a stall, or both
+  // halves read from the socket at once), and the rate would be the stall's, not the network's.
   Status exchange(int pass, size_t k) {
-    const int h = groups_.me_leader;
-    const int d = shifts_[k];
-    const int to = groups_.leaders[static_cast<size_t>((h + d) % hosts_)];
-    const int from = groups_.leaders[static_cast<size_t>((h - d + hosts_) % hosts_)];
     const size_t first = options_.bytes / 2;
     const size_t rest = options_.bytes - first;
-    double secs = 0;
-    GP_RETURN_IF_ERROR(target_.timed_exchange(to, from, first, rest, &secs));
-    values_[index(pass, h, k)] = static_cast<double>(rest) * 8 / 1e6 / std::max(secs, 1e-9);
+    ClusterProbeTarget::Timing t;
+    GP_RETURN_IF_ERROR(
+        target_.timed_exchange(peer(shifts_[k]), peer(-shifts_[k]), first, rest, &t));
+    const double rest_s = std::max({t.rest_s, t.whole_s / 2, 1e-9});
+    const size_t i = index(pass, groups_.me_leader, k);
+    values_[i] = static_cast<double>(rest) * 8 / 1e6 / rest_s;
+    values_[flows_ + i] = t.whole_s;
     return OkStatus();
   }
 
@@ -112,6 +133,7 @@ class ProbeRun {
   const ProbeOptions& options_;
   const int hosts_;
   const std::vector<int> shifts_;
+  const size_t flows_;
   std::vector<double> values_;
   int rounds_ = 0;
 };
@@ -126,6 +148,23 @@ std::string racks_text(const ProbeFindings& f, const std::vector<std::string>& n
     s += " (uplink " + fixed(f.uplink_mbps[static_cast<size_t>(r)], 0) + " Mbit/s)";
   }
   return s;
+}
+
+// Every agreed flow at debug level, one line per round: "src>dst rate/whole-seconds".
+void log_flows(const std::vector<ProbeFlow>& flows) {
+  if (!log::enabled(LogLevel::kDebug, Subsys::kTopo)) return;
+  std::string line;
+  for (size_t i = 0; i < flows.size(); ++i) {
+    const ProbeFlow& f = flows[i];
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), " %d>%d %.0f/%.1fms", f.src, f.dst, f.mbps, f.whole_s * 1e3);
+    line += buf;
+    if (i + 1 == flows.size() || flows[i + 1].round != f.round || flows[i + 1].pass != f.pass) {
+      GP_LOG_DEBUG(kTopo, "cluster probe, pass %d round %d (Mbit/s / whole flow):%s", f.pass,
+                   f.round, line.c_str());
+      line.clear();
+    }
+  }
 }
 
 // The choice of a finished run, logged on rank 0.
@@ -143,7 +182,9 @@ void decide(const ProbeRun& run, int rank, const ProbeOptions& options, ProbeRep
     if (rank == 0) GP_LOG_WARN(kTopo, "%s", r->choice.detail.c_str());
     return;
   }
-  r->findings = find_racks(hosts, run.flows());
+  const std::vector<ProbeFlow> flows = run.flows();
+  if (rank == 0) log_flows(flows);
+  r->findings = find_racks(hosts, flows);
   const std::string probed = head + "probed " + std::to_string(hosts) + " hosts in " +
                              fixed(r->seconds, 2) + " s (" + std::to_string(r->rounds) +
                              " rounds of " + std::to_string(options.bytes >> 10) + " KiB): ";

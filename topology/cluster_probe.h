@@ -40,10 +40,13 @@ class ClusterProbeTarget {
   // In place: every value becomes its largest over the ranks. Every rank calls it.
   virtual Status agree_max(double* values, size_t count) = 0;
   // Sends `first` then `rest` bytes to rank `to` while receiving as many from rank `from` (two
-  // messages each way); *rest_seconds: from the first message landing here to the second.
-  // Paired: rank `to` makes the same call with this rank as its `from`.
-  virtual Status timed_exchange(int to, int from, size_t first, size_t rest,
-                                double* rest_seconds) = 0;
+  // messages each way), and says when they landed here. Paired: rank `to` makes the same call
+  // with this rank as its `from`.
+  struct Timing {
+    double rest_s = 0;   // from the first message landing to the second
+    double whole_s = 0;  // from this rank's start of the exchange to the second landing
+  };
+  virtual Status timed_exchange(int to, int from, size_t first, size_t rest, Timing* out) = 0;
 };
 
 inline constexpr int kMinProbeHosts = 4;
@@ -53,11 +56,12 @@ struct ProbeOptions {
   size_t bytes = 512 << 10;                // per flow and round (GRADPACK_TOPOLOGY_PROBE_BYTES)
   std::chrono::milliseconds budget{3000};  // GRADPACK_TOPOLOGY_PROBE_MS
   int max_rounds = 16;                     // shifts per pass (GRADPACK_TOPOLOGY_PROBE_ROUNDS)
-  // Tests only: changes this rank's measurements before they are agreed on. `rates` holds every
-  // flow, [(pass * hosts + receiving host) * shifts + shift index], in Mbit/s: what this rank
-  // measured (its host's entries if it leads one), 0 elsewhere. What the hook leaves is what the
-  // rank contributes to the agreement (an all-reduce MAX).
-  std::function<void(int rank, std::vector<double>* rates)> test_rates;
+  // Tests only: changes this rank's measurements before they are agreed on. `measured` holds two
+  // blocks of one value per flow, at [(pass * hosts + receiving host) * shifts + shift index]:
+  // the rates in Mbit/s, then (after passes * hosts * shifts values) the whole flows' seconds;
+  // what this rank measured (its host's entries if it leads one), 0 elsewhere. What the hook
+  // leaves is what the rank contributes to the agreement (an all-reduce MAX).
+  std::function<void(int rank, std::vector<double>* measured)> test_rates;
 };
 
 // The settings' options: GRADPACK_TOPOLOGY_PROBE_BYTES, _MS and _ROUNDS.

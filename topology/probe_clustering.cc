@@ -10,6 +10,9 @@
 namespace gradpack::topology {
 namespace {
 
+constexpr double kOutlierShare = 0.1;
+constexpr int kOutlierRounds = 2;
+
 // One flow of one round, its passes merged: the best rate (contention repeats, a stall of the
 // machine rarely does) and every pass's rate for the repeat check.
 struct MergedFlow {
@@ -19,6 +22,8 @@ struct MergedFlow {
   double mbps = 0;
   std::vector<double> passes;
   bool fast = false;
+  double megabits = 0;
+  double whole_s = 0;  // the best pass's
 };
 
 // The measured flows in a canonical order (round, src, dst, pass), so that everything computed
@@ -35,10 +40,12 @@ std::vector<MergedFlow> merge_passes(int hosts, std::vector<ProbeFlow> flows) {
     if (!valid) continue;
     if (out.empty() || out.back().round != f.round || out.back().src != f.src ||
         out.back().dst != f.dst) {
-      out.push_back({f.src, f.dst, f.round, 0, {}, false});
+      out.push_back({f.src, f.dst, f.round, 0, {}, false, f.megabits, 0});
     }
-    out.back().mbps = std::max(out.back().mbps, f.mbps);
-    out.back().passes.push_back(f.mbps);
+    MergedFlow& m = out.back();
+    m.mbps = std::max(m.mbps, f.mbps);
+    m.passes.push_back(f.mbps);
+    if (f.whole_s > 0) m.whole_s = m.whole_s > 0 ? std::min(m.whole_s, f.whole_s) : f.whole_s;
   }
   return out;
 }
@@ -188,13 +195,30 @@ int renumber(std::vector<int>* rack) {
   return static_cast<int>(id.size());
 }
 
-double agreement_of(const std::vector<MergedFlow>& flows, const std::vector<int>& rack) {
-  int agree = 0;
+// The share of flows the racks explain: fast inside a rack, slow across racks, or fast across
+// racks when it was the only flow of its round out of its rack and into the other (an uplink as
+// fast as the host links carries one flow at their rate). *direct: the share without that last
+// kind, which another grouping may explain as well (four hosts in two blocks with B = U).
+double agreement_of(const std::vector<MergedFlow>& flows, const std::vector<int>& rack,
+                    double* direct) {
+  std::map<std::tuple<int, int, bool>, int> crossing;  // (rack, round, outwards) -> flows
+  auto rack_of = [&](int host) { return rack[static_cast<size_t>(host)]; };
   for (const MergedFlow& f : flows) {
-    const bool same = rack[static_cast<size_t>(f.src)] == rack[static_cast<size_t>(f.dst)];
-    agree += same == f.fast ? 1 : 0;
+    if (rack_of(f.src) == rack_of(f.dst)) continue;
+    ++crossing[{rack_of(f.src), f.round, true}];
+    ++crossing[{rack_of(f.dst), f.round, false}];
   }
-  return flows.empty() ? 0 : static_cast<double>(agree) / static_cast<double>(flows.size());
+  int agree = 0, alone_fast = 0;
+  for (const MergedFlow& f : flows) {
+    const bool same = rack_of(f.src) == rack_of(f.dst);
+    const bool alone = !same && crossing[{rack_of(f.src), f.round, true}] == 1 &&
+                       crossing[{rack_of(f.dst), f.round, false}] == 1;
+    agree += same == f.fast ? 1 : 0;
+    alone_fast += alone && f.fast ? 1 : 0;
+  }
+  const double n = std::max<double>(1, static_cast<double>(flows.size()));
+  *direct = agree / n;
+  return (agree + alone_fast) / n;
 }
 
 void measure_links(const std::vector<MergedFlow>& flows, ProbeFindings* f) {
@@ -212,37 +236,51 @@ void measure_links(const std::vector<MergedFlow>& flows, ProbeFindings* f) {
   }
 }
 
-// A rack's uplink: what crossed it in one direction in one round, in the rounds where it was the
-// bottleneck (every flow crossing that way was slow): the median of those sums, robust to a flow
-// misjudged by a stall. Without such a round, the most that crossed it in one. Flows come in
-// canonical order, so the sums are the same on every rank.
+// What crossed one rack's uplink one way in one round.
+struct Crossing {
+  int flows = 0;
+  double sum_mbps = 0;   // of the flows' own rates
+  double megabits = 0;   // of the whole flows
+  double longest_s = 0;  // the longest whole flow; 0 if any is unknown
+  bool all_slow = true;
+};
+
+// A rack's uplink (see ProbeFindings::uplink_mbps). Flows come in canonical order, so the sums
+// are the same on every rank.
 void measure_uplinks(const std::vector<MergedFlow>& flows, ProbeFindings* f) {
-  struct Crossing {
-    double mbps = 0;
-    bool all_slow = true;
-  };
-  std::map<std::tuple<int, int, bool>, Crossing> sums;  // (rack, round, outwards)
+  std::map<std::tuple<int, int, bool>, Crossing> crossings;  // (rack, round, outwards)
   for (const MergedFlow& m : flows) {
     const int a = f->rack_of_host[static_cast<size_t>(m.src)];
     const int b = f->rack_of_host[static_cast<size_t>(m.dst)];
     if (a == b) continue;
     for (const auto& key :
          {std::make_tuple(a, m.round, true), std::make_tuple(b, m.round, false)}) {
-      Crossing& c = sums[key];
-      c.mbps += m.mbps;
+      Crossing& c = crossings[key];
+      const bool timed = m.whole_s > 0 && m.megabits > 0 && (c.flows == 0 || c.longest_s > 0);
+      c.longest_s = timed ? std::max(c.longest_s, m.whole_s) : 0;
+      ++c.flows;
+      c.sum_mbps += m.mbps;
+      c.megabits += m.megabits;
       c.all_slow = c.all_slow && !m.fast;
     }
   }
-  std::vector<std::vector<double>> bottleneck(static_cast<size_t>(f->racks));
-  std::vector<double> most(static_cast<size_t>(f->racks), 0);
-  for (const auto& [key, c] : sums) {
-    const auto r = static_cast<size_t>(std::get<0>(key));
-    if (c.all_slow) bottleneck[r].push_back(c.mbps);
-    most[r] = std::max(most[r], c.mbps);
-  }
   f->uplink_mbps.assign(static_cast<size_t>(f->racks), 0);
-  for (size_t r = 0; r < most.size(); ++r) {
-    f->uplink_mbps[r] = round3(bottleneck[r].empty() ? most[r] : median(bottleneck[r]));
+  for (int r = 0; r < f->racks; ++r) {
+    int most_flows = 0;
+    double most_mbps = 0;
+    for (const auto& [key, c] : crossings) {
+      if (std::get<0>(key) != r) continue;
+      most_mbps = std::max(most_mbps, c.sum_mbps);
+      if (c.all_slow && c.longest_s > 0) most_flows = std::max(most_flows, c.flows);
+    }
+    std::vector<double> bottleneck;
+    for (const auto& [key, c] : crossings) {
+      if (std::get<0>(key) == r && c.all_slow && c.longest_s > 0 && c.flows == most_flows) {
+        bottleneck.push_back(c.megabits / c.longest_s);
+      }
+    }
+    f->uplink_mbps[static_cast<size_t>(r)] =
+        round3(bottleneck.empty() ? most_mbps : median(bottleneck));
   }
 }
 
@@ -255,9 +293,12 @@ std::string rack_sizes(const ProbeFindings& f) {
 }
 
 std::string evidence_text(const ProbeFindings& f) {
+  const std::string outliers =
+      f.outliers > 0 ? " (" + std::to_string(f.outliers) + " outliers set aside)" : "";
   return "rates split at " + fixed(f.separation, 1) + "x (fast " + fixed(f.fast_mbps, 0) +
          " Mbit/s, slow " + fixed(f.slow_mbps, 0) + " Mbit/s), " + percent(f.repeat) +
-         " repeated, " + percent(f.agreement) + " of " + std::to_string(f.flows) + " flows agree";
+         " repeated, " + percent(f.agreement) + " of " + std::to_string(f.flows - f.outliers) +
+         " flows agree (" + percent(f.direct_agreement) + " directly)" + outliers;
 }
 
 // Flat, saying why.
@@ -270,9 +311,31 @@ ProbeFindings flat(ProbeFindings f, const std::string& why) {
 }
 
 // Classifies every flow (steps 1 of the header); false (and *why) when the rates show no split.
+// The split of the rates, after setting aside outliers: a class of fewer than kOutlierShare of the
+// flows (at least 2) is a few flows a stall made far faster or slower than the rest, not a kind of
+// path, and would otherwise take the split for itself. At most kOutlierRounds times.
+bool split_without_outliers(std::vector<MergedFlow>* flows, ProbeFindings* f, Split* split) {
+  for (int round = 0;; ++round) {
+    if (flows->size() < 4 || !split_rates(*flows, split)) return false;
+    size_t fast = 0;
+    for (const MergedFlow& m : *flows) fast += m.mbps >= split->threshold ? 1 : 0;
+    const size_t smaller = std::min(fast, flows->size() - fast);
+    const auto least = std::max<size_t>(2, static_cast<size_t>(kOutlierShare * flows->size()));
+    if (smaller >= least || round == kOutlierRounds) return true;
+    const bool drop_fast = fast == smaller;
+    const size_t before = flows->size();
+    flows->erase(std::remove_if(flows->begin(), flows->end(),
+                                [&](const MergedFlow& m) {
+                                  return (m.mbps >= split->threshold) == drop_fast;
+                                }),
+                 flows->end());
+    f->outliers += static_cast<int>(before - flows->size());
+  }
+}
+
 bool classify(std::vector<MergedFlow>* flows, ProbeFindings* f, std::string* why) {
   Split split;
-  if (flows->size() < 4 || !split_rates(*flows, &split)) {
+  if (!split_without_outliers(flows, f, &split)) {
     *why = std::to_string(flows->size()) + " flows measured, too few to split";
     return false;
   }
@@ -313,12 +376,13 @@ ProbeFindings find_racks(int hosts, std::vector<ProbeFlow> flows) {
   const Evidence e = evidence_of(f.hosts, merged);
   f.rack_of_host = refine(e, agglomerate(e));
   f.racks = renumber(&f.rack_of_host);
-  f.agreement = agreement_of(merged, f.rack_of_host);
+  f.agreement = agreement_of(merged, f.rack_of_host, &f.direct_agreement);
   if (f.racks < 2) return flat(f, "every host is in one group; " + evidence_text(f));
   if (f.racks == f.hosts) return flat(f, "no two hosts share a switch; " + evidence_text(f));
-  if (f.agreement < kMinAgreement) {
+  if (f.agreement < kMinAgreement || f.direct_agreement < kMinDirectAgreement) {
     return flat(f, std::to_string(f.racks) + " racks would explain only " + percent(f.agreement) +
-                       " of the flows (racks need " + percent(kMinAgreement) + ")");
+                       " of the flows, " + percent(f.direct_agreement) + " directly (racks need " +
+                       percent(kMinAgreement) + " and " + percent(kMinDirectAgreement) + ")");
   }
   measure_uplinks(merged, &f);
   f.summary =

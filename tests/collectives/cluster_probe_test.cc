@@ -122,18 +122,22 @@ TEST(ClusterProbe, ProbePastItsBudgetIsFlatWithAWarning) {
 }
 
 // Rank r's measurements, as the hook lays them out, of a fair-share network: the flows host r
-// received in every round and pass ([(pass * hosts + host) * shifts + k]), nothing else.
+// received in every round and pass ([(pass * hosts + host) * shifts + k]: rates, then whole
+// seconds), nothing else.
 std::vector<double> rates_seen_by(int host, const topology::testing::Net& net, uint32_t seed) {
   const int hosts = static_cast<int>(net.rack.size());
   const std::vector<int> shifts = topology::probe_shifts(hosts, 16);
-  std::vector<double> rates(static_cast<size_t>(topology::kProbePasses * hosts) * shifts.size());
+  const size_t flows = static_cast<size_t>(topology::kProbePasses * hosts) * shifts.size();
+  std::vector<double> measured(2 * flows);
   for (const topology::ProbeFlow& f : topology::testing::simulate(
            net, shifts, topology::kProbePasses, topology::testing::Noise(0.1, seed))) {
     if (f.dst != host) continue;
-    rates[(static_cast<size_t>(f.pass * hosts + f.dst)) * shifts.size() +
-          static_cast<size_t>(f.round)] = f.mbps;
+    const size_t i =
+        static_cast<size_t>(f.pass * hosts + f.dst) * shifts.size() + static_cast<size_t>(f.round);
+    measured[i] = f.mbps;
+    measured[flows + i] = f.whole_s;
   }
-  return rates;
+  return measured;
 }
 
 // Every rank measures only what it received, and here each sees a different network: rank 0
@@ -161,8 +165,9 @@ TEST(ClusterProbe, DisagreeingLocalViewsEndWithTheAgreedCluster) {
     const std::vector<double> mine = rates_seen_by(r, view_of(r), 100 + static_cast<uint32_t>(r));
     for (int pass = 0; pass < topology::kProbePasses; ++pass) {
       for (size_t k = 0; k < shifts.size(); ++k) {
-        agreed.push_back({(r - shifts[k] + 8) % 8, r, static_cast<int>(k), pass,
-                          mine[static_cast<size_t>(pass * 8 + r) * shifts.size() + k]});
+        const size_t i = static_cast<size_t>(pass * 8 + r) * shifts.size() + k;
+        agreed.push_back({(r - shifts[k] + 8) % 8, r, static_cast<int>(k), pass, mine[i],
+                          topology::testing::kMegabits, mine[mine.size() / 2 + i]});
       }
     }
   }

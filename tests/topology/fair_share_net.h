@@ -36,6 +36,9 @@ class Noise {
   std::mt19937 rng_;
 };
 
+// The size of a flow (512 KiB), in Mbit.
+inline constexpr double kMegabits = 512 * 1024 * 8 / 1e6;
+
 // The rates of every round of `passes` passes over `shifts`, as a network that shares each
 // uplink direction fairly among the flows crossing it gives them: host i sends to i + d.
 inline std::vector<ProbeFlow> simulate(const Net& net, const std::vector<int>& shifts, int passes,
@@ -55,7 +58,8 @@ inline std::vector<ProbeFlow> simulate(const Net& net, const std::vector<int>& s
         if (net.rack[i] != net.rack[j]) {
           rate = std::min({rate, net.uplink / up[net.rack[i]], net.uplink / down[net.rack[j]]});
         }
-        flows.push_back({i, j, static_cast<int>(k), pass, rate * noise()});
+        rate *= noise();
+        flows.push_back({i, j, static_cast<int>(k), pass, rate, kMegabits, kMegabits / rate});
       }
     }
   }
