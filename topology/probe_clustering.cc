@@ -2,6 +2,7 @@
 #include "topology/probe_clustering.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -13,18 +14,26 @@ namespace {
 constexpr double kOutlierShare = 0.1;
 constexpr int kOutlierRounds = 2;
 
-// One flow of one round, its passes merged: the best rate (contention repeats, a stall of the
-// machine rarely does) and every pass's rate for the repeat check.
+// One flow of one round, its passes merged, each figure the best pass's (contention repeats, a
+// stall of the machine rarely does). It is classified by its `speed`: the whole flow's rate where
+// its time is known, which carries the contention of the whole flow (a flow that got an unfair
+// share early ends its timed half fast, but not its whole); its timed rate (`mbps`, which a
+// shaper's burst, drained by the first half, does not inflate) is what it reports.
 struct MergedFlow {
   int src = 0;
   int dst = 0;
   int round = 0;
-  double mbps = 0;
-  std::vector<double> passes;
+  double speed = 0;
+  std::vector<double> passes;  // every pass's speed, for the repeat check
   bool fast = false;
+  double mbps = 0;
   double megabits = 0;
-  double whole_s = 0;  // the best pass's
+  double whole_s = 0;
 };
+
+double speed_of(const ProbeFlow& f) {
+  return f.whole_s > 0 && f.megabits > 0 ? f.megabits / f.whole_s : f.mbps;
+}
 
 // The measured flows in a canonical order (round, src, dst, pass), so that everything computed
 // from them is the same whatever order they came in.
@@ -40,11 +49,12 @@ std::vector<MergedFlow> merge_passes(int hosts, std::vector<ProbeFlow> flows) {
     if (!valid) continue;
     if (out.empty() || out.back().round != f.round || out.back().src != f.src ||
         out.back().dst != f.dst) {
-      out.push_back({f.src, f.dst, f.round, 0, {}, false, f.megabits, 0});
+      out.push_back({f.src, f.dst, f.round, 0, {}, false, 0, f.megabits, 0});
     }
     MergedFlow& m = out.back();
+    m.speed = std::max(m.speed, speed_of(f));
+    m.passes.push_back(speed_of(f));
     m.mbps = std::max(m.mbps, f.mbps);
-    m.passes.push_back(f.mbps);
     if (f.whole_s > 0) m.whole_s = m.whole_s > 0 ? std::min(m.whole_s, f.whole_s) : f.whole_s;
   }
   return out;
@@ -81,7 +91,7 @@ struct Split {
 };
 bool split_rates(const std::vector<MergedFlow>& flows, Split* out) {
   std::vector<double> x;
-  for (const MergedFlow& f : flows) x.push_back(std::log(f.mbps));
+  for (const MergedFlow& f : flows) x.push_back(std::log(f.speed));
   std::sort(x.begin(), x.end());
   const size_t n = x.size();
   std::vector<double> prefix(n + 1, 0);
@@ -196,29 +206,40 @@ int renumber(std::vector<int>* rack) {
 }
 
 // The share of flows the racks explain: fast inside a rack, slow across racks, or fast across
-// racks when it was the only flow of its round out of its rack and into the other (an uplink as
-// fast as the host links carries one flow at their rate). *direct: the share without that last
-// kind, which another grouping may explain as well (four hosts in two blocks with B = U).
+// racks where, on each uplink it crossed, it was the round's only flow that way (an uplink as fast
+// as the host links carries one flow at their rate) or another flow that way was slow (flows that
+// share an uplink rarely share it evenly over a short flow: one may end fast). *direct: the share
+// without that last kind, which another grouping may explain as well (four hosts in two blocks
+// with B = U).
 double agreement_of(const std::vector<MergedFlow>& flows, const std::vector<int>& rack,
                     double* direct) {
-  std::map<std::tuple<int, int, bool>, int> crossing;  // (rack, round, outwards) -> flows
+  struct Uplink {
+    int flows = 0;
+    int slow = 0;
+  };
+  std::map<std::tuple<int, int, bool>, Uplink> crossing;  // (rack, round, outwards)
   auto rack_of = [&](int host) { return rack[static_cast<size_t>(host)]; };
+  auto ways = [&](const MergedFlow& f) {
+    return std::array<std::tuple<int, int, bool>, 2>{
+        std::make_tuple(rack_of(f.src), f.round, true),
+        std::make_tuple(rack_of(f.dst), f.round, false)};
+  };
   for (const MergedFlow& f : flows) {
     if (rack_of(f.src) == rack_of(f.dst)) continue;
-    ++crossing[{rack_of(f.src), f.round, true}];
-    ++crossing[{rack_of(f.dst), f.round, false}];
+    for (const auto& way : ways(f)) ++crossing[way].flows, crossing[way].slow += f.fast ? 0 : 1;
   }
-  int agree = 0, alone_fast = 0;
+  int agree = 0, explained_fast = 0;
   for (const MergedFlow& f : flows) {
     const bool same = rack_of(f.src) == rack_of(f.dst);
-    const bool alone = !same && crossing[{rack_of(f.src), f.round, true}] == 1 &&
-                       crossing[{rack_of(f.dst), f.round, false}] == 1;
     agree += same == f.fast ? 1 : 0;
-    alone_fast += alone && f.fast ? 1 : 0;
+    if (same || !f.fast) continue;
+    bool explained = true;
+    for (const auto& way : ways(f)) explained &= crossing[way].flows == 1 || crossing[way].slow > 0;
+    explained_fast += explained ? 1 : 0;
   }
   const double n = std::max<double>(1, static_cast<double>(flows.size()));
   *direct = agree / n;
-  return (agree + alone_fast) / n;
+  return (agree + explained_fast) / n;
 }
 
 void measure_links(const std::vector<MergedFlow>& flows, ProbeFindings* f) {
@@ -318,7 +339,7 @@ bool split_without_outliers(std::vector<MergedFlow>* flows, ProbeFindings* f, Sp
   for (int round = 0;; ++round) {
     if (flows->size() < 4 || !split_rates(*flows, split)) return false;
     size_t fast = 0;
-    for (const MergedFlow& m : *flows) fast += m.mbps >= split->threshold ? 1 : 0;
+    for (const MergedFlow& m : *flows) fast += m.speed >= split->threshold ? 1 : 0;
     const size_t smaller = std::min(fast, flows->size() - fast);
     const auto least = std::max<size_t>(2, static_cast<size_t>(kOutlierShare * flows->size()));
     if (smaller >= least || round == kOutlierRounds) return true;
@@ -326,7 +347,7 @@ bool split_without_outliers(std::vector<MergedFlow>* flows, ProbeFindings* f, Sp
     const size_t before = flows->size();
     flows->erase(std::remove_if(flows->begin(), flows->end(),
                                 [&](const MergedFlow& m) {
-                                  return (m.mbps >= split->threshold) == drop_fast;
+                                  return (m.speed >= split->threshold) == drop_fast;
                                 }),
                  flows->end());
     f->outliers += static_cast<int>(before - flows->size());
@@ -341,7 +362,7 @@ bool classify(std::vector<MergedFlow>* flows, ProbeFindings* f, std::string* why
   }
   std::vector<double> fast, slow;
   for (MergedFlow& m : *flows) {
-    m.fast = m.mbps >= split.threshold;
+    m.fast = m.speed >= split.threshold;
     (m.fast ? fast : slow).push_back(m.mbps);
   }
   f->fast_mbps = round3(median(fast));

@@ -6,11 +6,13 @@
 // The signal is contention. In each round of the probe every host sends to one host and receives
 // from another, all at once. Flows between hosts under one switch run at their links' rate; flows
 // that share a switch's uplink in one direction divide it. So:
-//   1. every rate is classified fast or slow, at the split of the log rates that best separates
-//      two classes (Otsu's threshold; a class of a few flows far from the rest is set aside as
-//      outliers, a stall's, and the split made again); the split must be wide (the classes'
-//      geometric means at least kMinSeparation apart) and, when each round ran more than once,
-//      repeat: most flows on the same side in every pass;
+//   1. every flow is classified fast or slow by its whole rate (its bytes over the time from its
+//      receiver's start to its last byte, which carries the contention over the whole flow), at
+//      the split of the log rates that best separates two classes (Otsu's threshold; a class of
+//      a few flows far from the rest is set aside as outliers, a stall's, and the split made
+//      again); the split must be wide (the classes' geometric means at least kMinSeparation
+//      apart) and, when each round ran more than once, repeat: most flows on the same side in
+//      every pass;
 //   2. a slow flow is strong evidence that its hosts are under different switches, a fast flow
 //      weaker evidence that they share one (a flow that crosses an uplink alone, as fast as the
 //      host links, is fast too): +1 per fast flow, -kSlowWeight per slow flow between two hosts;
@@ -19,8 +21,9 @@
 //      are moved to the group they agree with most until none moves. Hosts behind one switch see
 //      the rest of the network alike, so a few misleading flows do not split or join racks;
 //   4. the racks are kept only if they explain at least kMinAgreement of the flows (a fast flow
-//      across racks is explained when it crossed both uplinks alone in its round), and at least
-//      kMinDirectAgreement without such flows, which another grouping might explain as well.
+//      across racks is explained when, on each uplink it crossed, it was alone in its round or
+//      another flow was slow), and at least kMinDirectAgreement without such flows, which
+//      another grouping might explain as well.
 // The result depends on the flows as a set, not on their order.
 #pragma once
 
@@ -50,7 +53,7 @@ struct ProbeFlow {
 inline constexpr double kMinSeparation = 1.6;       // fast / slow, geometric means
 inline constexpr double kMinRepeat = 0.8;           // flows on the same side in every pass
 inline constexpr double kMinAgreement = 0.9;        // flows the racks explain
-inline constexpr double kMinDirectAgreement = 0.8;  // of them, as fast inside or slow across
+inline constexpr double kMinDirectAgreement = 0.8;  // of them, fast inside or slow across
 inline constexpr int kSlowWeight = 2;
 
 struct ProbeFindings {

@@ -16,10 +16,14 @@
 namespace gradpack::topology::testing {
 
 // Hosts in racks under one core: host links at `link`, each rack's uplink at `uplink` each way.
+// `uneven` > 0 shares an uplink unevenly, as TCP does over short flows: of the flows crossing it
+// one way in a round, the first gets (1 + uneven) times its fair share and the others divide
+// what is left.
 struct Net {
   std::vector<int> rack;
   double link = 500;
   double uplink = 125;
+  double uneven = 0;
 };
 
 // Multiplicative noise in [1 - amount, 1 + amount], the same sequence for the same seed.
@@ -52,11 +56,19 @@ inline std::vector<ProbeFlow> simulate(const Net& net, const std::vector<int>& s
         const int j = (i + shifts[k]) % h;
         if (net.rack[i] != net.rack[j]) ++up[net.rack[i]], ++down[net.rack[j]];
       }
+      std::map<int, bool> first_up;  // rack -> its first crossing flow out has its share
+      auto share = [&](int sharing, bool first) {
+        if (sharing == 1) return net.uplink;
+        const double fair = net.uplink / sharing;
+        return first ? fair * (1 + net.uneven) : fair * (1 - net.uneven / (sharing - 1));
+      };
       for (int i = 0; i < h; ++i) {
         const int j = (i + shifts[k]) % h;
         double rate = net.link;
         if (net.rack[i] != net.rack[j]) {
-          rate = std::min({rate, net.uplink / up[net.rack[i]], net.uplink / down[net.rack[j]]});
+          const bool first = !first_up[net.rack[i]];
+          first_up[net.rack[i]] = true;
+          rate = std::min({rate, share(up[net.rack[i]], first), share(down[net.rack[j]], first)});
         }
         rate *= noise();
         flows.push_back({i, j, static_cast<int>(k), pass, rate, kMegabits, kMegabits / rate});
