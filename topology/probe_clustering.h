@@ -50,7 +50,7 @@ struct ProbeFlow {
   double whole_s = 0;
 };
 
-inline constexpr double kMinSeparation = 1.6;       // fast / slow, geometric means
+inline constexpr double kMinSeparation = 1.8;       // fast / slow, geometric means
 inline constexpr double kMinRepeat = 0.8;           // flows on the same side in every pass
 inline constexpr double kMinAgreement = 0.9;        // flows the racks explain
 inline constexpr double kMinDirectAgreement = 0.8;  // of them, fast inside or slow across
