@@ -53,8 +53,7 @@ Status cluster_from_settings(const Settings& settings, ClusterChoice* out) {
     case TopologySetting::Mode::kAuto:
       // The probe needs the ranks: the communicator runs it once they are connected.
       c.probe = true;
-      c.detail = "GRADPACK_TOPOLOGY=auto: not measured (the cluster probe runs among the ranks "
-                 "of a job)";
+      c.detail = "GRADPACK_TOPOLOGY=auto: not measured (the probe runs among a job's ranks)";
       break;
   }
   *out = std::move(c);

@@ -303,9 +303,9 @@ GP_API gp_status_t gp_comm_stats(const gp_comm_t* comm, gp_comm_stats_t* stats);
 /* Where the cluster topology a communicator follows came from (GRADPACK_TOPOLOGY,
  * docs/topology.md). Never renumbered. */
 typedef enum gp_topology_origin_t {
-  GP_TOPOLOGY_FLAT = 0,  /* no switches: off, fewer than 4 hosts, or a probe that found none */
-  GP_TOPOLOGY_FILE = 1,  /* a cluster file */
-  GP_TOPOLOGY_PROBE = 2  /* measured at init by the cluster probe (auto) */
+  GP_TOPOLOGY_FLAT = 0, /* no switches: off, fewer than 4 hosts, or a probe that found none */
+  GP_TOPOLOGY_FILE = 1, /* a cluster file */
+  GP_TOPOLOGY_PROBE = 2 /* measured at init by the cluster probe (auto) */
 } gp_topology_origin_t;
 
 /* The cluster topology of a communicator, the same on every rank. Set struct_size =
