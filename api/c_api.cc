@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "compression/codec.h"
 #include "gradpack/gradpack.h"
+#include "topology/cluster_file.h"
 
 struct gp_codec {
   std::unique_ptr<gradpack::Codec> impl;
@@ -318,6 +319,58 @@ gp_status_t gp_comm_stats(const gp_comm_t* comm, gp_comm_stats_t* stats) {
     comm->impl->stats(&all);
     std::memcpy(stats, &all, size);
     stats->struct_size = size;
+    return gradpack::OkStatus();
+  });
+}
+
+namespace {
+
+gp_topology_origin_t origin_of(gradpack::topology::ClusterChoice::Origin origin) {
+  switch (origin) {
+    case gradpack::topology::ClusterChoice::Origin::kFile:
+      return GP_TOPOLOGY_FILE;
+    case gradpack::topology::ClusterChoice::Origin::kProbe:
+      return GP_TOPOLOGY_PROBE;
+    case gradpack::topology::ClusterChoice::Origin::kFlat:
+      break;
+  }
+  return GP_TOPOLOGY_FLAT;
+}
+
+gradpack::Status topology_info(const gradpack::coll::Communicator& comm, gp_comm_topology_t* out) {
+  if (out->struct_size < sizeof(gp_comm_topology_t)) {
+    return gradpack::InvalidArgument(
+        "gp_comm_topology: set topology->struct_size = sizeof(gp_comm_topology_t) first");
+  }
+  const size_t size = out->struct_size;
+  std::memset(out, 0, sizeof(gp_comm_topology_t));
+  out->struct_size = size;
+  out->origin = origin_of(comm.cluster_source());
+  out->probe_seconds = comm.probe_seconds();
+  std::snprintf(out->detail, sizeof(out->detail), "%s", comm.cluster_detail().c_str());
+  return gradpack::OkStatus();
+}
+
+}  // namespace
+
+gp_status_t gp_comm_topology(const gp_comm_t* comm, gp_comm_topology_t* topology,
+                             char* cluster_text, size_t capacity, size_t* length) {
+  return guarded([&] {
+    if (comm == nullptr) return gradpack::InvalidArgument("gp_comm_topology: comm is NULL");
+    const gradpack::coll::Communicator& c = *comm->impl;
+    const std::string text =
+        c.cluster().empty() ? "" : gradpack::topology::cluster_file_text(c.cluster());
+    if (length != nullptr) *length = text.size();
+    if (cluster_text != nullptr || capacity != 0) {
+      if (cluster_text == nullptr || capacity < text.size() + 1) {
+        return gradpack::InvalidArgument("gp_comm_topology: the cluster text needs " +
+                                         std::to_string(text.size() + 1) +
+                                         " bytes with its NUL, the buffer holds " +
+                                         std::to_string(cluster_text == nullptr ? 0 : capacity));
+      }
+    }
+    if (topology != nullptr) GP_RETURN_IF_ERROR(topology_info(c, topology));
+    if (cluster_text != nullptr) std::memcpy(cluster_text, text.c_str(), text.size() + 1);
     return gradpack::OkStatus();
   });
 }

@@ -147,6 +147,9 @@ Status Communicator::configure(int rank, int nranks, const CommOptions& options,
   GP_RETURN_IF_ERROR(topology::cluster_from_settings(*settings, &cluster));
   comm->cluster_ = std::move(cluster.cluster);
   comm->cluster_origin_ = cluster.detail;
+  comm->cluster_source_ = cluster.origin;
+  comm->probe_cluster_ = cluster.probe;
+  comm->probe_options_ = options.probe ? *options.probe : topology::probe_options(*settings);
   comm->host_name_ = topology::local_host_name(*settings);
   GP_RETURN_IF_ERROR(cpu::select_kernels(&comm->kernels_));
   Status st = parse_codec_request(settings->get(SettingId::kCompress), &comm->default_codec_);
@@ -292,7 +295,8 @@ Status Communicator::connect_all(Store& store) {
   }
   host_of_rank_ = topology::group_hosts(host_ids);
   GP_RETURN_IF_ERROR(place_on_cluster(host_ids, host_names));
-  return connect_mesh(handles, deadline);
+  GP_RETURN_IF_ERROR(connect_mesh(handles, deadline));
+  return discover_cluster(host_ids, host_names);
 }
 
 Status Communicator::place_from_mesh() {

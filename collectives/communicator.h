@@ -16,6 +16,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -33,6 +34,7 @@
 #include "compression/cpu/kernels.h"
 #include "gradpack/gradpack.h"
 #include "topology/cluster.h"
+#include "topology/cluster_probe.h"
 #include "topology/cost_model.h"
 #include "transport/transport.h"
 
@@ -45,6 +47,9 @@ struct CommOptions {
   std::chrono::milliseconds timeout{0};
   // "": GRADPACK_HOSTID, else topology::default_host_id().
   std::string host_id;
+  // The cluster probe of GRADPACK_TOPOLOGY=auto (topology/cluster_probe.h); unset: the
+  // GRADPACK_TOPOLOGY_PROBE_* settings. Tests set it, with its test_rates hook.
+  std::optional<topology::ProbeOptions> probe;
 };
 
 class Communicator {
@@ -74,6 +79,13 @@ class Communicator {
   int size() const { return nranks_; }
   const std::vector<int>& host_of_rank() const { return host_of_rank_; }
   const char* transport_name() const { return transport_->name(); }
+  // The cluster the plans follow (GRADPACK_TOPOLOGY: a file, the probe's, or empty: flat), the
+  // same on every rank; where it came from and why (a file's path, what the probe found, or why
+  // it is flat); and the probe's wall time at init (0: none ran).
+  const topology::Cluster& cluster() const { return cluster_; }
+  topology::ClusterChoice::Origin cluster_source() const { return cluster_source_; }
+  const std::string& cluster_detail() const { return cluster_origin_; }
+  double probe_seconds() const { return probe_seconds_; }
 
   Status allreduce(const void* send, void* recv, size_t count, gp_dtype_t dtype, gp_redop_t op,
                    const AllreduceOptions& options = {});
@@ -129,6 +141,12 @@ class Communicator {
   // switch_of_rank_; nothing when the cluster is flat.
   Status place_on_cluster(const std::vector<std::string>& host_ids,
                           const std::vector<std::string>& host_names);
+  // GRADPACK_TOPOLOGY=auto, once the mesh is connected: the cluster probe among the ranks
+  // (collective), then place_on_cluster on what it found (cluster_discovery.cc).
+  Status discover_cluster(const std::vector<std::string>& host_ids,
+                          const std::vector<std::string>& host_names);
+  // The communicator as the cluster probe sees it (topology::ClusterProbeTarget).
+  class ClusterProbe;
   // Validates, plans, runs; marks the communicator broken on failure.
   // compress: the codecs and residual of a compressed all-reduce (null: uncompressed).
   Status run(Collective collective, const void* send, void* recv, size_t count, gp_dtype_t dtype,
@@ -162,6 +180,10 @@ class Communicator {
   // PlanRequest.
   topology::Cluster cluster_;
   std::string cluster_origin_;
+  topology::ClusterChoice::Origin cluster_source_ = topology::ClusterChoice::Origin::kFlat;
+  bool probe_cluster_ = false;  // GRADPACK_TOPOLOGY=auto
+  topology::ProbeOptions probe_options_;
+  double probe_seconds_ = 0;
   std::vector<std::vector<int>> switch_of_rank_;
   bool uplinks_oversubscribed_ = true;
   std::vector<int> host_of_rank_;

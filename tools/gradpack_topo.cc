@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // gradpack-topo: the topology gradpack would use, printed as a tree (or JSON), and written as a
 // cluster file on request. The cluster comes from --cluster FILE or, as the library takes it, from
-// GRADPACK_TOPOLOGY.
+// GRADPACK_TOPOLOGY; run as the ranks of a job (GRADPACK_WORLD_SIZE set, as gradpack-run does), it
+// is the cluster their communicator follows, which auto measures among them (the cluster probe),
+// read through gp_comm_topology() and printed by rank 0.
 //
 // Unlike the other tools it links the topology room (gradpack_topology) besides libgradpack.so:
-// the cluster model and its files are not part of the C ABI. The banner's version is
-// gp_version(), as every tool's.
+// the cluster model and its files are not part of the C ABI (the communicator hands its cluster
+// over as cluster-file text). The banner's version is gp_version(), as every tool's.
 #include <charconv>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,14 +46,19 @@ format (docs/topology.md).
 
 Options:
   --cluster FILE   read the cluster from FILE (either format); default: as the library does, from
-                   GRADPACK_TOPOLOGY (auto: measured at init by the probe, which is not built yet,
-                   so flat; off: flat; else a file path)
+                   GRADPACK_TOPOLOGY (auto: measured by the cluster probe among the ranks of a
+                   job, so flat when run alone; off: flat; else a file path)
   --write FILE     also write the cluster to FILE in the gradpack format (parses back the same)
   --json           one JSON object instead of the tree
   -h, --help       this text
 
+Run as the ranks of a job (GRADPACK_WORLD_SIZE set: `gradpack-run -n 8 --vcluster --
+gradpack-topo`), it joins them in a communicator and rank 0 prints the cluster that communicator
+follows: with GRADPACK_TOPOLOGY=auto, the racks the probe found, with the rates it measured and
+the time it took; --write keeps them as a cluster file. The other ranks print nothing.
+
 Exit status: 0 printed; 1 the cluster could not be read or written (the message names the file
-and line); 2 usage error.
+and line), or the job's communicator could not be made; 2 usage error.
 )";
 
 struct Options {
@@ -90,7 +98,58 @@ std::string parse_args(int argc, char** argv, Options* out, bool* help) {
   return "";
 }
 
-Status find_cluster(const Options& opts, ClusterChoice* out) {
+// The cluster found, and whether this process prints it (rank 0 of a job, or alone).
+struct Found {
+  ClusterChoice choice;
+  double probe_seconds = 0;  // 0: no probe ran
+  bool prints = true;
+};
+
+ClusterChoice::Origin origin_of(gp_topology_origin_t origin) {
+  switch (origin) {
+    case GP_TOPOLOGY_FILE:
+      return ClusterChoice::Origin::kFile;
+    case GP_TOPOLOGY_PROBE:
+      return ClusterChoice::Origin::kProbe;
+    case GP_TOPOLOGY_FLAT:
+      break;
+  }
+  return ClusterChoice::Origin::kFlat;
+}
+
+Status c_error(const char* call) {
+  return gradpack::Status(gradpack::Code::kInternal, std::string(call) + ": " + gp_last_error());
+}
+
+// The cluster of the job's communicator, as gp_comm_topology() hands it over.
+Status cluster_of_job(Found* out) {
+  gp_comm_t* raw = nullptr;
+  if (gp_comm_init_from_env(&raw) != GP_OK) return c_error("gp_comm_init_from_env");
+  const std::unique_ptr<gp_comm_t, gp_status_t (*)(gp_comm_t*)> comm(raw, gp_comm_destroy);
+  gp_comm_topology_t info = {};
+  info.struct_size = sizeof(info);
+  size_t length = 0;
+  if (gp_comm_topology(comm.get(), &info, nullptr, 0, &length) != GP_OK) {
+    return c_error("gp_comm_topology");
+  }
+  std::string text(length + 1, '\0');
+  if (gp_comm_topology(comm.get(), nullptr, text.data(), text.size(), &length) != GP_OK) {
+    return c_error("gp_comm_topology");
+  }
+  text.resize(length);
+  Found f;
+  f.choice.origin = origin_of(info.origin);
+  f.choice.detail = info.detail;
+  f.probe_seconds = info.probe_seconds;
+  f.prints = gp_comm_rank(comm.get()) == 0;
+  GP_RETURN_IF_ERROR(gradpack::topology::parse_cluster_text(text, "the job's cluster",
+                                                            &f.choice.cluster, nullptr));
+  *out = std::move(f);
+  return gradpack::OkStatus();
+}
+
+Status find_cluster(const Options& opts, Found* found) {
+  ClusterChoice* out = &found->choice;
   if (!opts.cluster_path.empty()) {
     ClusterChoice c;
     GP_RETURN_IF_ERROR(
@@ -102,6 +161,7 @@ Status find_cluster(const Options& opts, ClusterChoice* out) {
   }
   gradpack::Settings settings;
   GP_RETURN_IF_ERROR(gradpack::Settings::from_environment(&settings));
+  if (settings.is_set(gradpack::SettingId::kWorldSize)) return cluster_of_job(found);
   return gradpack::topology::cluster_from_settings(settings, out);
 }
 
@@ -198,10 +258,12 @@ std::string json_cluster(const Cluster& c) {
   return o + "]";
 }
 
-void print_json(const ClusterChoice& choice) {
+void print_json(const Found& found) {
+  const ClusterChoice& choice = found.choice;
   std::string o = "{\"tool\": \"gradpack-topo\", \"version\": " + json_string(gp_version());
   o += ", \"cluster\": {\"origin\": " + json_string(gradpack::topology::origin_name(choice.origin));
   o += ", \"source\": " + json_string(choice.detail);
+  if (found.probe_seconds > 0) o += ", \"probe_seconds\": " + number(found.probe_seconds);
   if (choice.origin == ClusterChoice::Origin::kFile) {
     o += ", \"format\": " + json_string(gradpack::topology::format_name(choice.format));
   }
@@ -230,13 +292,15 @@ int main(int argc, char** argv) {
     std::fputs(kHelp, stdout);
     return 0;
   }
-  ClusterChoice choice;
-  if (Status st = find_cluster(opts, &choice); !st.ok()) {
+  Found found;
+  if (Status st = find_cluster(opts, &found); !st.ok()) {
     std::fprintf(stderr, "gradpack-topo: %s\n", st.message().c_str());
     return kExitRuntime;
   }
+  if (!found.prints) return 0;
+  const ClusterChoice& choice = found.choice;
   if (opts.json) {
-    print_json(choice);
+    print_json(found);
   } else {
     print_tree(choice);
     print_node_section();

@@ -51,10 +51,9 @@ Status cluster_from_settings(const Settings& settings, ClusterChoice* out) {
       c.detail = "GRADPACK_TOPOLOGY=off";
       break;
     case TopologySetting::Mode::kAuto:
-      // STUB: the probe (latency and bandwidth between chosen pairs, clustered into levels and
-      // agreed on by every rank) is another engineer's next step of issue 12; it needs the ranks,
-      // so it will run where the communicator is built. Until it lands, auto means flat.
-      c.detail = "GRADPACK_TOPOLOGY=auto: no measurement, the probe is not built yet";
+      // The probe needs the ranks: the communicator runs it once they are connected.
+      c.probe = true;
+      c.detail = "GRADPACK_TOPOLOGY=auto: not measured (the probe runs among a job's ranks)";
       break;
   }
   *out = std::move(c);

@@ -27,13 +27,16 @@ struct ClusterChoice {
   Cluster cluster;  // empty when flat
   Origin origin = Origin::kFlat;
   ClusterFormat format = ClusterFormat::kGradpack;  // kFile only
-  std::string detail;                               // the file's path, or why the cluster is flat
+  std::string detail;  // the file's path, what the probe found, or why the cluster is flat
+  // auto: the cluster is for the probe to find among the ranks of a communicator
+  // (cluster_probe.h); until it has run, flat.
+  bool probe = false;
 };
 const char* origin_name(ClusterChoice::Origin origin);  // "file", "probe", "flat"
 
 // Reads GRADPACK_TOPOLOGY: a file is loaded (its errors returned, with the setting named); off is
-// flat; auto asks the probe, which does not exist yet (another step of issue 12 builds it among
-// the ranks), so auto is flat for now, with `detail` saying so.
+// flat; auto is flat with `probe` set: the communicator measures it among its ranks at init
+// (topology/cluster_probe.h), where the ranks exist.
 Status cluster_from_settings(const Settings& settings, ClusterChoice* out);
 
 // This host's name as the cluster file knows it: GRADPACK_HOSTNAME when set, else gethostname().

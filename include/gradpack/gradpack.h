@@ -300,6 +300,31 @@ typedef struct gp_comm_stats_t {
 
 GP_API gp_status_t gp_comm_stats(const gp_comm_t* comm, gp_comm_stats_t* stats);
 
+/* Where the cluster topology a communicator follows came from (GRADPACK_TOPOLOGY,
+ * docs/topology.md). Never renumbered. */
+typedef enum gp_topology_origin_t {
+  GP_TOPOLOGY_FLAT = 0, /* no switches: off, fewer than 4 hosts, or a probe that found none */
+  GP_TOPOLOGY_FILE = 1, /* a cluster file */
+  GP_TOPOLOGY_PROBE = 2 /* measured at init by the cluster probe (auto) */
+} gp_topology_origin_t;
+
+/* The cluster topology of a communicator, the same on every rank. Set struct_size =
+ * sizeof(gp_comm_topology_t) first. */
+typedef struct gp_comm_topology_t {
+  size_t struct_size;
+  gp_topology_origin_t origin;
+  double probe_seconds; /* wall time of the cluster probe at init (the slowest rank's); 0: none */
+  char detail[512];     /* the file's path, what the probe found, or why the cluster is flat (cut
+                           to fit, NUL-terminated) */
+} gp_comm_topology_t;
+
+/* Fills *topology (may be NULL), and writes the cluster as the text of a gradpack cluster file
+ * (docs/topology.md; "" when flat) to cluster_text, NUL-terminated; *length (may be NULL) is its
+ * length without the NUL. cluster_text == NULL with capacity 0 only sets *length; a capacity
+ * below *length + 1 is GP_ERR_INVALID_ARGUMENT with *length set and nothing written. */
+GP_API gp_status_t gp_comm_topology(const gp_comm_t* comm, gp_comm_topology_t* topology,
+                                    char* cluster_text, size_t capacity, size_t* length);
+
 /* Error-feedback state of a communicator, for checkpoints. Save writes every residual of this
  * rank (keys, counts, values) in a versioned format; load replaces the communicator's residuals
  * with those saved, and refuses (GP_ERR_INVALID_ARGUMENT, nothing changed) data of another format

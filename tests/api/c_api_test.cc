@@ -2,7 +2,10 @@
 // The C ABI as a C program sees it (linked against libgradpack.so).
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <string>
 #include <vector>
 
 #include "gradpack/gradpack.h"
@@ -55,6 +58,37 @@ TEST(CApi, ErrorsCarryAMessage) {
 #include "gradpack/codec.hpp"
 
 namespace {
+
+// One rank is one host: flat without a probe. The cluster text is sized, then read, and a buffer
+// too small is refused with the size it needs.
+TEST(CApi, CommTopologyOfOneRank) {
+  char dir[] = "/tmp/gp-topology-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  gp_comm_t* comm = nullptr;
+  ASSERT_EQ(gp_comm_init(0, 1, (std::string("file://") + dir).c_str(), &comm), GP_OK)
+      << gp_last_error();
+  gp_comm_topology_t info;
+  std::memset(&info, 0xff, sizeof(info));
+  info.struct_size = sizeof(info);
+  size_t length = 99;
+  ASSERT_EQ(gp_comm_topology(comm, &info, nullptr, 0, &length), GP_OK) << gp_last_error();
+  EXPECT_EQ(length, 0u);
+  EXPECT_EQ(info.origin, GP_TOPOLOGY_FLAT);
+  EXPECT_EQ(info.probe_seconds, 0);
+  const std::string detail = info.detail;
+  EXPECT_NE(detail.find("1 host(s), the cluster probe needs at least 4"), std::string::npos)
+      << detail;
+  char text[4] = {'x', 'x', 'x', 'x'};
+  ASSERT_EQ(gp_comm_topology(comm, nullptr, text, sizeof(text), &length), GP_OK);
+  EXPECT_EQ(text[0], '\0');
+  EXPECT_EQ(gp_comm_topology(comm, nullptr, text, 0, &length), GP_ERR_INVALID_ARGUMENT);
+  info.struct_size = 8;
+  EXPECT_EQ(gp_comm_topology(comm, &info, nullptr, 0, nullptr), GP_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(gp_last_error()).find("struct_size"), std::string::npos);
+  EXPECT_EQ(gp_comm_topology(nullptr, nullptr, nullptr, 0, nullptr), GP_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gp_comm_destroy(comm), GP_OK);
+  std::filesystem::remove_all(dir);
+}
 
 TEST(CppView, WrapsTheCApi) {
   gp::Codec codec("q4:block=64");

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -144,6 +145,8 @@ struct RankOptions {
   std::vector<std::string> host_ids;
   // The transport of rank r (default: loopback TCP).
   std::function<std::unique_ptr<transport::Transport>(int)> transport;
+  // The cluster probe's options (unset: the settings').
+  std::optional<topology::ProbeOptions> probe;
 };
 
 // Runs body(comm) on nranks threads, each with its own communicator over loopback TCP.
@@ -157,6 +160,7 @@ inline void run_ranks(int nranks, const std::function<void(Communicator&)>& body
       options.transport = ro.transport ? ro.transport(r) : loopback_transport(ro.nsocks);
       options.timeout = ro.timeout;
       options.host_id = ro.host_ids.empty() ? "host" + std::to_string(r) : ro.host_ids[r];
+      options.probe = ro.probe;
       std::unique_ptr<Communicator> comm;
       Status st = Communicator::create(r, nranks, store, std::move(options), &comm);
       ASSERT_TRUE(st.ok()) << "rank " << r << ": " << st.to_string();

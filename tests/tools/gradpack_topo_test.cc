@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // gradpack-topo on the 2-rack, 8-host example (docs/examples/): the tree, JSON, --write and its
-// round trip, GRADPACK_TOPOLOGY, and the errors of bad files and arguments.
+// round trip, GRADPACK_TOPOLOGY, and the errors of bad files and arguments; and as the ranks of a
+// job under gradpack-run (GradpackTopoJob): rank 0 prints the cluster their communicator follows.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -119,6 +120,60 @@ TEST(GradpackTopo, BadFilesAndArguments) {
   for (const char* word : {"--cluster", "--write", "--json", "GRADPACK_TOPOLOGY"}) {
     EXPECT_NE(help.output.find(word), std::string::npos) << word;
   }
+}
+
+const std::string kRun = GRADPACK_RUN_PATH;
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Ranks of one host (gradpack-run's): not probed, flat, printed once (by rank 0).
+TEST(GradpackTopoJob, OneHostIsFlatAndPrintedOnce) {
+  const auto r = run_command("GRADPACK_TOPOLOGY=auto " + kRun + " -n 3 -- " + kTopo);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(count(r.output, "# gradpack-topo; gradpack "), 1u) << r.output;
+  EXPECT_NE(r.output.find("# cluster: flat, every host under one switch (GRADPACK_TOPOLOGY=auto: "
+                          "1 host(s), the cluster probe needs at least 4; flat)"),
+            std::string::npos)
+      << r.output;
+}
+
+// Four processes that say they are four hosts: the probe runs among them (loopback shows no
+// switches, or whatever a loaded machine makes of it: either way one answer, printed once, with
+// the probe's time), and --write keeps it as a cluster file that reads back.
+TEST(GradpackTopoJob, FourFakeHostsAreProbed) {
+  const std::string out = ::testing::TempDir() + "gradpack_topo_job.cluster";
+  std::remove(out.c_str());
+  const auto r = run_command(
+      "GRADPACK_TOPOLOGY=auto " + kRun + " -n 4 -- sh -c 'GRADPACK_HOSTID=h$GRADPACK_RANK " +
+      "GRADPACK_HOSTNAME=n$GRADPACK_RANK exec " + kTopo + " --json --write " + out + "'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(count(r.output, "{\"tool\": \"gradpack-topo\""), 1u) << r.output;
+  EXPECT_NE(r.output.find("\"source\": \"GRADPACK_TOPOLOGY=auto: probed 4 hosts in "),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("\"probe_seconds\": "), std::string::npos) << r.output;
+  EXPECT_EQ(count(r.output, "gradpack-topo: wrote " + out), 1u) << r.output;
+  const auto back = run_command(kTopo + " --cluster " + out);
+  EXPECT_EQ(back.status, 0) << back.output;
+  if (r.output.find("\"origin\": \"probe\"") != std::string::npos) {
+    EXPECT_NE(back.output.find("host n0: link "), std::string::npos) << back.output;
+  }
+  std::remove(out.c_str());
+}
+
+// A cluster file that does not know the ranks' hosts: the job's communicator fails, and says why.
+TEST(GradpackTopoJob, FileThatDoesNotKnowTheHostsIsAnError) {
+  const auto r = run_command("GRADPACK_TOPOLOGY=" + kExamples + "two_racks.cluster " + kRun +
+                             " -n 2 -- " + kTopo);
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("gradpack-topo: gp_comm_init_from_env: GRADPACK_TOPOLOGY "),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("the cluster file does not know"), std::string::npos) << r.output;
 }
 
 }  // namespace

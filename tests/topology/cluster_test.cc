@@ -365,10 +365,12 @@ Settings settings_with(const std::map<std::string, std::string>& env) {
 TEST(ClusterSource, TopologySetting) {
   ClusterChoice c;
   ASSERT_TRUE(cluster_from_settings(settings_with({}), &c).ok());
-  EXPECT_EQ(c.origin, ClusterChoice::Origin::kFlat);  // auto, until the probe exists
+  EXPECT_EQ(c.origin, ClusterChoice::Origin::kFlat);  // auto: for the communicator to probe
+  EXPECT_TRUE(c.probe);
   EXPECT_NE(c.detail.find("auto"), std::string::npos);
   ASSERT_TRUE(cluster_from_settings(settings_with({{"GRADPACK_TOPOLOGY", "off"}}), &c).ok());
   EXPECT_EQ(c.origin, ClusterChoice::Origin::kFlat);
+  EXPECT_FALSE(c.probe);
   EXPECT_TRUE(c.cluster.empty());
   const std::string path = kExamples + "two_racks.topology.conf";
   ASSERT_TRUE(cluster_from_settings(settings_with({{"GRADPACK_TOPOLOGY", path}}), &c).ok());
