@@ -82,7 +82,8 @@ void pause_for(gp_comm_t* comm, int rank, int after, const std::string& file) {
     std::printf("# paused after call %d: waiting for %s\n", after, file.c_str());
     std::fflush(stdout);
   }
-  while (access(file.c_str(), F_OK) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  while (access(file.c_str(), F_OK) != 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   check(gp_barrier(comm), "gp_barrier");
 }
 
@@ -102,7 +103,8 @@ int main(int argc, char** argv) {
     std::printf("# call  seconds  algorithm  rebuilds\n");
   }
   for (int call = 1; call <= o.calls; ++call) {
-    for (size_t i = 0; i < count; ++i) buf[i] = static_cast<float>((i + static_cast<size_t>(rank)) % 7);
+    for (size_t i = 0; i < count; ++i)
+      buf[i] = static_cast<float>((i + static_cast<size_t>(rank)) % 7);
     const auto t0 = std::chrono::steady_clock::now();
     check(gp_allreduce(comm, buf.data(), buf.data(), count, GP_FLOAT32, GP_SUM, nullptr),
           "gp_allreduce");
@@ -123,8 +125,8 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     if (wrong != 0) {
-      std::fprintf(stderr, "gradpack-degrade-bench: rank %d: %zu wrong elements at call %d\n",
-                   rank, wrong, call);
+      std::fprintf(stderr, "gradpack-degrade-bench: rank %d: %zu wrong elements at call %d\n", rank,
+                   wrong, call);
       return 1;
     }
     if (call == o.pause_after) pause_for(comm, rank, call, o.pause_file);

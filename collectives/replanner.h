@@ -44,7 +44,8 @@ class Replanner {
   using AgreeMax = std::function<Status(double* values, size_t count)>;
   // After such an all-reduce of `bytes`: counts it, and when due agrees and decides. `sent`:
   // the executor's send times since the last agreement (taken only when due).
-  Status note_call(size_t bytes, const std::function<std::vector<HostExecutor::PeerSendTime>()>& sent,
+  Status note_call(size_t bytes,
+                   const std::function<std::vector<HostExecutor::PeerSendTime>()>& sent,
                    const PlanRequest& shape, const AgreeMax& agree);
 
   // Tests: this rank's measured rates are multiplied by `scale` before the agreement (a rank that

@@ -21,6 +21,7 @@
 #include "topology/cluster.h"
 #include "topology/cluster_file.h"
 #include "topology/cluster_source.h"
+#include "topology/node.h"
 
 namespace {
 
@@ -56,6 +57,11 @@ Run as the ranks of a job (GRADPACK_WORLD_SIZE set: `gradpack-run -n 8 --vcluste
 gradpack-topo`), it joins them in a communicator and rank 0 prints the cluster that communicator
 follows: with GRADPACK_TOPOLOGY=auto, the racks the probe found, with the rates it measured and
 the time it took; --write keeps them as a cluster file. The other ranks print nothing.
+
+After the cluster comes this node, as hwloc sees it (HWLOC_XMLFILE=FILE: a captured topology
+instead): packages, cores, NUMA nodes with their CPUs and memory, every NIC and GPU with its NUMA
+node, near CPUs and PCI path, and each GPU's nearest NICs with their PCIe distance (PIX, PXB,
+PHB, NODE, SYS, as NCCL names them; docs/node-topology.md).
 
 Exit status: 0 printed; 1 the cluster could not be read or written (the message names the file
 and line), or the job's communicator could not be made; 2 usage error.
@@ -258,6 +264,41 @@ std::string json_cluster(const Cluster& c) {
   return o + "]";
 }
 
+std::string json_ints(const std::vector<int>& v) {
+  std::string o = "[";
+  for (size_t i = 0; i < v.size(); ++i) o += (i ? ", " : "") + std::to_string(v[i]);
+  return o + "]";
+}
+
+std::string json_device(const gradpack::topology::PciDevice& d) {
+  std::string names = "[";
+  for (size_t i = 0; i < d.os_devices.size(); ++i) {
+    names += (i ? ", " : "") + json_string(d.os_devices[i]);
+  }
+  return "{\"bus_id\": " + json_string(d.bus_id) + ", \"names\": " + names +
+         "], \"numa_node\": " + std::to_string(d.numa_node) + ", \"cpus\": " + json_ints(d.cpus) +
+         ", \"sysfs_path\": " + json_string(d.sysfs_path) + "}";
+}
+
+// "node": what hwloc found (known false: reason says why).
+std::string json_node(const gradpack::topology::NodeTopology& n) {
+  std::string o = "\"node\": {\"known\": " + std::string(n.known ? "true" : "false") +
+                  ", \"source\": " + json_string(n.source);
+  if (!n.known) return o + ", \"reason\": " + json_string(n.reason) + "}";
+  o += ", \"packages\": " + std::to_string(n.packages) + ", \"cores\": " + std::to_string(n.cores) +
+       ", \"pus\": " + std::to_string(n.pus) + ", \"numa_nodes\": [";
+  for (size_t i = 0; i < n.numa_nodes.size(); ++i) {
+    o += std::string(i ? ", " : "") + "{\"os_index\": " + std::to_string(n.numa_nodes[i].os_index) +
+         ", \"cpus\": " + json_ints(n.numa_nodes[i].cpus) +
+         ", \"memory_bytes\": " + std::to_string(n.numa_nodes[i].memory_bytes) + "}";
+  }
+  o += "], \"nics\": [";
+  for (size_t i = 0; i < n.nics.size(); ++i) o += (i ? ", " : "") + json_device(n.nics[i]);
+  o += "], \"gpus\": [";
+  for (size_t i = 0; i < n.gpus.size(); ++i) o += (i ? ", " : "") + json_device(n.gpus[i]);
+  return o + "]}";
+}
+
 void print_json(const Found& found) {
   const ClusterChoice& choice = found.choice;
   std::string o = "{\"tool\": \"gradpack-topo\", \"version\": " + json_string(gp_version());
@@ -268,16 +309,27 @@ void print_json(const Found& found) {
     o += ", \"format\": " + json_string(gradpack::topology::format_name(choice.format));
   }
   o += ", " + json_cluster(choice.cluster) + "}";
-  // NODE TOPOLOGY (JSON): add "node": {...} here beside "cluster" (see print_node_section).
-  o += "}\n";
+  o += ", " + json_node(gradpack::topology::load_node_topology()) + "}\n";
   std::fputs(o.c_str(), stdout);
 }
 
-// NODE TOPOLOGY: the section for this node's cores, NUMA nodes, NICs and GPUs with their PCI
-// locality goes here. It belongs to topology/node.* (hwloc, issue 12 part 1), which another
-// engineer is adding; until it lands gradpack-topo prints the cluster only, and this prints
-// nothing.
-void print_node_section() {}
+// This node (topology/node.h): what hwloc found, then each GPU's nearest NICs.
+void print_node_section() {
+  using gradpack::topology::PciDevice;
+  const gradpack::topology::NodeTopology node = gradpack::topology::load_node_topology();
+  std::string out = "\n# node\n" + gradpack::topology::describe(node);
+  for (const PciDevice& gpu : node.gpus) {
+    const std::vector<const PciDevice*> near = gradpack::topology::nearest_nics(node, gpu);
+    out += "  GPU " + gpu.bus_id + " nearest NIC(s):";
+    for (const PciDevice* nic : near) {
+      out += " " + (nic->os_devices.empty() ? nic->bus_id : nic->os_devices.front()) + " (" +
+             gradpack::topology::pci_distance_name(gradpack::topology::pci_distance(gpu, *nic)) +
+             ")";
+    }
+    out += near.empty() ? " none\n" : "\n";
+  }
+  std::fputs(out.c_str(), stdout);
+}
 
 }  // namespace
 

@@ -61,15 +61,16 @@ std::vector<int> partners_of(const std::vector<int>& leaves, const std::vector<i
   if (n < 2 * leaves.size() + 1) return {};  // a partner each, and a ring
   std::vector<int> partners;
   for (int leaf : leaves) {
-    const size_t at = static_cast<size_t>(std::find(order.begin(), order.end(), leaf) - order.begin());
+    const size_t at =
+        static_cast<size_t>(std::find(order.begin(), order.end(), leaf) - order.begin());
     int near = -1;
     int same_switch = -1;
     for (size_t k = 1; k < n && same_switch < 0; ++k) {
       const int r = order[(at + k) % n];
       if (contains(leaves, r) || contains(partners, r)) continue;  // one leaf per partner
       if (near < 0) near = r;
-      if (leaf_switch.empty() || leaf_switch[static_cast<size_t>(r)] ==
-                                     leaf_switch[static_cast<size_t>(leaf)]) {
+      if (leaf_switch.empty() ||
+          leaf_switch[static_cast<size_t>(r)] == leaf_switch[static_cast<size_t>(leaf)]) {
         same_switch = r;
       }
     }
@@ -94,7 +95,8 @@ double predict_leaf_plan(const std::vector<double>& link, const std::vector<int>
     load[static_cast<size_t>(partners[i])] += 1.0;
   }
   double worst = 0;
-  for (int r = 0; r < p; ++r) worst = std::max(worst, load[static_cast<size_t>(r)] / rate[static_cast<size_t>(r)]);
+  for (int r = 0; r < p; ++r)
+    worst = std::max(worst, load[static_cast<size_t>(r)] / rate[static_cast<size_t>(r)]);
   return worst;
 }
 

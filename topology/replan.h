@@ -41,10 +41,10 @@ std::vector<double> rank_link_estimates(const LinkRates& rates, const std::vecto
 
 struct ReplanInput {
   LinkRates rates;
-  std::vector<int> order;         // every rank in tree order (the ring's order)
-  std::vector<int> leaf_switch;   // each rank's leaf switch (empty: flat)
-  std::vector<int> leaves;        // the current plan's leaves (sorted; empty: none)
-  int pieces = 16;                // pieces of the leaves' pipeline (levels.cc)
+  std::vector<int> order;        // every rank in tree order (the ring's order)
+  std::vector<int> leaf_switch;  // each rank's leaf switch (empty: flat)
+  std::vector<int> leaves;       // the current plan's leaves (sorted; empty: none)
+  int pieces = 16;               // pieces of the leaves' pipeline (levels.cc)
 };
 
 struct ReplanChoice {

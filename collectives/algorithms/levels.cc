@@ -63,8 +63,8 @@ std::map<std::tuple<int, std::vector<int>>, std::vector<size_t>> groups_at(
 
 // Goes up one level for every unit; appends my step (if my group has more than me) and returns
 // false once I have stopped going up.
-bool climb(const PlanRequest& req, std::vector<Unit>& units, size_t level, size_t mine,
-           Span* span, std::vector<Step>* steps) {
+bool climb(const PlanRequest& req, std::vector<Unit>& units, size_t level, size_t mine, Span* span,
+           std::vector<Step>* steps) {
   const auto groups = groups_at(req, units, level);
   // Splitting needs equal groups among those holding the same part (the parts must line up).
   std::map<std::vector<int>, size_t> size_of_part;
@@ -246,8 +246,8 @@ void multilevel_allreduce(PlanBuilder& b, const PlanRequest& req, const Span& wh
   std::vector<int> host_group;
   std::vector<Unit> units;
   host_members(req, &host_group, &units);
-  const int me_host = static_cast<int>(
-      std::find(host_group.begin(), host_group.end(), req.rank) - host_group.begin());
+  const int me_host = static_cast<int>(std::find(host_group.begin(), host_group.end(), req.rank) -
+                                       host_group.begin());
   chain_reduce(b, host_group, me_host, whole);
   if (me_host == 0) {
     size_t mine = 0;

@@ -18,10 +18,10 @@
 namespace gradpack::coll {
 namespace {
 
+using testing::allreduce_c;
 using testing::expected_value;
 using testing::input_value;
 using testing::load_value;
-using testing::allreduce_c;
 using testing::run_ranks;
 using testing::store_value;
 using testing::tolerance;
@@ -75,7 +75,7 @@ TEST_P(AllReduceRanks, EveryDtypeOpAlgorithmInAndOutOfPlace) {
                   recv.assign(send.size(), 0xEE);
                   if (in_place) recv = send;
                   Status st = allreduce_c(comm, in_place ? recv.data() : send.data(), recv.data(),
-                                             count, dtype, op, &opts);
+                                          count, dtype, op, &opts);
                   ASSERT_TRUE(st.ok()) << st.to_string() << " (algo " << algo << " count " << count
                                        << " dtype " << dtype << " op " << op << ")";
                   ASSERT_EQ(count_wrong(recv, count, dtype, op, nranks), 0u)
@@ -328,12 +328,14 @@ TEST(Communicator, SecondThreadIsRefusedNotQueued) {
         EXPECT_NE(st.message().find("another thread"), std::string::npos) << st.message();
         refused_checked = true;
       });
-      Status st = allreduce_c(comm, buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
+      Status st =
+          allreduce_c(comm, buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
       EXPECT_TRUE(st.ok()) << st.to_string();
       intruder.join();
     } else {
       while (!refused_checked) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      Status st = allreduce_c(comm, buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
+      Status st =
+          allreduce_c(comm, buf.data(), buf.data(), buf.size(), GP_FLOAT32, GP_SUM, nullptr);
       EXPECT_TRUE(st.ok()) << st.to_string();
     }
   });
@@ -348,10 +350,10 @@ TEST(Communicator, BadArgumentsAreRefusedBeforeAnythingIsSent) {
         allreduce_c(comm, buf.data(), buf.data(), 8, static_cast<gp_dtype_t>(42), GP_SUM, nullptr)
             .code(),
         Code::kInvalidArgument);
-    EXPECT_EQ(
-        allreduce_c(comm, buf.data(), buf.data(), 8, GP_FLOAT32, static_cast<gp_redop_t>(9), nullptr)
-            .code(),
-        Code::kInvalidArgument);
+    EXPECT_EQ(allreduce_c(comm, buf.data(), buf.data(), 8, GP_FLOAT32, static_cast<gp_redop_t>(9),
+                          nullptr)
+                  .code(),
+              Code::kInvalidArgument);
     gp_allreduce_opts_t opts;
     std::memset(&opts, 0, sizeof(opts));  // struct_size 0: not initialised
     EXPECT_EQ(allreduce_c(comm, buf.data(), buf.data(), 8, GP_FLOAT32, GP_SUM, &opts).code(),

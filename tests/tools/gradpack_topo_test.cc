@@ -17,10 +17,13 @@ namespace {
 const std::string kTopo = GRADPACK_TOPO_PATH;
 const std::string kExamples = std::string(GRADPACK_SOURCE_DIR) + "/docs/examples/";
 
-// The output without its first line (the banner, which carries the version).
+// The cluster part of the output: without its first line (the banner, which carries the
+// version) and without the node section after it (this machine's, tested below).
 std::string after_banner(const std::string& output) {
   const size_t nl = output.find('\n');
-  return nl == std::string::npos ? "" : output.substr(nl + 1);
+  if (nl == std::string::npos) return "";
+  const std::string rest = output.substr(nl + 1);
+  return rest.substr(0, rest.find("\n# node\n"));
 }
 
 const char* const kTwoRacksTree =
@@ -75,6 +78,28 @@ TEST(GradpackTopo, Json) {
         "\"latency_us\": 0, \"below_mbps\": 2000, \"oversubscription\": 16}",
         "{\"name\": \"core\", \"level\": 1, \"parent\": null",
         "{\"name\": \"gpvc7\", \"switch\": \"rack1\", \"link_mbps\": 500, \"latency_us\": 0}"}) {
+    EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output;
+  }
+}
+
+// After the cluster, the node as hwloc sees it: a captured 2-socket server with 8 GPUs and 4
+// NICs (tests/topology/data/), each GPU's nearest NIC on its own PCIe switch.
+TEST(GradpackTopo, PrintsTheNodeAfterTheCluster) {
+  const std::string xml =
+      std::string(GRADPACK_SOURCE_DIR) + "/tests/topology/data/two-socket-8gpu-4nic.xml";
+  auto r = run_command("GRADPACK_TOPOLOGY=off HWLOC_XMLFILE=" + xml + " " + kTopo);
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* want : {"\n# node\nnode topology from HWLOC_XMLFILE=", "2 package(s)",
+                           "2 NUMA node(s), 4 NIC(s), 8 GPU(s)", "  NUMA 1: CPUs 8-15,24-31",
+                           "  GPU 0000:03:00.0 nearest NIC(s): mlx5_0 (PIX)\n",
+                           "  GPU 0000:94:00.0 nearest NIC(s): mlx5_3 (PIX)\n"}) {
+    EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output;
+  }
+  r = run_command("GRADPACK_TOPOLOGY=off HWLOC_XMLFILE=" + xml + " " + kTopo + " --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* want : {"\"node\": {\"known\": true", "\"packages\": 2",
+                           "\"bus_id\": \"0000:94:00.0\", "
+                           "\"names\": [\"cuda7\", \"nvml7\"], \"numa_node\": 1"}) {
     EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output;
   }
 }

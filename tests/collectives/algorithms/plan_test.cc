@@ -29,8 +29,8 @@ struct Case {
   std::vector<std::vector<int>> switches;  // PlanRequest::switch_of_rank
   int root = 0;
   bool compressed = false;
-  std::vector<int> leaves;       // PlanRequest::leaves
-  bool oversubscribed = true;    // PlanRequest::uplinks_oversubscribed
+  std::vector<int> leaves;     // PlanRequest::leaves
+  bool oversubscribed = true;  // PlanRequest::uplinks_oversubscribed
 };
 
 std::string describe(const Case& c, bool in_place) {
@@ -357,10 +357,14 @@ TEST(AllReduce, LeavesSendTheirBufferToTheirPartnerOnly) {
   };
   const std::vector<Shape> shapes = {
       {"flat, rank 3 on 4's host", {0, 1, 2, 4, 4, 5, 6, 7}, {}, true},
-      {"racks, rank 3 on 0's host, ring among leaders", {0, 1, 2, 0, 4, 5, 6, 7},
-       {{0, 0, 0, 0, 1, 1, 1, 1}, {0, 0, 0, 0, 0, 0, 0, 0}}, false},
-      {"racks, rank 3 on 0's host, multi-level", {0, 1, 2, 0, 4, 5, 6, 7},
-       {{0, 0, 0, 0, 1, 1, 1, 1}, {0, 0, 0, 0, 0, 0, 0, 0}}, true},
+      {"racks, rank 3 on 0's host, ring among leaders",
+       {0, 1, 2, 0, 4, 5, 6, 7},
+       {{0, 0, 0, 0, 1, 1, 1, 1}, {0, 0, 0, 0, 0, 0, 0, 0}},
+       false},
+      {"racks, rank 3 on 0's host, multi-level",
+       {0, 1, 2, 0, 4, 5, 6, 7},
+       {{0, 0, 0, 0, 1, 1, 1, 1}, {0, 0, 0, 0, 0, 0, 0, 0}},
+       true},
   };
   for (const Shape& shape : shapes) {
     for (size_t count : {size_t{1000}, size_t{9001}, (size_t{20} << 20) / kElem + 3}) {
@@ -814,8 +818,8 @@ TEST(Compressed, MultiLevelCodesOnlyAcrossUplinks) {
     for (int r = 0; r < c.nranks; ++r) {
       for (const Op& op : run.plans[static_cast<size_t>(r)].ops) {
         if (op.kind != OpKind::kSend) continue;
-        const bool across = c.switches[0][static_cast<size_t>(r)] !=
-                            c.switches[0][static_cast<size_t>(op.peer)];
+        const bool across =
+            c.switches[0][static_cast<size_t>(r)] != c.switches[0][static_cast<size_t>(op.peer)];
         EXPECT_EQ(op.src.buf == Buf::kFrame, across) << trees()[t].name << " rank " << r;
         frames_sent += op.src.buf == Buf::kFrame ? 1 : 0;
       }
