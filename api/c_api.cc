@@ -108,6 +108,32 @@ gradpack::Status run_group() {
   return first;
 }
 
+gp_topology_origin_t origin_of(gradpack::topology::ClusterChoice::Origin origin) {
+  switch (origin) {
+    case gradpack::topology::ClusterChoice::Origin::kFile:
+      return GP_TOPOLOGY_FILE;
+    case gradpack::topology::ClusterChoice::Origin::kProbe:
+      return GP_TOPOLOGY_PROBE;
+    case gradpack::topology::ClusterChoice::Origin::kFlat:
+      break;
+  }
+  return GP_TOPOLOGY_FLAT;
+}
+
+gradpack::Status topology_info(const gradpack::coll::Communicator& comm, gp_comm_topology_t* out) {
+  if (out->struct_size < sizeof(gp_comm_topology_t)) {
+    return gradpack::InvalidArgument(
+        "gp_comm_topology: set topology->struct_size = sizeof(gp_comm_topology_t) first");
+  }
+  const size_t size = out->struct_size;
+  std::memset(out, 0, sizeof(gp_comm_topology_t));
+  out->struct_size = size;
+  out->origin = origin_of(comm.cluster_source());
+  out->probe_seconds = comm.probe_seconds();
+  std::snprintf(out->detail, sizeof(out->detail), "%s", comm.cluster_detail().c_str());
+  return gradpack::OkStatus();
+}
+
 }  // namespace
 
 extern "C" {
@@ -323,35 +349,6 @@ gp_status_t gp_comm_stats(const gp_comm_t* comm, gp_comm_stats_t* stats) {
   });
 }
 
-namespace {
-
-gp_topology_origin_t origin_of(gradpack::topology::ClusterChoice::Origin origin) {
-  switch (origin) {
-    case gradpack::topology::ClusterChoice::Origin::kFile:
-      return GP_TOPOLOGY_FILE;
-    case gradpack::topology::ClusterChoice::Origin::kProbe:
-      return GP_TOPOLOGY_PROBE;
-    case gradpack::topology::ClusterChoice::Origin::kFlat:
-      break;
-  }
-  return GP_TOPOLOGY_FLAT;
-}
-
-gradpack::Status topology_info(const gradpack::coll::Communicator& comm, gp_comm_topology_t* out) {
-  if (out->struct_size < sizeof(gp_comm_topology_t)) {
-    return gradpack::InvalidArgument(
-        "gp_comm_topology: set topology->struct_size = sizeof(gp_comm_topology_t) first");
-  }
-  const size_t size = out->struct_size;
-  std::memset(out, 0, sizeof(gp_comm_topology_t));
-  out->struct_size = size;
-  out->origin = origin_of(comm.cluster_source());
-  out->probe_seconds = comm.probe_seconds();
-  std::snprintf(out->detail, sizeof(out->detail), "%s", comm.cluster_detail().c_str());
-  return gradpack::OkStatus();
-}
-
-}  // namespace
 
 gp_status_t gp_comm_topology(const gp_comm_t* comm, gp_comm_topology_t* topology,
                              char* cluster_text, size_t capacity, size_t* length) {

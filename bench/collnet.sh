@@ -22,6 +22,9 @@
 #   --placement P   rack (default) or interleaved host placement (vcluster.sh up --placement)
 #   --rounds N      with --racks: topology-aware and flat runs alternated N times (default 1); the
 #                   table takes each setting's median time over its rounds
+#   --probe         with --racks: the topology-aware runs find the racks themselves
+#                   (GRADPACK_TOPOLOGY=auto: the probe among the nodes at connect) instead of
+#                   reading vcluster.sh's cluster file
 #   --size BYTES    the all-reduce (default 64M)
 #   --chunk BYTES   bytes per iallreduce (default 2M)
 #   --iters N       timed all-reduces per run (default 10; one warm-up before)
@@ -48,7 +51,7 @@ case $mode in
 esac
 
 nodes=4 rate="" size=64M chunk=2M iters=10 codecs="q8 q4" timeout_s=600
-racks=1 uplink="" placement=rack rounds=1
+racks=1 uplink="" placement=rack rounds=1 aware=/run/gradpack-vcluster/cluster.conf
 out=$root/bench/out/collnet
 while [ $# -gt 0 ]; do
   case $1 in
@@ -64,6 +67,7 @@ while [ $# -gt 0 ]; do
     --uplink) uplink=${2:?}; shift 2 ;;
     --placement) placement=${2:?}; shift 2 ;;
     --rounds) rounds=${2:?}; shift 2 ;;
+    --probe) aware=auto; shift ;;
     -h | --help) usage 0 ;;
     *) die "unknown option '$1'" ;;
   esac
@@ -155,7 +159,7 @@ if [ "$racks" -gt 1 ]; then
     for c in off $codecs; do
       codec=$c
       if [ "$c" = off ]; then codec=""; fi
-      bench "$c.tree.$round" "$codec" /run/gradpack-vcluster/cluster.conf
+      bench "$c.tree.$round" "$codec" "$aware"
       bench "$c.flat.$round" "$codec" off
     done
   done

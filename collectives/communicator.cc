@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <set>
 
 #include "collectives/reduce/reduce.h"
 #include "collectives/rendezvous/env.h"
@@ -300,7 +301,10 @@ Status Communicator::connect_all(Store& store) {
 }
 
 Status Communicator::place_from_mesh() {
-  if (cluster_.empty() || cluster_.flat()) return OkStatus();
+  // A file's cluster places the nodes by name; auto probes among them when they are distinct
+  // machines (probe_among_nodes).
+  const bool from_file = !cluster_.empty() && !cluster_.flat();
+  if (!from_file && !probe_cluster_) return OkStatus();
   if (host_id_.size() >= kHostFieldBytes || host_name_.size() >= kHostFieldBytes) {
     return InvalidArgument("this host's identity or name (GRADPACK_HOSTID, GRADPACK_HOSTNAME) is " +
                            std::to_string(kHostFieldBytes) + " bytes or longer: shorten it");
@@ -326,7 +330,20 @@ Status Communicator::place_from_mesh() {
       (f == 0 ? ids : names)[p].assign(field, length);
     }
   }
-  return place_on_cluster(ids, names);
+  return from_file ? place_on_cluster(ids, names) : probe_among_nodes(ids, names);
+}
+
+// CollNet's nodes are one leader per machine: probed like hosts when their host identities are
+// all distinct. Nodes that share one (processes or threads of one machine posing as nodes, as in
+// tests) would measure its CPUs, not a network: flat, without probing.
+Status Communicator::probe_among_nodes(const std::vector<std::string>& ids,
+                                       const std::vector<std::string>& names) {
+  const std::set<std::string> distinct(ids.begin(), ids.end());
+  if (distinct.size() != ids.size()) {
+    cluster_origin_ = "GRADPACK_TOPOLOGY=auto: not probed (CollNet nodes share a host identity)";
+    return OkStatus();
+  }
+  return discover_cluster(ids, names);
 }
 
 Status Communicator::place_on_cluster(const std::vector<std::string>& host_ids,

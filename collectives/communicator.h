@@ -135,8 +135,11 @@ class Communicator {
                       std::chrono::steady_clock::time_point deadline);
   Status mesh_barrier();
   // create_from_handles: every rank's host identity and name, all-gathered over the mesh (there
-  // is no rendezvous store to read them from), then place_on_cluster.
+  // is no rendezvous store to read them from), then place_on_cluster (a cluster file) or, with
+  // GRADPACK_TOPOLOGY=auto, the probe among the nodes when each is its own machine.
   Status place_from_mesh();
+  Status probe_among_nodes(const std::vector<std::string>& ids,
+                           const std::vector<std::string>& names);
   // Maps every rank onto the cluster (an error naming the hosts it does not know) and fills
   // switch_of_rank_; nothing when the cluster is flat.
   Status place_on_cluster(const std::vector<std::string>& host_ids,

@@ -91,6 +91,7 @@ struct Split {
 };
 bool split_rates(const std::vector<MergedFlow>& flows, Split* out) {
   std::vector<double> x;
+  x.reserve(flows.size());
   for (const MergedFlow& f : flows) x.push_back(std::log(f.speed));
   std::sort(x.begin(), x.end());
   const size_t n = x.size();

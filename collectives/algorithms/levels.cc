@@ -228,6 +228,7 @@ void host_members(const PlanRequest& req, std::vector<int>* host_group, std::vec
 void leaders_ring(PlanBuilder& b, const PlanRequest& req, const std::vector<Unit>& units,
                   size_t mine, const Span& whole) {
   std::vector<int> group;
+  group.reserve(units.size());
   for (const Unit& u : units) group.push_back(u.rank);
   const int me = static_cast<int>(mine);
   const int pieces = pieces_of(req, whole, kMaxRingPieces);

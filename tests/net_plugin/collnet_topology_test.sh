@@ -9,7 +9,9 @@
 #   2. GRADPACK_COLLNET_COMPRESS=q8: placed alike, the compressed multi-level plan (hier), results
 #      within q8's bound;
 #   3. GRADPACK_TOPOLOGY=off: no placement, the ring, exact; with q8 the direct plan;
-#   4. a cluster file without fake3: connect fails, the message names fake3 and its rank.
+#   4. a cluster file without fake3: connect fails, the message names fake3 and its rank;
+#   5. GRADPACK_TOPOLOGY=auto: the nodes (distinct host ids) are probed at connect, exact; nodes
+#      that share one host id are not probed (they would measure this machine's CPUs), exact.
 # Arguments: gradpack-run gradpack-collnet-bench libnccl-net-gradpack.so
 set -uo pipefail
 run=${1:?gradpack-run} bench=${2:?gradpack-collnet-bench} plugin=${3:?the plugin}
@@ -87,3 +89,18 @@ fi
 grep -q "CollNet connect: GP_ERR_INVALID_ARGUMENT: GRADPACK_TOPOLOGY $work/three.cluster: .*'fake3' (rank 3)" \
   "$work/unknown.txt" || { cat "$work/unknown.txt"; fail "the error does not name fake3"; }
 echo "ok: $(grep -o "the cluster file does not know.*" "$work/unknown.txt" | head -1)"
+
+GRADPACK_TOPOLOGY=auto nodes "$work/auto.txt" || { cat "$work/auto.txt"; fail "auto"; }
+grep -q "check=ok" "$work/auto.txt" || { cat "$work/auto.txt"; fail "auto: the sums are wrong"; }
+grep -q "GRADPACK_TOPOLOGY=auto: probed 4 hosts in" "$work/auto.txt" ||
+  { cat "$work/auto.txt"; fail "auto: the nodes were not probed"; }
+echo "ok: auto: $(grep -o 'probed 4 hosts in [0-9.]* s' "$work/auto.txt" | head -1)"
+
+# shellcheck disable=SC2016  # expanded by each rank's shell
+GRADPACK_TOPOLOGY=auto "$run" -n 4 --timeout 100 -- /bin/sh -c \
+  'GRADPACK_HOSTNAME=fake$GRADPACK_RANK GRADPACK_HOSTID=one-machine exec "$0" "$@"' \
+  "$bench" --size 8M --chunk 1M --iters 2 --warmup 1 >"$work/shared.txt" 2>&1 ||
+  { cat "$work/shared.txt"; fail "auto, one host id"; }
+grep -q "check=ok" "$work/shared.txt" || { cat "$work/shared.txt"; fail "auto, one host id: sums"; }
+! grep -q "probed" "$work/shared.txt" || { cat "$work/shared.txt"; fail "one host id was probed"; }
+echo "ok: auto with one host id: not probed"
