@@ -20,12 +20,7 @@ constexpr uint64_t kProbeTag = 0x70726f6265;  // "probe"
 // (Communicator::Probe), they are not the caller's calls, so the counters stay as they were.
 class Communicator::ClusterProbe final : public topology::ClusterProbeTarget {
  public:
-  explicit ClusterProbe(Communicator& comm)
-      : comm_(comm), collectives_(comm.collectives_), last_algorithm_(comm.last_algorithm_) {}
-  ~ClusterProbe() override {
-    comm_.collectives_ = collectives_;
-    comm_.last_algorithm_ = last_algorithm_;
-  }
+  explicit ClusterProbe(Communicator& comm) : comm_(comm), uncounted_(comm) {}
   ClusterProbe(const ClusterProbe&) = delete;
   ClusterProbe& operator=(const ClusterProbe&) = delete;
 
@@ -125,8 +120,7 @@ class Communicator::ClusterProbe final : public topology::ClusterProbeTarget {
   }
 
   Communicator& comm_;
-  uint64_t collectives_;
-  std::string last_algorithm_;
+  Uncounted uncounted_;
   std::vector<uint8_t> out_, in_;
 };
 

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <set>
 
 #include "collectives/reduce/reduce.h"
 #include "collectives/rendezvous/env.h"
@@ -170,7 +169,7 @@ Status Communicator::create(int rank, int nranks, const std::shared_ptr<Store>& 
   } else {
     std::vector<transport::OpenedTransport> opened;
     GP_RETURN_IF_ERROR(transport::open(*settings, &opened));
-    topology::place_progress_threads(opened, *settings);  // near each NIC; never fails
+    topology::place_progress_threads(opened, *settings);     // near each NIC; never fails
     comm->transport_ = std::move(opened.front().transport);  // the first device: the fastest kind
   }
   if (comm->transport_->device_count() < 1) {
@@ -267,9 +266,8 @@ Status Communicator::connect_all(Store& store) {
     return InvalidArgument("two processes joined as rank " + std::to_string(rank_) +
                            " (or the rendezvous store holds an earlier job: use a fresh one)");
   }
-  GP_RETURN_IF_ERROR(
-      store.set("gp/rank/" + std::to_string(rank_),
-                encode_entry(handle, nranks_, host_id_, host_name_)));
+  GP_RETURN_IF_ERROR(store.set("gp/rank/" + std::to_string(rank_),
+                               encode_entry(handle, nranks_, host_id_, host_name_)));
 
   std::vector<transport::Handle> handles(nranks_);
   std::vector<std::string> host_ids(nranks_);
@@ -313,11 +311,10 @@ Status Communicator::place_from_mesh() {
   std::memcpy(mine.data(), host_id_.data(), host_id_.size());
   std::memcpy(mine.data() + kHostFieldBytes, host_name_.data(), host_name_.size());
   std::vector<uint8_t> all(mine.size() * static_cast<size_t>(nranks_));
-  // Not the caller's collective: the counters stay as they were.
-  const uint64_t collectives = collectives_;
-  GP_RETURN_IF_ERROR(allgather(mine.data(), all.data(), mine.size(), GP_UINT8));
-  collectives_ = collectives;
-  last_algorithm_.clear();
+  {
+    Uncounted uncounted(*this);
+    GP_RETURN_IF_ERROR(allgather(mine.data(), all.data(), mine.size(), GP_UINT8));
+  }
   std::vector<std::string> ids(static_cast<size_t>(nranks_)), names(ids.size());
   for (size_t p = 0; p < ids.size(); ++p) {
     const uint8_t* record = all.data() + p * mine.size();
@@ -338,8 +335,7 @@ Status Communicator::place_from_mesh() {
 // tests) would measure its CPUs, not a network: flat, without probing.
 Status Communicator::probe_among_nodes(const std::vector<std::string>& ids,
                                        const std::vector<std::string>& names) {
-  const std::set<std::string> distinct(ids.begin(), ids.end());
-  if (distinct.size() != ids.size()) {
+  if (topology::host_count(topology::group_hosts(ids)) != nranks_) {
     cluster_origin_ = "GRADPACK_TOPOLOGY=auto: not probed (CollNet nodes share a host identity)";
     return OkStatus();
   }
@@ -354,7 +350,8 @@ Status Communicator::place_on_cluster(const std::vector<std::string>& host_ids,
   for (size_t p = 0; p < ranks.size(); ++p) ranks[p] = {host_ids[p], host_names[p]};
   topology::RankPlacement placed;
   Status st = topology::place_ranks(cluster_, ranks, &placed);
-  if (!st.ok()) return Status(st.code(), "GRADPACK_TOPOLOGY " + cluster_origin_ + ": " + st.message());
+  if (!st.ok())
+    return Status(st.code(), "GRADPACK_TOPOLOGY " + cluster_origin_ + ": " + st.message());
   if (!placed.idle_hosts.empty() && rank_ == 0) {
     GP_LOG_WARN(kTopo, "%zu host(s) of %s run no rank (first: %s)", placed.idle_hosts.size(),
                 cluster_origin_.c_str(), placed.idle_hosts.front().c_str());
@@ -364,9 +361,11 @@ Status Communicator::place_on_cluster(const std::vector<std::string>& host_ids,
   const auto levels = static_cast<size_t>(cluster_.levels());
   switch_of_rank_.assign(levels, std::vector<int>(static_cast<size_t>(nranks_)));
   for (int p = 0; p < nranks_; ++p) {
-    const std::vector<int> path = cluster_.path_to_root(placed.host_of_rank[static_cast<size_t>(p)]);
+    const std::vector<int> path =
+        cluster_.path_to_root(placed.host_of_rank[static_cast<size_t>(p)]);
     for (size_t l = 0; l < levels; ++l) {
-      switch_of_rank_[l][static_cast<size_t>(p)] = path.empty() ? 0 : path[std::min(l, path.size() - 1)];
+      switch_of_rank_[l][static_cast<size_t>(p)] =
+          path.empty() ? 0 : path[std::min(l, path.size() - 1)];
     }
   }
   // The cost model's choice for large all-reduces (unknown rates: the multi-level plan, the
@@ -513,17 +512,12 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   GP_RETURN_IF_ERROR(reduce_fn(dtype, op, &reduce));
   const size_t elem = dtype_size(dtype);
 
-  PlanRequest request;
+  PlanRequest request = topology_request();
   request.collective = collective;
-  request.rank = rank_;
-  request.nranks = nranks_;
   request.count = count;
   request.elem_size = elem;
   request.root = root;
   request.segment_bytes = segment_bytes != 0 ? segment_bytes : default_segment_bytes_;
-  request.host_of_rank = host_of_rank_;
-  request.switch_of_rank = switch_of_rank_;
-  request.uplinks_oversubscribed = uplinks_oversubscribed_;
   request.send_peer = send_peer;
   request.recv_peer = recv_peer;
   request.compressed = compress != nullptr;
@@ -564,27 +558,38 @@ Status Communicator::run(Collective collective, const void* send, void* recv, si
   return OkStatus();
 }
 
+Communicator::Uncounted::Uncounted(Communicator& comm)
+    : comm_(comm),
+      collectives_(comm.collectives_),
+      compressed_calls_(comm.compressed_calls_),
+      bypassed_calls_(comm.bypassed_calls_),
+      last_codec_(comm.last_codec_),
+      last_algorithm_(comm.last_algorithm_) {}
+
+Communicator::Uncounted::~Uncounted() {
+  comm_.collectives_ = collectives_;
+  comm_.compressed_calls_ = compressed_calls_;
+  comm_.bypassed_calls_ = bypassed_calls_;
+  comm_.last_codec_ = last_codec_;
+  comm_.last_algorithm_ = last_algorithm_;
+}
+
+PlanRequest Communicator::topology_request() const {
+  PlanRequest request;
+  request.rank = rank_;
+  request.nranks = nranks_;
+  request.host_of_rank = host_of_rank_;
+  request.switch_of_rank = switch_of_rank_;
+  request.uplinks_oversubscribed = uplinks_oversubscribed_;
+  return request;
+}
+
 class Communicator::Probe final : public topology::ProbeTarget {
  public:
   // `codec`: the codec the compressed probes use (its mode is ignored).
-  Probe(Communicator& comm, const CodecRequest& codec)
-      : comm_(comm),
-        collectives_(comm.collectives_),
-        compressed_calls_(comm.compressed_calls_),
-        bypassed_calls_(comm.bypassed_calls_),
-        last_codec_(comm.last_codec_),
-        last_algorithm_(comm.last_algorithm_) {
+  Probe(Communicator& comm, const CodecRequest& codec) : comm_(comm), uncounted_(comm) {
     codec_ = codec;
     codec_.mode = CodecRequest::Mode::kFixed;
-  }
-  // The probes are not the caller's calls: the counters and "last" fields stay as they were (the
-  // bytes they move are counted: they did cross the wire).
-  ~Probe() override {
-    comm_.collectives_ = collectives_;
-    comm_.compressed_calls_ = compressed_calls_;
-    comm_.bypassed_calls_ = bypassed_calls_;
-    comm_.last_codec_ = last_codec_;
-    comm_.last_algorithm_ = last_algorithm_;
   }
   Probe(const Probe&) = delete;
   Probe& operator=(const Probe&) = delete;
@@ -608,8 +613,7 @@ class Communicator::Probe final : public topology::ProbeTarget {
  private:
   Communicator& comm_;
   CodecRequest codec_;
-  uint64_t collectives_, compressed_calls_, bypassed_calls_;
-  std::string last_codec_, last_algorithm_;
+  Uncounted uncounted_;  // the probes are not the caller's calls
 };
 
 Status Communicator::codecs_for(const CodecRequest& codec, CodecSet** out) {
@@ -715,8 +719,8 @@ Status Communicator::allreduce_uncompressed(const AllreduceCall& call) {
     std::vector<uint8_t> merged;
     fold_residual(*owed, call.send, call.count, call.dtype, *kernels_, &merged);
     residuals_->erase(call.key);
-    GP_RETURN_IF_ERROR(run(Collective::kAllReduce, merged.data(), call.recv, call.count,
-                           call.dtype, call.op, 0, algorithm, call.segment_bytes));
+    GP_RETURN_IF_ERROR(run(Collective::kAllReduce, merged.data(), call.recv, call.count, call.dtype,
+                           call.op, 0, algorithm, call.segment_bytes));
   } else {
     GP_RETURN_IF_ERROR(run(Collective::kAllReduce, call.send, call.recv, call.count, call.dtype,
                            call.op, 0, algorithm, call.segment_bytes));
@@ -726,24 +730,14 @@ Status Communicator::allreduce_uncompressed(const AllreduceCall& call) {
 }
 
 Status Communicator::watch_links(size_t bytes) {
-  PlanRequest shape;
-  shape.rank = rank_;
-  shape.nranks = nranks_;
-  shape.host_of_rank = host_of_rank_;
-  shape.switch_of_rank = switch_of_rank_;
-  // The agreement is not the caller's call: the counters and "last" fields stay as they were.
   auto agree = [this](double* values, size_t count) {
-    const uint64_t calls = collectives_;
-    const std::string last = last_algorithm_;
-    Status st = run(Collective::kAllReduce, values, values, count, GP_FLOAT64, GP_MAX, 0,
-                    Algorithm::kRing, 0);
-    collectives_ = calls;
-    last_algorithm_ = last;
-    return st;
+    Uncounted uncounted(*this);
+    return run(Collective::kAllReduce, values, values, count, GP_FLOAT64, GP_MAX, 0,
+               Algorithm::kRing, 0);
   };
   const uint64_t rebuilds = replanner_.rebuilds();
   GP_RETURN_IF_ERROR(replanner_.note_call(
-      bytes, [this] { return executor_.take_send_times(); }, shape, agree));
+      bytes, [this] { return executor_.take_send_times(); }, topology_request(), agree));
   if (replanner_.rebuilds() != rebuilds) plans_.clear();
   return OkStatus();
 }

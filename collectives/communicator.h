@@ -27,8 +27,8 @@
 #include "collectives/executor/host_executor.h"
 #include "collectives/options.h"
 #include "collectives/plan.h"
-#include "collectives/replanner.h"
 #include "collectives/rendezvous/store.h"
+#include "collectives/replanner.h"
 #include "collectives/residuals.h"
 #include "common/status.h"
 #include "compression/cpu/kernels.h"
@@ -167,6 +167,24 @@ class Communicator {
   // The communicator as auto's measurements see it (link_probe.h); it leaves the statistics as
   // they were.
   class Probe;
+  // While it lives, the communicator's own collectives (auto's measurements, the cluster probe,
+  // the link checks, the nodes' host records) are not the caller's calls: it puts the counters
+  // and "last" fields back as they were when it goes (the bytes they moved stay counted: they did
+  // cross the wire).
+  class Uncounted {
+   public:
+    explicit Uncounted(Communicator& comm);
+    ~Uncounted();
+    Uncounted(const Uncounted&) = delete;
+    Uncounted& operator=(const Uncounted&) = delete;
+
+   private:
+    Communicator& comm_;
+    uint64_t collectives_, compressed_calls_, bypassed_calls_;
+    std::string last_codec_, last_algorithm_;
+  };
+  // The request fields every plan of this communicator shares: ranks, hosts and switches.
+  PlanRequest topology_request() const;
   Status fail(Status status);
   void close_links();
   // After a large all-reduce the selector planned: counts it for the replanner, which every

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "collectives/replanner.h"
 
-#include <set>
-
 #include "collectives/algorithms/algorithms.h"
 #include "common/log.h"
+#include "topology/host.h"
 #include "topology/replan.h"
 
 namespace gradpack::coll {
@@ -14,8 +13,8 @@ void Replanner::configure(const Settings& settings, int rank, int nranks,
   rank_ = rank;
   nranks_ = nranks;
   interval_bytes_ = static_cast<uint64_t>(settings.get_int(SettingId::kReplanBytes));
-  const std::set<int> hosts(host_of_rank.begin(), host_of_rank.end());
-  const bool one_per_host = host_of_rank.empty() || hosts.size() == host_of_rank.size();
+  const bool one_per_host = host_of_rank.empty() || topology::host_count(host_of_rank) ==
+                                                        static_cast<int>(host_of_rank.size());
   enabled_ = settings.get(SettingId::kReplan) == "on" && nranks >= 3 && one_per_host;
   if (settings.get(SettingId::kReplan) == "on" && !one_per_host && rank == 0) {
     GP_LOG_INFO(kTopo, "re-planning is off: hosts run several ranks");

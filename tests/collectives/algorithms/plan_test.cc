@@ -255,25 +255,31 @@ std::vector<Tree> trees() {
   };
 }
 
-TEST(AllReduce, SwitchTrees) {
+// `a` on every tree, small and segment-crossing counts, in place and not.
+void sweep_trees(Algorithm a, bool compressed) {
   for (const Tree& t : trees()) {
-    for (Algorithm a : {Algorithm::kRing, Algorithm::kHierarchical, Algorithm::kHalvingDoubling,
-                        Algorithm::kTree}) {
-      for (size_t count : {size_t{1}, size_t{7}, size_t{1000}, size_t{9001}}) {
-        for (size_t seg : {size_t{1} << 20, size_t{4096}}) {
-          Case c;
-          c.algorithm = a;
-          c.nranks = 8;
-          c.count = count;
-          c.segment_bytes = seg;
-          c.hosts = t.hosts;
-          c.switches = t.switches;
-          SCOPED_TRACE(t.name);
-          run_case(c, true);
-          run_case(c, false, 5);
-        }
+    for (size_t count : {size_t{1}, size_t{7}, size_t{1000}, size_t{9001}}) {
+      for (size_t seg : {size_t{1} << 20, size_t{4096}}) {
+        Case c;
+        c.algorithm = a;
+        c.compressed = compressed;
+        c.nranks = 8;
+        c.count = count;
+        c.segment_bytes = seg;
+        c.hosts = t.hosts;
+        c.switches = t.switches;
+        SCOPED_TRACE(t.name);
+        run_case(c, true);
+        run_case(c, false, 5);
       }
     }
+  }
+}
+
+TEST(AllReduce, SwitchTrees) {
+  for (Algorithm a : {Algorithm::kRing, Algorithm::kHierarchical, Algorithm::kHalvingDoubling,
+                      Algorithm::kTree}) {
+    sweep_trees(a, false);
   }
 }
 
@@ -776,23 +782,7 @@ TEST(Compressed, HierOneHost) {
 // crosses the uplinks through the codec (levels.cc), exact in the simulator (frames are lossless
 // there), in pieces too, with every tree shape.
 TEST(Compressed, SwitchTrees) {
-  for (const Tree& t : trees()) {
-    for (size_t count : {size_t{1}, size_t{7}, size_t{1000}, size_t{9001}}) {
-      for (size_t seg : {size_t{1} << 20, size_t{4096}}) {
-        Case c;
-        c.algorithm = Algorithm::kHierarchical;
-        c.compressed = true;
-        c.nranks = 8;
-        c.count = count;
-        c.segment_bytes = seg;
-        c.hosts = t.hosts;
-        c.switches = t.switches;
-        SCOPED_TRACE(t.name);
-        run_case(c, true);
-        run_case(c, false, 5);
-      }
-    }
-  }
+  sweep_trees(Algorithm::kHierarchical, true);
   Case c;
   c.algorithm = Algorithm::kHierarchical;
   c.compressed = true;
